@@ -1,0 +1,222 @@
+"""The bridge's one exception tree.
+
+::
+
+    BridgeError
+    ├── ScimError                      rendered as a SCIM Error body (RFC 7644 §3.12)
+    │   ├── BadRequest (400)           scim_type set per subclass:
+    │   │   ├── InvalidFilter          invalidFilter
+    │   │   ├── TooMany                tooMany
+    │   │   ├── InvalidSyntax          invalidSyntax
+    │   │   ├── InvalidPath            invalidPath
+    │   │   ├── NoTarget               noTarget
+    │   │   ├── InvalidValue           invalidValue
+    │   │   ├── InvalidVersion         invalidVers
+    │   │   ├── Mutability             mutability
+    │   │   └── Sensitive              sensitive
+    │   ├── Unauthorized (401)
+    │   ├── Forbidden (403)
+    │   ├── NotFound (404)
+    │   ├── Uniqueness (409)           uniqueness
+    │   ├── PreconditionFailed (412)
+    │   ├── PayloadTooLarge (413)
+    │   ├── NotImplemented_ (501)
+    │   └── Unavailable (503)          carries retry_after
+    ├── ConfigError                    a mapping/settings file is wrong; lists every problem
+    └── DirectoryError                 raised by directory clients; ``code`` is the LDAP result name
+                                       and ``to_scim()`` is the ONE table from LDAP results to SCIM
+
+Only ``directory/`` clients raise DirectoryError (one translation point per client); the HTTP
+layer renders ScimError and converts DirectoryError through :func:`DirectoryError.to_scim`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class ScimError(BridgeError):
+    status: int = 500
+    scim_type: str | None = None
+
+    def __init__(self, detail: str, *, scim_type: str | None = None, status: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        if scim_type is not None:
+            self.scim_type = scim_type
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict[str, object]:
+        """The RFC 7644 §3.12 error body."""
+        out: dict[str, object] = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": str(self.status),
+            "detail": self.detail,
+        }
+        if self.scim_type:
+            out["scimType"] = self.scim_type
+        return out
+
+
+class BadRequest(ScimError):
+    status = 400
+
+
+class InvalidFilter(BadRequest):
+    scim_type = "invalidFilter"
+
+
+class TooMany(BadRequest):
+    scim_type = "tooMany"
+
+
+class InvalidSyntax(BadRequest):
+    scim_type = "invalidSyntax"
+
+
+class InvalidPath(BadRequest):
+    scim_type = "invalidPath"
+
+
+class NoTarget(BadRequest):
+    scim_type = "noTarget"
+
+
+class InvalidValue(BadRequest):
+    scim_type = "invalidValue"
+
+
+class InvalidVersion(BadRequest):
+    scim_type = "invalidVers"
+
+
+class Mutability(BadRequest):
+    scim_type = "mutability"
+
+
+class Sensitive(BadRequest):
+    scim_type = "sensitive"
+
+
+class Unauthorized(ScimError):
+    status = 401
+
+
+class Forbidden(ScimError):
+    status = 403
+
+
+class NotFound(ScimError):
+    status = 404
+
+
+class Uniqueness(ScimError):
+    status = 409
+    scim_type = "uniqueness"
+
+
+class PreconditionFailed(ScimError):
+    status = 412
+
+
+class PayloadTooLarge(ScimError):
+    status = 413
+
+
+class NotImplemented_(ScimError):  # noqa: N801 - avoid shadowing the builtin constant
+    status = 501
+
+
+class Unavailable(ScimError):
+    status = 503
+
+    def __init__(self, detail: str, *, retry_after: int = 5):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a config file, located by its YAML path (``resources.User.attributes``)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(BridgeError):
+    def __init__(self, problems: Sequence[Problem], source: str = ""):
+        self.problems = tuple(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "; ".join(str(p) for p in self.problems))
+
+
+# LDAP result name -> (SCIM error class, scimType override or None).  The one table.
+_LDAP_TO_SCIM: dict[str, tuple[type[ScimError], str | None]] = {
+    "entryAlreadyExists": (Uniqueness, None),
+    "noSuchObject": (NotFound, None),
+    "constraintViolation": (InvalidValue, None),
+    "objectClassViolation": (InvalidValue, None),
+    "namingViolation": (InvalidValue, None),
+    "invalidAttributeSyntax": (InvalidValue, None),
+    "undefinedAttributeType": (InvalidValue, None),
+    "attributeOrValueExists": (InvalidValue, None),
+    "noSuchAttribute": (InvalidValue, None),
+    "invalidDNSyntax": (InvalidValue, None),
+    "notAllowedOnRDN": (Mutability, None),
+    "notAllowedOnNonLeaf": (InvalidValue, None),
+    "unwillingToPerform": (InvalidValue, None),
+    "insufficientAccessRights": (Forbidden, None),
+    "strongerAuthRequired": (Forbidden, None),
+    "assertionFailed": (PreconditionFailed, None),
+    "sizeLimitExceeded": (TooMany, None),
+    "adminLimitExceeded": (TooMany, None),
+}
+_UNAVAILABLE = {
+    "busy",
+    "unavailable",
+    "serverDown",
+    "timeout",
+    "timeLimitExceeded",
+    "connectError",
+    "other-unavailable",
+}
+
+
+class DirectoryError(BridgeError):
+    """An LDAP operation failed.  ``code`` is the RFC 4511 result name (e.g. ``noSuchObject``),
+    or one of ``serverDown``/``timeout``/``connectError`` for transport failures."""
+
+    def __init__(self, code: str, message: str = "", *, dn: str = "", operation: str = ""):
+        self.code = code
+        self.message = message
+        self.dn = dn
+        self.operation = operation
+        super().__init__(f"{operation} {dn}: {code} {message}".strip())
+
+    @property
+    def transient(self) -> bool:
+        return self.code in _UNAVAILABLE
+
+    def to_scim(self, detail: str | None = None) -> ScimError:
+        """Map this LDAP failure to the SCIM answer (RFC 7644 §3.12); the detail names the
+        directory's own diagnostic so an admin can act on it (no secrets ever reach here)."""
+        if self.transient:
+            return Unavailable(detail or f"directory unavailable ({self.code})")
+        cls, scim_type = _LDAP_TO_SCIM.get(self.code, (ScimError, None))
+        text = detail or f"directory refused the {self.operation or 'operation'}: {self.code}"
+        if self.message and not detail:
+            text += f" ({self.message})"
+        err = cls(text)
+        if scim_type:
+            err.scim_type = scim_type
+        return err
