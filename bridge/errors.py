@@ -129,7 +129,7 @@ class PayloadTooLarge(ScimError):
     status = 413
 
 
-class NotImplemented_(ScimError):  # noqa: N801 - avoid shadowing the builtin constant
+class NotImplemented_(ScimError):
     status = 501
 
 

@@ -1,0 +1,167 @@
+"""Starlette application: construction, auth, error rendering.  Endpoints are in routes.py.
+
+One error handler renders every ScimError as an RFC 7644 §3.12 body; DirectoryError goes through
+the one LDAP->SCIM table (errors.py); anything else is a 500 that is logged with its traceback and
+never echoed to the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bridge.config import MappingConfig, load_mapping
+from bridge.directory.base import Directory
+from bridge.errors import (
+    DirectoryError,
+    Forbidden,
+    PayloadTooLarge,
+    ScimError,
+    Unauthorized,
+    Unavailable,
+)
+from bridge.service import Service
+from bridge.settings import Settings, Token
+
+log = logging.getLogger("bridge.http")
+SCIM_JSON = "application/scim+json"
+
+
+class ScimResponse(Response):
+    media_type = SCIM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(err: ScimError) -> ScimResponse:
+    headers = {}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="scim"'
+    if isinstance(err, Unavailable):
+        headers["Retry-After"] = str(err.retry_after)
+    return ScimResponse(err.body(), status_code=err.status, headers=headers)
+
+
+def to_scim_error(exc: BaseException) -> ScimError | None:
+    if isinstance(exc, ScimError):
+        return exc
+    if isinstance(exc, DirectoryError):
+        return exc.to_scim()
+    return None
+
+
+class ScimMiddleware:
+    """Request id, bearer-token auth, body-size limit and error rendering for the SCIM routes.
+
+    A pure ASGI middleware (not BaseHTTPMiddleware) so the body limit applies while streaming."""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app = app
+        self.settings = settings
+        self.tokens = [(t, t.secret.encode()) for t in settings.tokens]
+
+    def authenticate(self, header: str | None) -> Token:
+        if not header or not header.lower().startswith("bearer "):
+            raise Unauthorized("a bearer token is required")
+        given = header[7:].strip().encode()
+        found = None
+        for token, secret in self.tokens:  # compare against every token: constant time
+            if hmac.compare_digest(given, secret):
+                found = token
+        if found is None:
+            raise Unauthorized("invalid bearer token")
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.settings.base_path):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        try:
+            token = self.authenticate(headers.get("authorization"))
+            if (
+                token.read_only
+                and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+                and not scope["path"].endswith("/.search")
+            ):
+                raise Forbidden(f"token {token.name!r} is read-only")
+            scope["state"]["token"] = token.name
+            length = headers.get("content-length")
+            if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
+                raise PayloadTooLarge(f"request body exceeds {self.settings.max_body_bytes} bytes")
+        except ScimError as err:
+            await error_response(err)(scope, receive, send)
+            return
+        limit = self.settings.max_body_bytes
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def build_app(
+    settings: Settings, *, directory: Directory | None = None, mapping: MappingConfig | None = None
+) -> Starlette:
+    from bridge import routes
+    from bridge.runtime import make_directory
+
+    mapping = mapping or load_mapping(settings.mapping)
+    directory = directory or make_directory(settings, mapping)
+    service = Service(
+        mapping, directory, max_results=settings.max_results, default_count=settings.default_count
+    )
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        err = to_scim_error(exc)
+        if err is None:
+            log.exception("unhandled error", extra={"request_id": _rid(request)})
+            err = ScimError(f"internal error; see the bridge log for request {_rid(request)}")
+        elif err.status >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc, extra={"request_id": _rid(request)})
+        return error_response(err)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        directory.close()
+
+    app = Starlette(
+        routes=routes.build_routes(settings.base_path),
+        exception_handlers={Exception: on_error, ScimError: on_error, DirectoryError: on_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.mapping = mapping
+    app.state.directory = directory
+    app.state.service = service
+    app.add_middleware(ScimMiddleware, settings=settings)
+
+    return app
+
+
+def _rid(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+Handler = Callable[[Request], Awaitable[Response]]

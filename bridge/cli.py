@@ -1,0 +1,183 @@
+"""``scim-ldap-bridge`` command line: serve | check-mapping | translate-filter."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bridge import __version__
+from bridge.errors import BridgeError, ConfigError
+from bridge.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scim-ldap-bridge",
+        description="A SCIM 2.0 server (RFC 7643/7644) that provisions users and groups into "
+        "LDAP or Active Directory.  Settings come from BRIDGE_* environment "
+        "variables; flags override them.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "serve",
+        help="run the SCIM server",
+        description="Run the SCIM server at http://HOST:PORT/scim/v2.  With no "
+        "BRIDGE_LDAP_URL it serves an embedded in-memory directory "
+        "seeded with demo data (nothing is persisted).",
+    )
+    s.add_argument("--host", help="listen address (BRIDGE_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="listen port (BRIDGE_PORT, default 8080)")
+    s.add_argument(
+        "--mapping", "-m", help="mapping YAML (BRIDGE_MAPPING, default mappings/openldap.yaml)"
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (real directory only; default 1)",
+    )
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=None,
+        help="plan and log writes without applying them (BRIDGE_DRY_RUN)",
+    )
+
+    c = sub.add_parser(
+        "check-mapping",
+        help="validate a mapping file and report every problem",
+        description="Load MAPPING strictly; print OK or every problem with its "
+        "YAML path; exit 1 on problems.",
+    )
+    c.add_argument("mapping", help="path to the mapping YAML")
+
+    t = sub.add_parser("translate-filter", help="show the LDAP filter for a SCIM filter")
+    t.add_argument("filter", help="a SCIM filter, e.g. 'userName eq \"bjensen\"'")
+    t.add_argument("--mapping", "-m", required=True, help="path to the mapping YAML")
+    t.add_argument("--resource", "-r", default="User", help="resource type (default User)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-mapping":
+            return check_mapping(args.mapping)
+        if args.command == "translate-filter":
+            return translate_filter(args.mapping, args.resource, args.filter)
+        return serve(args)
+    except ConfigError as exc:
+        print(f"configuration error in {exc.source or 'settings'}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+
+def check_mapping(path: str) -> int:
+    from bridge.config import load_mapping
+
+    try:
+        mapping = load_mapping(path)
+    except FileNotFoundError:
+        print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            print(f"  {problem}")
+        return 1
+    kinds = ", ".join(
+        f"{r.name} ({len(r.attributes)} attributes)" for r in mapping.resources.values()
+    )
+    print(f"{path}: OK — dialect {mapping.dialect.name}; {kinds}")
+    return 0
+
+
+def translate_filter(path: str, resource: str, text: str) -> int:
+    from bridge.config import load_mapping
+    from bridge.translate.filter import to_ldap
+
+    mapping = load_mapping(path)
+    if resource not in mapping.resources:
+        print(
+            f"unknown resource {resource!r}; choose one of: {', '.join(mapping.resources)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        print(to_ldap(mapping.resource(resource), text, mapping))
+    except BridgeError as exc:
+        print(getattr(exc, "detail", str(exc)), file=sys.stderr)
+        return 1
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env()
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.mapping:
+        overrides["mapping"] = args.mapping
+    if args.dry_run:
+        overrides["dry_run"] = True
+    generated = not settings.tokens
+    if generated:
+        from bridge.settings import Token
+
+        overrides["tokens"] = (Token("generated", secrets.token_urlsafe(24)),)
+    settings = settings.with_(**overrides)
+    from bridge.logs import setup_logging
+
+    setup_logging(settings)
+    log = logging.getLogger("bridge")
+    app = make_served_app(settings)
+    url = f"http://{settings.host}:{settings.port}{settings.base_path}"
+    banner = [f"scim-ldap-bridge {__version__} serving SCIM at {url}"]
+    if settings.embedded:
+        banner.append(
+            "directory: EMBEDDED in-memory directory (demo data; nothing is persisted "
+            "— set BRIDGE_LDAP_URL to use a real directory)"
+        )
+    else:
+        banner.append(f"directory: {', '.join(settings.ldap_urls)} (client {settings.client})")
+    if generated:
+        banner.append(
+            f"bearer token (generated; set BRIDGE_TOKEN to choose one): {settings.tokens[0].secret}"
+        )
+    for line in banner:
+        print(line, flush=True)
+    log.info("starting", extra={"url": url, "embedded": settings.embedded})
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def make_served_app(settings: Settings) -> Any:
+    from bridge.app import build_app
+    from bridge.runtime import seed_demo
+
+    app = build_app(settings)
+    if settings.embedded and settings.demo:
+        seed_demo(app.state.service, "")
+    return app
+
+
+if __name__ == "__main__":
+    sys.exit(main())

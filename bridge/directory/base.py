@@ -1,0 +1,150 @@
+"""The LDAP seam: one interface, several clients (ldap3, the embedded directory, python-ldap).
+
+Everything above this package speaks in these terms only: DNs as strings, attribute values as raw
+``bytes``, filters as RFC 4515 strings built by ``translate.filter`` with values escaped through
+:mod:`bridge.directory.syntax`.  Each client converts its own exceptions into
+:class:`bridge.errors.DirectoryError` in exactly one place.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Scope = Literal["base", "one", "sub"]
+ChangeOp = Literal["add", "delete", "replace"]
+
+OID_PAGED = "1.2.840.113556.1.4.319"
+OID_SORT = "1.2.840.113556.1.4.473"
+OID_VLV = "2.16.840.1.113730.3.4.9"
+OID_ASSERTION = "1.3.6.1.1.12"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A directory entry; attribute names are lower-cased keys, values are raw bytes."""
+
+    dn: str
+    attrs: Mapping[str, Sequence[bytes]]
+
+    def get(self, name: str) -> Sequence[bytes]:
+        return self.attrs.get(name.lower(), ())
+
+    def first(self, name: str) -> bytes | None:
+        vals = self.attrs.get(name.lower())
+        return vals[0] if vals else None
+
+    def text(self, name: str) -> str | None:
+        raw = self.first(name)
+        return raw.decode("utf-8", "replace") if raw is not None else None
+
+
+@dataclass(frozen=True)
+class Change:
+    op: ChangeOp
+    attr: str
+    values: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class SortKey:
+    attr: str
+    reverse: bool = False
+    ordering_rule: str | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VLV window: ``offset`` is 1-based, ``count`` entries after it (RFC-draft VLV by offset)."""
+
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    entries: list[Entry]
+    #: the server's count of all matches (VLV contentCount), when known
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    sort: bool = False
+    vlv: bool = False
+    paged: bool = True
+    assertion: bool = False
+    controls: frozenset[str] = field(default_factory=frozenset)
+
+
+class Directory(ABC):
+    """One LDAP directory, as the service layer needs it.  Implementations are thread-safe."""
+
+    name = "directory"
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abstractmethod
+    def search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        size_limit: int = 0,
+        sort: Sequence[SortKey] = (),
+        window: Window | None = None,
+    ) -> SearchResult:
+        """All entries matching ``filter`` (paging through server size limits transparently),
+        or, with ``window``, one VLV window of the ``sort``-ed result set and its total."""
+
+    @abstractmethod
+    def iter_search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        page_size: int = 500,
+        sort: Sequence[SortKey] = (),
+    ) -> Iterator[Entry]:
+        """Stream matches page by page (RFC 2696), never holding the whole result."""
+
+    def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
+        """The entry at ``dn`` or None if there is none."""
+        from bridge.errors import DirectoryError
+
+        try:
+            found = self.search(dn, "(objectClass=*)", attributes, scope="base").entries
+        except DirectoryError as exc:
+            if exc.code == "noSuchObject":
+                return None
+            raise
+        return found[0] if found else None
+
+    @abstractmethod
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None: ...
+
+    @abstractmethod
+    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+        """Apply ``changes`` atomically; with ``assertion`` (an LDAP filter) only if the entry
+        still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
+
+    @abstractmethod
+    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+        """modify_dn with deleteoldrdn; returns the new DN."""
+
+    @abstractmethod
+    def delete(self, dn: str) -> None: ...
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise DirectoryError if the directory cannot be reached and bound (readiness)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

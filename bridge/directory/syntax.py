@@ -1,0 +1,160 @@
+"""LDAP string syntax, the ONE place where values are escaped for filters (RFC 4515) and DNs
+(RFC 4514), and where DNs are parsed and compared.  Pure functions; safe to use above the seam."""
+
+from __future__ import annotations
+
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import safe_dn
+
+from bridge.errors import InvalidValue
+
+__all__ = [
+    "dn_equal",
+    "escape_filter",
+    "escape_rdn_value",
+    "is_under",
+    "normalize_dn",
+    "parent_dn",
+    "rdn_of",
+    "split_rdn",
+]
+
+
+def escape_filter(value: str | bytes) -> str:
+    """An assertion value escaped per RFC 4515 §3 (``*()\\`` and NUL; bytes hex-escaped)."""
+    if isinstance(value, bytes):
+        return "".join(f"\\{b:02x}" for b in value)
+    return escape_filter_chars(value, encoding="utf-8")
+
+
+def escape_rdn_value(value: str) -> str:
+    """An attribute value escaped for use in an RDN (RFC 4514 §2.4)."""
+    if value == "":
+        raise InvalidValue("an empty value cannot name an entry")
+    out: list[str] = []
+    for i, ch in enumerate(value):
+        if ch in '\\,+"<>;=#' or ch == "\x00":
+            out.append("\\00" if ch == "\x00" else "\\" + ch)
+        elif ch == " " and i in (0, len(value) - 1):
+            out.append("\\" + ch)
+        elif ch in "\r\n" or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("".join(f"\\{b:02x}" for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def rdn_of(attr: str, value: str) -> str:
+    return f"{attr}={escape_rdn_value(value)}"
+
+
+def _rdns(dn: str) -> list[tuple[str, str, str]]:
+    """RFC 4514 parse: ``(attr, unescaped value, raw rdn text)`` per RDN, left to right.
+    Multi-valued RDNs (``a=1+b=2``) keep their first AVA as ``attr``/``value``."""
+    out: list[tuple[str, str, str]] = []
+    raw = dn.strip()
+    if not raw:
+        return out
+    i, n = 0, len(raw)
+    while i < n:
+        start = i
+        while i < n and raw[i] != "," and raw[i] != ";":
+            i += 2 if raw[i] == "\\" else 1
+        rdn_text = _strip(raw[start : min(i, n)])
+        i += 1
+        attr, sep, value = _split_unescaped(rdn_text, "=")
+        if not sep or not attr.strip():
+            raise InvalidValue(f"not a DN: {dn!r}")
+        value = _split_unescaped(value, "+")[0]
+        out.append((attr.strip(), _unescape(_strip(value)), rdn_text))
+    return out
+
+
+def _strip(text: str) -> str:
+    """Strip insignificant spaces; a trailing space escaped as ``\\ `` is significant."""
+    text = text.lstrip()
+    while text.endswith(" "):
+        body = text[:-1]
+        slashes = len(body) - len(body.rstrip("\\"))
+        if slashes % 2:
+            break
+        text = body
+    return text
+
+
+def _split_unescaped(text: str, sep: str) -> tuple[str, str, str]:
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == sep:
+            return text[:i], sep, text[i + 1 :]
+        i += 1
+    return text, "", ""
+
+
+def split_rdn(dn: str) -> tuple[str, str, str]:
+    """``(attr, unescaped value, parent dn)`` of a DN's first RDN."""
+    parts = _rdns(dn)
+    if not parts:
+        raise InvalidValue(f"not a DN: {dn!r}")
+    attr, value, _ = parts[0]
+    return attr, value, parent_dn(dn)
+
+
+def parent_dn(dn: str) -> str:
+    return ",".join(text for _, _, text in _rdns(dn)[1:])
+
+
+def _unescape(value: str) -> str:
+    out = bytearray()
+    i = 0
+    raw = value.encode("utf-8")
+    hexdigits = b"0123456789abcdefABCDEF"
+    while i < len(raw):
+        c = raw[i : i + 1]
+        if c == b"\\" and i + 1 < len(raw):
+            nxt = raw[i + 1 : i + 3]
+            if len(nxt) == 2 and all(b in hexdigits for b in nxt):
+                out.append(int(nxt, 16))
+                i += 3
+                continue
+            out += raw[i + 1 : i + 2]
+            i += 2
+            continue
+        out += c
+        i += 1
+    return out.decode("utf-8", "replace")
+
+
+def normalize_dn(dn: str) -> str:
+    """A comparison key for a DN: attribute names and values lower-cased, escapes canonical."""
+    return ",".join(dn_path(dn)[::-1])
+
+
+def dn_path(dn: str) -> tuple[str, ...]:
+    """Normalized RDNs from the root down: ``("dc=org", "dc=example", "ou=people", ...)``."""
+    try:
+        parts = _rdns(dn)
+    except InvalidValue:
+        return (dn.strip().lower(),)
+    return tuple(f"{a.lower()}={_esc(v.lower())}" for a, v, _ in reversed(parts))
+
+
+def _esc(value: str) -> str:
+    return escape_rdn_value(value) if value else ""
+
+
+def dn_equal(a: str, b: str) -> bool:
+    return normalize_dn(a) == normalize_dn(b)
+
+
+def is_under(dn: str, base: str) -> bool:
+    """True when ``dn`` is ``base`` or below it."""
+    pd, pb = dn_path(dn), dn_path(base)
+    return pd[: len(pb)] == pb
+
+
+def canonical_dn(dn: str) -> str:
+    return safe_dn(dn)

@@ -1,0 +1,237 @@
+"""Thin async endpoints: parse the request, one threadpool hop into the service, shape the
+response (RFC 7644 §3).  No LDAP and no business rules here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge.app import ScimResponse
+from bridge.config import ResourceMap
+from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
+from bridge.scim import schema as sch
+from bridge.scim.projection import Projection
+from bridge.service import ListQuery, ListResult, Service
+
+
+def base_url(request: Request) -> str:
+    """Absolute base for ``meta.location`` and ``Location`` (RFC 7644 §3.1)."""
+    settings = request.app.state.settings
+    return str(request.base_url).rstrip("/") + settings.base_path
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def resource_map(request: Request) -> ResourceMap:
+    endpoint = "/" + request.path_params["resource"]
+    rmap = request.app.state.mapping.by_endpoint(endpoint)
+    if rmap is None:
+        raise NotFound(f"no resource type at {endpoint}")
+    return rmap
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidSyntax("the request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidSyntax(f"the request body is not valid JSON: {exc}") from None
+
+
+def _int_param(value: str | None, name: str, default: int | None) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidValue(f"{name} must be an integer, got {value!r}") from None
+
+
+def projection(rmap: ResourceMap, attributes: Any, excluded: Any) -> Projection:
+    return Projection.parse(attributes, excluded, rmap.schemas)
+
+
+def list_query(rmap: ResourceMap, params: dict[str, Any]) -> ListQuery:
+    """Query parameters (GET) or a SearchRequest body (POST .search, RFC 7644 §3.4.3)."""
+    get = {k.lower(): v for k, v in params.items()}
+    start = _int_param(_s(get.get("startindex")), "startIndex", 1) or 1
+    count = _int_param(_s(get.get("count")), "count", None)
+    if count is not None and count < 0:
+        count = 0  # RFC 7644 §3.4.2.4: a negative count is interpreted as 0
+    sort_order = str(get.get("sortorder") or "ascending")
+    if sort_order.lower() not in ("ascending", "descending"):
+        raise InvalidValue(f"sortOrder must be ascending or descending, got {sort_order!r}")
+    flt = get.get("filter")
+    if flt is not None and not isinstance(flt, str):
+        raise InvalidValue("filter must be a string")
+    return ListQuery(
+        filter=flt or None,
+        start_index=max(start, 1),
+        count=count,
+        sort_by=_s(get.get("sortby")) or None,
+        sort_order=sort_order,
+        projection=projection(rmap, get.get("attributes"), get.get("excludedattributes")),
+        cursor=_s(get.get("cursor")),
+    )
+
+
+def _s(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def list_response(result: ListResult, count: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "schemas": [sch.LIST_RESPONSE],
+        "totalResults": result.total,
+        "itemsPerPage": len(result.resources),
+        "startIndex": result.start_index,
+        "Resources": result.resources,
+    }
+    if result.next_cursor:
+        body["nextCursor"] = result.next_cursor
+    if result.previous_cursor:
+        body["previousCursor"] = result.previous_cursor
+    body.update(result.extra)
+    return body
+
+
+def _etag(resource: dict[str, Any]) -> dict[str, str]:
+    version = resource.get("meta", {}).get("version")
+    return {"ETag": version} if version else {}
+
+
+def _respond(resource: dict[str, Any], status: int = 200, location: bool = False) -> ScimResponse:
+    headers = _etag(resource)
+    if location and "meta" in resource:
+        headers["Location"] = resource["meta"]["location"]
+    return ScimResponse(resource, status_code=status, headers=headers)
+
+
+async def list_resources(request: Request) -> Response:
+    rmap = resource_map(request)
+    query = list_query(rmap, dict(request.query_params))
+    result = await run_in_threadpool(service(request).search, rmap.name, query, base_url(request))
+    return ScimResponse(list_response(result, query.count))
+
+
+async def search_resources(request: Request) -> Response:
+    rmap = resource_map(request)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    query = list_query(rmap, body)
+    result = await run_in_threadpool(service(request).search, rmap.name, query, base_url(request))
+    return ScimResponse(list_response(result, query.count))
+
+
+async def create_resource(request: Request) -> Response:
+    rmap = resource_map(request)
+    body = await json_body(request)
+    created = await run_in_threadpool(service(request).create, rmap.name, body, base_url(request))
+    return _respond(_project(rmap, created, request), 201, location=True)
+
+
+def _project(rmap: ResourceMap, resource: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Apply ``attributes``/``excludedAttributes`` to a write response (RFC 7644 §3.9)."""
+    params = {k.lower(): v for k, v in request.query_params.items()}
+    if "attributes" not in params and "excludedattributes" not in params:
+        return resource
+    proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        if key in ("schemas", "id") or proj.wants(key):
+            out[key] = value
+    return out
+
+
+async def get_resource(request: Request) -> Response:
+    rmap = resource_map(request)
+    rid = request.path_params["id"]
+    params = {k.lower(): v for k, v in request.query_params.items()}
+    proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
+    resource = await run_in_threadpool(
+        service(request).get, rmap.name, rid, base_url(request), proj
+    )
+    inm = request.headers.get("if-none-match")
+    version = resource.get("meta", {}).get("version")
+    if inm and version and _etag_matches(inm, version):
+        return Response(status_code=304, headers={"ETag": version})
+    return _respond(resource)
+
+
+def _etag_matches(header: str, version: str) -> bool:
+    tags = {t.strip() for t in header.split(",")}
+    bare = version[2:] if version.startswith("W/") else version
+    return "*" in tags or any((t[2:] if t.startswith("W/") else t) == bare for t in tags)
+
+
+async def replace_resource(request: Request) -> Response:
+    rmap = resource_map(request)
+    body = await json_body(request)
+    updated = await run_in_threadpool(
+        service(request).replace,
+        rmap.name,
+        request.path_params["id"],
+        body,
+        base_url(request),
+        request.headers.get("if-match"),
+    )
+    return _respond(_project(rmap, updated, request))
+
+
+async def patch_resource(request: Request) -> Response:
+    rmap = resource_map(request)
+    body = await json_body(request)
+    updated = await run_in_threadpool(
+        service(request).patch,
+        rmap.name,
+        request.path_params["id"],
+        body,
+        base_url(request),
+        request.headers.get("if-match"),
+    )
+    return _respond(_project(rmap, updated, request))
+
+
+async def delete_resource(request: Request) -> Response:
+    rmap = resource_map(request)
+    await run_in_threadpool(
+        service(request).delete,
+        rmap.name,
+        request.path_params["id"],
+        request.headers.get("if-match"),
+    )
+    return Response(status_code=204)
+
+
+async def method_not_allowed(request: Request) -> Response:
+    raise BadRequest("method not allowed on this endpoint", status=405)
+
+
+def build_routes(base: str) -> list[Route]:
+    def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
+        return Route(base + path, endpoint, methods=methods)
+
+    return [
+        r("/{resource}/.search", search_resources, ["POST"]),
+        r("/{resource}", list_resources, ["GET"]),
+        r("/{resource}", create_resource, ["POST"]),
+        r("/{resource}/{id}", get_resource, ["GET"]),
+        r("/{resource}/{id}", replace_resource, ["PUT"]),
+        r("/{resource}/{id}", patch_resource, ["PATCH"]),
+        r("/{resource}/{id}", delete_resource, ["DELETE"]),
+    ]

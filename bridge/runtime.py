@@ -1,0 +1,118 @@
+"""Wiring: settings + mapping -> a directory client, and the embedded directory's demo seed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.config import MappingConfig
+from bridge.directory.base import Directory
+from bridge.directory.embedded import EmbeddedDirectory
+from bridge.directory.syntax import parent_dn, split_rdn
+from bridge.settings import Settings
+
+log = logging.getLogger("bridge")
+
+DEMO_USERS: list[dict[str, Any]] = [
+    {
+        "userName": "bjensen",
+        "name": {"givenName": "Barbara", "familyName": "Jensen"},
+        "displayName": "Babs Jensen",
+        "emails": [{"value": "bjensen@example.com", "type": "work", "primary": True}],
+        "title": "Tour Guide",
+    },
+    {
+        "userName": "jsmith",
+        "name": {"givenName": "John", "familyName": "Smith"},
+        "displayName": "John Smith",
+        "emails": [{"value": "jsmith@example.com", "type": "work"}],
+    },
+    {
+        "userName": "mmuller",
+        "name": {"givenName": "Märta", "familyName": "Müller"},
+        "displayName": "Märta Müller",
+        "emails": [{"value": "mmuller@example.com", "type": "work"}],
+    },
+]
+DEMO_GROUPS = [("Engineering", ["bjensen", "jsmith"]), ("Sales", ["mmuller"])]
+
+
+def make_directory(settings: Settings, mapping: MappingConfig) -> Directory:
+    if settings.embedded:
+        directory = EmbeddedDirectory()
+        seed_structure(directory, mapping)
+        return directory
+    if settings.client == "libldap":
+        from bridge.directory.libldap_client import LibldapDirectory  # optional extra
+
+        return LibldapDirectory(connection_settings(settings))
+    from bridge.directory.ldap3_client import Ldap3Directory
+
+    return Ldap3Directory(connection_settings(settings))
+
+
+def connection_settings(settings: Settings) -> Any:
+    from bridge.directory.ldap3_client import ConnectionSettings
+
+    return ConnectionSettings(
+        urls=settings.ldap_urls,
+        bind_dn=settings.bind_dn,
+        bind_password=settings.bind_password,
+        start_tls=settings.start_tls,
+        ca_file=settings.ca_file,
+        verify=settings.tls_verify,
+        tls_hostname=settings.tls_hostname,
+        connect_timeout=settings.connect_timeout,
+        operation_timeout=settings.operation_timeout,
+        pool_size=settings.pool_size,
+        page_size=settings.page_size,
+    )
+
+
+_CONTAINERS = {
+    "dc": ("dcObject", "organization"),
+    "ou": ("organizationalUnit",),
+    "cn": ("container",),
+    "o": ("organization",),
+}
+
+
+def seed_structure(directory: EmbeddedDirectory, mapping: MappingConfig) -> None:
+    """Create every base DN of the mapping (and its parents) in an empty embedded directory."""
+    wanted: list[str] = []
+    for rmap in mapping.resources.values():
+        dn = rmap.base_dn
+        chain = []
+        while dn:
+            chain.append(dn)
+            dn = parent_dn(dn)
+        wanted.extend(reversed(chain))
+    for dn in dict.fromkeys(wanted):
+        if directory.read(dn, ["1.1"]) is not None:
+            continue
+        attr, value, _ = split_rdn(dn)
+        classes = _CONTAINERS.get(attr.lower(), ("extensibleObject",))
+        attrs: dict[str, list[bytes | str]] = {"objectClass": ["top", *classes], attr: [value]}
+        if attr.lower() == "dc":
+            attrs["o"] = [value]
+        directory.seed(dn, attrs)
+
+
+def seed_demo(service: Any, base_url: str = "") -> None:
+    """Demo users and groups, written through the service so they follow the mapping."""
+    if "User" not in service.mapping.resources:
+        return
+    ids: dict[str, str] = {}
+    for body in DEMO_USERS:
+        created = service.create(
+            "User", {"schemas": [service.rmap("User").schema], **body}, base_url
+        )
+        ids[body["userName"]] = created["id"]
+    if "Group" not in service.mapping.resources:
+        return
+    for name, members in DEMO_GROUPS:
+        service.create(
+            "Group",
+            {"displayName": name, "members": [{"value": ids[m]} for m in members]},
+            base_url,
+        )

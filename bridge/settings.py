@@ -1,0 +1,157 @@
+"""Process settings from ``BRIDGE_*`` environment variables; secrets from the variable or from a
+file named by ``<NAME>_FILE`` (Docker/Kubernetes secrets).  Secrets never appear in ``repr``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bridge.errors import ConfigError, Problem
+
+DEFAULT_MAPPING = "mappings/openldap.yaml"
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                [Problem(f"{name}_FILE", f"cannot read {path}: {exc.strerror}")]
+            ) from None
+    return env.get(name)
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    secret: str = field(repr=False)
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    ldap_urls: tuple[str, ...] = ()
+    bind_dn: str = ""
+    bind_password: str = field(default="", repr=False)
+    mapping: str = DEFAULT_MAPPING
+    tokens: tuple[Token, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_path: str = "/scim/v2"
+    start_tls: bool = False
+    ca_file: str | None = None
+    tls_verify: bool = True
+    tls_hostname: str | None = None
+    connect_timeout: float = 5.0
+    operation_timeout: float = 30.0
+    pool_size: int = 8
+    page_size: int = 500
+    max_body_bytes: int = 1 << 20
+    max_results: int = 1000
+    default_count: int = 100
+    client: str = "ldap3"
+    dry_run: bool = False
+    log_level: str = "INFO"
+    log_json: bool = True
+    demo: bool = True
+
+    @property
+    def embedded(self) -> bool:
+        return not self.ldap_urls
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[Problem] = []
+
+        def num(name: str, default: float, kind: type = int) -> float:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                problems.append(Problem(name, f"expected a number, got {raw!r}"))
+                return default
+
+        urls = tuple(
+            u.strip() for u in env.get("BRIDGE_LDAP_URL", "").replace(",", " ").split() if u.strip()
+        )
+        tokens: list[Token] = []
+        main = _secret(env, "BRIDGE_TOKEN")
+        if main:
+            tokens.append(Token("default", main))
+        for key in sorted(env):
+            # BRIDGE_TOKEN_<NAME>=secret (or _FILE), BRIDGE_TOKEN_<NAME>_READONLY=true
+            if not key.startswith("BRIDGE_TOKEN_") or key.endswith(("_READONLY", "_FILE")):
+                continue
+            if key == "BRIDGE_TOKEN_FILE":
+                continue
+            name = key[len("BRIDGE_TOKEN_") :].lower()
+            secret = _secret(env, key)
+            if secret:
+                tokens.append(Token(name, secret, _bool(env.get(f"{key}_READONLY"), False)))
+        for key in sorted(env):
+            if (
+                key.startswith("BRIDGE_TOKEN_")
+                and key.endswith("_FILE")
+                and key != "BRIDGE_TOKEN_FILE"
+            ):
+                base = key[: -len("_FILE")]
+                if base not in env:
+                    secret = _secret(env, base)
+                    if secret:
+                        tokens.append(
+                            Token(
+                                base[len("BRIDGE_TOKEN_") :].lower(),
+                                secret,
+                                _bool(env.get(f"{base}_READONLY"), False),
+                            )
+                        )
+        client = env.get("BRIDGE_LDAP_CLIENT", "ldap3")
+        if client not in ("ldap3", "libldap"):
+            problems.append(
+                Problem("BRIDGE_LDAP_CLIENT", f"expected ldap3 or libldap, got {client!r}")
+            )
+        settings = cls(
+            ldap_urls=urls,
+            bind_dn=env.get("BRIDGE_BIND_DN", ""),
+            bind_password=_secret(env, "BRIDGE_BIND_PASSWORD") or "",
+            mapping=env.get("BRIDGE_MAPPING", DEFAULT_MAPPING),
+            tokens=tuple(tokens),
+            host=env.get("BRIDGE_HOST", "127.0.0.1"),
+            port=int(num("BRIDGE_PORT", 8080)),
+            base_path="/" + env.get("BRIDGE_BASE_PATH", "/scim/v2").strip("/"),
+            start_tls=_bool(env.get("BRIDGE_LDAP_STARTTLS"), False),
+            ca_file=env.get("BRIDGE_LDAP_CA_FILE") or None,
+            tls_verify=_bool(env.get("BRIDGE_LDAP_TLS_VERIFY"), True),
+            tls_hostname=env.get("BRIDGE_LDAP_TLS_HOSTNAME") or None,
+            connect_timeout=num("BRIDGE_LDAP_CONNECT_TIMEOUT", 5.0, float),
+            operation_timeout=num("BRIDGE_LDAP_TIMEOUT", 30.0, float),
+            pool_size=int(num("BRIDGE_LDAP_POOL_SIZE", 8)),
+            page_size=int(num("BRIDGE_LDAP_PAGE_SIZE", 500)),
+            max_body_bytes=int(num("BRIDGE_MAX_BODY_BYTES", 1 << 20)),
+            max_results=int(num("BRIDGE_MAX_RESULTS", 1000)),
+            default_count=int(num("BRIDGE_DEFAULT_COUNT", 100)),
+            client=client,
+            dry_run=_bool(env.get("BRIDGE_DRY_RUN"), False),
+            log_level=env.get("BRIDGE_LOG_LEVEL", "INFO").upper(),
+            log_json=_bool(env.get("BRIDGE_LOG_JSON"), True),
+            demo=_bool(env.get("BRIDGE_DEMO_DATA"), True),
+        )
+        if problems:
+            raise ConfigError(problems, "environment")
+        return settings
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,254 @@
+"""Codecs: one SCIM value <-> LDAP attribute values (raw bytes), per mapping ``type:``.
+
+A codec sees the *whole* LDAP attribute (all its values) so that codecs whose SCIM value depends on
+presence (``ppolicy-lock``) or on other bits of the same value (``ad-enabled``) are expressible as
+data in the mapping instead of ``if ad:`` branches.  Codecs are stateless singletons.
+
+``decode(values)``      LDAP values -> SCIM value, one per LDAP value (a list) ; [] when absent
+``encode(value, cur)``  one SCIM value -> LDAP bytes; ``cur`` is the current LDAP value list (or
+                        None) for codecs that must preserve parts of it
+``assertion(value)``    SCIM value -> LDAP assertion value used in filters (unescaped; the filter
+                        translator escapes it in one place)
+``presence_filter``     an LDAP filter for "this SCIM value is present/true" when it is not simply
+                        ``(attr=*)`` (returns None for the default)
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+
+from bridge.errors import InvalidFilter, InvalidValue
+
+
+class Codec:
+    name = "string"
+    scim_type = "string"
+    #: the codec's SCIM value when the LDAP attribute is absent (None = attribute absent in SCIM)
+    absent: object = None
+    #: whether an ordering comparison (gt/ge/lt/le) is meaningful on the LDAP side
+    ordered = True
+    #: values are binary on the wire (filters need byte escaping)
+    binary = False
+
+    def decode(self, raw: bytes) -> object:
+        return raw.decode("utf-8")
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if isinstance(value, bool | int | float):
+            value = str(value).lower() if isinstance(value, bool) else str(value)
+        if not isinstance(value, str):
+            raise InvalidValue(f"expected a string, got {type(value).__name__}")
+        if value == "":
+            return []
+        return [value.encode("utf-8")]
+
+    def assertion(self, value: object) -> str | bytes:
+        out = self.encode(value)
+        if not out:
+            raise InvalidFilter("an empty string cannot be compared")
+        return out[0].decode("utf-8") if not self.binary else out[0]
+
+    def decode_all(self, values: list[bytes]) -> list[object]:
+        return [self.decode(v) for v in values]
+
+    def filter_for(self, ldap: str, op: str, value: object) -> str | None:
+        """A complete LDAP filter for a comparison this codec handles specially, else None."""
+        return None
+
+
+class StringCodec(Codec):
+    pass
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_bool(value: object) -> bool:
+    """SCIM booleans; Entra (non-aadOptscim062020 apps) sends ``"True"``/``"False"`` strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidValue(f"expected a boolean, got {value!r}")
+
+
+class BooleanCodec(Codec):
+    name = scim_type = "boolean"
+    ordered = False
+
+    def decode(self, raw: bytes) -> object:
+        return raw.strip().upper() in (b"TRUE", b"1", b"YES")
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if value is None:
+            return []
+        return [b"TRUE" if parse_bool(value) else b"FALSE"]
+
+
+class IntegerCodec(Codec):
+    name = scim_type = "integer"
+
+    def decode(self, raw: bytes) -> object:
+        return int(raw)
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if value is None or value == "":
+            return []
+        if isinstance(value, bool):
+            raise InvalidValue(f"expected an integer, got {value!r}")
+        try:
+            return [str(int(str(value))).encode()]
+        except ValueError:
+            raise InvalidValue(f"expected an integer, got {value!r}") from None
+
+
+_GT = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:[.,](\d+))?(Z|[+-]\d{2,4})?$")
+
+
+def generalized_to_iso(raw: str) -> str:
+    """RFC 4517 GeneralizedTime -> RFC 3339 / xsd:dateTime as SCIM wants (RFC 7643 §2.3.5)."""
+    m = _GT.match(raw.strip())
+    if not m:
+        return raw
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    out = f"{y}-{mo}-{d}T{h}:{mi or '00'}:{s or '00'}"
+    if frac and frac.strip("0"):
+        out += "." + frac[:6]
+    if tz in (None, "Z"):
+        return out + "Z"
+    return out + tz[:3] + ":" + (tz[3:5] or "00")
+
+
+def iso_to_generalized(value: str) -> str:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidValue(
+            f"expected an xsd:dateTime such as 2024-01-31T12:00:00Z, got {value!r}"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    frac = f".{dt.microsecond:06d}".rstrip("0") if dt.microsecond else ""
+    return dt.strftime("%Y%m%d%H%M%S") + frac.rstrip(".") + "Z"
+
+
+class DateTimeCodec(Codec):
+    """generalizedTime (createTimestamp, modifyTimestamp, whenChanged) <-> xsd:dateTime."""
+
+    name = "datetime"
+    scim_type = "dateTime"
+
+    def decode(self, raw: bytes) -> object:
+        return generalized_to_iso(raw.decode("ascii", "replace"))
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if value is None or value == "":
+            return []
+        if not isinstance(value, str):
+            raise InvalidValue(f"expected an xsd:dateTime string, got {value!r}")
+        return [iso_to_generalized(value).encode()]
+
+
+class UuidCodec(Codec):
+    """entryUUID (RFC 4530) as the SCIM id."""
+
+    name = "uuid"
+    ordered = False
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        try:
+            return [str(uuid.UUID(str(value))).encode()]
+        except ValueError:
+            raise InvalidValue(f"not a valid id: {value!r}") from None
+
+
+class GuidCodec(Codec):
+    """AD objectGUID: 16 bytes little-endian <-> canonical UUID text (MS-DTYP §2.3.4.2)."""
+
+    name = "guid"
+    ordered = False
+    binary = True
+
+    def decode(self, raw: bytes) -> object:
+        return str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else raw.decode("ascii", "replace")
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        try:
+            return [uuid.UUID(str(value)).bytes_le]
+        except ValueError:
+            raise InvalidValue(f"not a valid id: {value!r}") from None
+
+
+class PpolicyLockCodec(Codec):
+    """SCIM ``active`` on OpenLDAP via the ppolicy overlay: an account is disabled by setting
+    ``pwdAccountLockedTime: 000001010000Z`` (locked until an administrator unlocks it) and enabled
+    by removing it.  Absent attribute = active."""
+
+    name = "ppolicy-lock"
+    scim_type = "boolean"
+    absent = True
+    ordered = False
+    LOCKED = b"000001010000Z"
+
+    def decode_all(self, values: list[bytes]) -> list[object]:
+        return [not values]
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if value is None:
+            return []
+        return [] if parse_bool(value) else [self.LOCKED]
+
+    def filter_for(self, ldap: str, op: str, value: object) -> str | None:
+        if op == "pr":
+            return "(objectClass=*)"
+        if op in ("eq", "ne"):
+            want = parse_bool(value) == (op == "eq")
+            return f"(!({ldap}=*))" if want else f"({ldap}=*)"
+        raise InvalidFilter(f"operator '{op}' is not supported on a boolean attribute")
+
+
+class PasswordCodec(Codec):
+    """Write-only password (``userPassword``); never decoded (RFC 7643 §4.1.1 returned=never)."""
+
+    name = "password"
+    ordered = False
+
+    def decode_all(self, values: list[bytes]) -> list[object]:
+        return []
+
+    def assertion(self, value: object) -> str | bytes:
+        raise InvalidFilter("password cannot be used in a filter")
+
+
+class ReferenceCodec(Codec):
+    """A DN on the LDAP side and a SCIM id on the wire.  Conversion needs the directory, so
+    translate.entry resolves DNs <-> ids in bulk; the codec itself only moves DN text."""
+
+    name = "reference"
+    ordered = False
+
+
+CODECS: dict[str, Codec] = {
+    c.name: c
+    for c in (
+        StringCodec(),
+        BooleanCodec(),
+        IntegerCodec(),
+        DateTimeCodec(),
+        UuidCodec(),
+        GuidCodec(),
+        PpolicyLockCodec(),
+        PasswordCodec(),
+        ReferenceCodec(),
+    )
+}
+
+
+def register(codec: Codec) -> Codec:
+    """Add a codec (used by dialect modules such as the AD codecs)."""
+    CODECS[codec.name] = codec
+    return codec

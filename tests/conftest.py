@@ -1,0 +1,129 @@
+"""Shared fixtures: every behaviour suite runs against the embedded directory AND a real slapd.
+
+``backend`` is parametrised over ``embedded`` and ``slapd``; tests that use ``client`` (the ASGI
+app in-process) or ``service`` therefore run twice.  The slapd server is started once per session
+by the tests themselves (tests/integration/slapd.py) and emptied between tests.  In CI
+(``CI=true``) a slapd that cannot start is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from bridge.app import build_app
+from bridge.config import MappingConfig, load_mapping
+from bridge.directory.base import Directory
+from bridge.directory.embedded import EmbeddedDirectory
+from bridge.runtime import seed_structure
+from bridge.settings import Settings, Token
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENLDAP_MAP = ROOT / "mappings" / "openldap.yaml"
+TOKEN = "test-token-Zq8vX2"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: a skipped integration suite in CI is a broken setup."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: integration suites must run)")
+    pytest.skip(reason)
+
+
+@dataclass
+class Backend:
+    name: str
+    directory: Directory
+    mapping: MappingConfig
+    info: Any = None
+
+    def independent_search(self, base: str, flt: str, attrs: list[str]) -> list[Any]:
+        """Look at the directory without going through the bridge's service layer."""
+        if self.info is None:
+            return list(self.directory.search(base, flt, attrs).entries)
+        import ldap3
+
+        conn = ldap3.Connection(self.info.url, self.info.admin_dn, self.info.admin_password,
+                                auto_bind=True)
+        try:
+            conn.search(base, flt, attributes=attrs)
+            return list(conn.entries)
+        finally:
+            conn.unbind()
+
+
+@pytest.fixture(scope="session")
+def openldap_mapping() -> MappingConfig:
+    return load_mapping(OPENLDAP_MAP)
+
+
+@pytest.fixture(scope="session")
+def slapd_server() -> Iterator[Any]:
+    try:
+        from tests.integration.slapd import Slapd, require_slapd
+
+        require_slapd()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"slapd is not available: {exc}")
+    server = Slapd()
+    try:
+        info = server.start()
+    except RuntimeError as exc:
+        unavailable(f"slapd did not start: {exc}")
+    yield info
+    server.stop()
+    server.cleanup()
+
+
+def slapd_directory(info: Any, **overrides: Any) -> Directory:
+    from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
+
+    settings = ConnectionSettings(urls=(info.url,), bind_dn=info.bind_dn,
+                                  bind_password=info.bind_password, **overrides)
+    return Ldap3Directory(settings)
+
+
+def _empty(directory: Directory, mapping: MappingConfig) -> None:
+    for rmap in mapping.resources.values():
+        for e in directory.search(rmap.base_dn, "(objectClass=*)", ["1.1"], scope="one").entries:
+            directory.delete(e.dn)
+
+
+@pytest.fixture(params=["embedded", "slapd"])
+def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> Iterator[Backend]:
+    if request.param == "embedded":
+        directory = EmbeddedDirectory()
+        seed_structure(directory, openldap_mapping)
+        yield Backend("embedded", directory, openldap_mapping)
+        return
+    info = request.getfixturevalue("slapd_server")
+    directory = slapd_directory(info)
+    _empty(directory, openldap_mapping)
+    yield Backend("slapd", directory, openldap_mapping, info)
+    _empty(directory, openldap_mapping)
+    directory.close()
+
+
+def make_client(backend: Backend, **settings: Any) -> TestClient:
+    s = Settings(tokens=(Token("test", TOKEN),), **settings)
+    app = build_app(s, directory=backend.directory, mapping=backend.mapping)
+    client = TestClient(app, base_url="https://scim.example.test")
+    client.headers["Authorization"] = f"Bearer {TOKEN}"
+    return client
+
+
+@pytest.fixture
+def client(backend: Backend) -> TestClient:
+    return make_client(backend)
+
+
+@pytest.fixture
+def service(client: TestClient) -> Any:
+    return client.app.state.service  # type: ignore[attr-defined]
