@@ -64,6 +64,11 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     demo: bool = True
+    bulk_max_operations: int = 1000
+    bulk_max_payload_bytes: int = 1 << 20
+    #: signs RFC 9865 cursors; must be the same on every replica (derived from the bind
+    #: password and mapping path when unset, so replicas with the same config agree)
+    cursor_secret: str = field(default="", repr=False)
 
     @property
     def embedded(self) -> bool:
@@ -148,6 +153,9 @@ class Settings:
             log_level=env.get("BRIDGE_LOG_LEVEL", "INFO").upper(),
             log_json=_bool(env.get("BRIDGE_LOG_JSON"), True),
             demo=_bool(env.get("BRIDGE_DEMO_DATA"), True),
+            bulk_max_operations=int(num("BRIDGE_BULK_MAX_OPERATIONS", 1000)),
+            bulk_max_payload_bytes=int(num("BRIDGE_BULK_MAX_PAYLOAD_BYTES", 1 << 20)),
+            cursor_secret=_secret(env, "BRIDGE_CURSOR_SECRET") or "",
         )
         if problems:
             raise ConfigError(problems, "environment")
