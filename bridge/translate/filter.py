@@ -150,8 +150,8 @@ def _or(parts: Sequence[Expr]) -> Expr:
 def _not(part: Expr) -> Expr:
     if isinstance(part, bool):
         return not part
-    if part.startswith("(!") and _balanced_at(part, 2) == len(part) - 1:
-        return part[2:-1]  # (!(!x)) -> x
+    if part.startswith("(!"):
+        return part[2:-1]  # (!(!x)) -> x: every filter built here is one balanced node
     return f"(!{part})"
 
 
