@@ -54,7 +54,12 @@ def _cmp(have: Any, op: str, want: Any, is_date: bool) -> bool:
     else:
         a, b = str(have).lower(), str(want).lower()
     return {
-        "eq": a == b, "ne": a != b, "gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b,
+        "eq": a == b,
+        "ne": a != b,
+        "gt": a > b,
+        "ge": a >= b,
+        "lt": a < b,
+        "le": a <= b,
         "co": isinstance(a, str) and b in a,
         "sw": isinstance(a, str) and a.startswith(b),
         "ew": isinstance(a, str) and a.endswith(b),

@@ -35,8 +35,9 @@ def _cases() -> list[object]:
             scim, sep, expected = rest.rpartition(" => ")
             assert sep, f"{path.name}:{n}: expected '<Resource>: <SCIM> => <LDAP>'"
             out.append(
-                pytest.param(mapping, resource.strip(), scim.strip(), expected.strip(),
-                             id=f"{path.stem}:{n}")
+                pytest.param(
+                    mapping, resource.strip(), scim.strip(), expected.strip(), id=f"{path.stem}:{n}"
+                )
             )
     return out
 
@@ -94,8 +95,10 @@ def test_without_resolver_references_show_a_placeholder(openldap_mapping: Mappin
         ("meta.lastModified", "modifyTimestamp"),
         ("meta.created", "createTimestamp"),
         ("id", "entryUUID"),
-        ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
-         "employeeNumber"),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+            "employeeNumber",
+        ),
     ],
 )
 def test_sort_attribute(openldap_mapping: MappingConfig, sort_by: str, attr: str) -> None:
@@ -103,8 +106,8 @@ def test_sort_attribute(openldap_mapping: MappingConfig, sort_by: str, attr: str
 
 
 @pytest.mark.parametrize(
-    "sort_by", ["nickName", "name", "active", "password", "groups", "meta.location", "a.b.c",
-                "urn:x:y:foo"],
+    "sort_by",
+    ["nickName", "name", "active", "password", "groups", "meta.location", "a.b.c", "urn:x:y:foo"],
 )
 def test_sort_attribute_refused(openldap_mapping: MappingConfig, sort_by: str) -> None:
     with pytest.raises(ScimError) as err:
@@ -119,23 +122,43 @@ def test_sort_keys_need_an_ordering_rule_on_openldap(openldap_mapping: MappingCo
     user = openldap_mapping.resource("User")
     keys = sort_keys(user, openldap_mapping, None, False)
     assert [(k.attr, k.ordering_rule, k.reverse) for k in keys] == [
-        ("uid", "caseIgnoreOrderingMatch", False), ("entryUUID", None, False)]
+        ("uid", "caseIgnoreOrderingMatch", False),
+        ("entryUUID", None, False),
+    ]
     keys = sort_keys(user, openldap_mapping, "meta.lastModified", True)
     assert [(k.attr, k.ordering_rule, k.reverse) for k in keys] == [
-        ("modifyTimestamp", None, True), ("entryUUID", None, True)]
+        ("modifyTimestamp", None, True),
+        ("entryUUID", None, True),
+    ]
     assert [k.attr for k in sort_keys(user, openldap_mapping, "id", False)] == ["entryUUID"]
 
 
 def test_cli_prints_the_ldap_filter(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["translate-filter", "-m", str(ROOT / "mappings/openldap.yaml"), "-r", "User",
-               'emails[type eq "work"].value eq "a@x" and active eq true'])
+    rc = main(
+        [
+            "translate-filter",
+            "-m",
+            str(ROOT / "mappings/openldap.yaml"),
+            "-r",
+            "User",
+            'emails[type eq "work"].value eq "a@x" and active eq true',
+        ]
+    )
     assert rc == 0
     assert capsys.readouterr().out.strip() == "(&(mail=a@x)(!(pwdAccountLockedTime=*)))"
 
 
 def test_cli_shows_the_caret(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["translate-filter", "-m", str(ROOT / "mappings/openldap.yaml"), "-r", "User",
-               'userName eq "a" and title xx "b"'])
+    rc = main(
+        [
+            "translate-filter",
+            "-m",
+            str(ROOT / "mappings/openldap.yaml"),
+            "-r",
+            "User",
+            'userName eq "a" and title xx "b"',
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "column 27" in err and "^" in err
@@ -145,7 +168,15 @@ def test_cli_shows_the_caret(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_names_the_unmapped_attribute(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["translate-filter", "-m", str(ROOT / "mappings/openldap.yaml"), "-r", "User",
-               'nickName eq "x"'])
+    rc = main(
+        [
+            "translate-filter",
+            "-m",
+            str(ROOT / "mappings/openldap.yaml"),
+            "-r",
+            "User",
+            'nickName eq "x"',
+        ]
+    )
     assert rc == 1
     assert "nickName" in capsys.readouterr().err
