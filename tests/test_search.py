@@ -5,11 +5,14 @@ count=0, cursors (RFC 9865) and POST /.search (RFC 7644 §3.4.3)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from bridge.directory.base import Capabilities, Directory, Entry, SearchResult
 from bridge.scim.filter import parse
 from tests.conftest import Backend, make_client
 from tests.helpers import ENTERPRISE, SCIM, USER_SCHEMA, create_group
@@ -319,3 +322,58 @@ def test_excluded_members_are_not_read(
         backend.directory.search = real  # type: ignore[method-assign]
     assert r.status_code == 200 and all("members" not in g for g in r.json()["Resources"])
     assert asked and not any("member" in attrs for attrs in asked)
+
+
+class NoVlv(Directory):
+    """The same directory without VLV (and optionally without sort): the bridge must fall back
+    to an RFC 2696 paged walk with the same answers."""
+
+    def __init__(self, inner: Directory, sort: bool = True):
+        self.inner = inner
+        self.sort = sort
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(self.inner.capabilities, vlv=False, sort=self.sort)
+
+    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> SearchResult:
+        assert kw.get("window") is None, "VLV used although not offered"
+        return self.inner.search(base, filter, attributes, **kw)
+
+    def iter_search(self, base: str, filter: str, attributes: Any, **kw: Any) -> Iterator[Entry]:
+        return self.inner.iter_search(base, filter, attributes, **kw)
+
+    def add(self, dn: str, attributes: Any) -> None:
+        self.inner.add(dn, attributes)
+
+    def modify(self, dn: str, changes: Any, *, assertion: str | None = None) -> None:
+        self.inner.modify(dn, changes, assertion=assertion)
+
+    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+        return self.inner.rename(dn, new_rdn, new_superior)
+
+    def delete(self, dn: str) -> None:
+        self.inner.delete(dn)
+
+
+def test_paged_fallback_without_vlv(backend: Backend, client: TestClient, seeded: Any) -> None:
+    paged = make_client(replace(backend, directory=NoVlv(backend.directory)))
+    for params in [
+        {"startIndex": 3, "count": 4, "sortBy": "userName"},
+        {"startIndex": 20, "count": 10, "sortBy": "userName", "sortOrder": "descending"},
+        {"count": 0, "filter": "title pr"},
+        {"startIndex": 100, "count": 5},
+        {"filter": 'emails pr and userName lt "user10"', "sortBy": "userName"},
+    ]:
+        a = client.get(f"{SCIM}/Users", params=params).json()
+        b = paged.get(f"{SCIM}/Users", params=params).json()
+        assert b["totalResults"] == a["totalResults"], params
+        assert [u["id"] for u in b["Resources"]] == [u["id"] for u in a["Resources"]], params
+    unsorted = make_client(replace(backend, directory=NoVlv(backend.directory, sort=False)))
+    r = unsorted.get(f"{SCIM}/Users", params={"sortBy": "userName"})
+    assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
+    seen: list[str] = []
+    for start in (1, 11, 21):
+        body = unsorted.get(f"{SCIM}/Users", params={"startIndex": start, "count": 10}).json()
+        seen += [u["id"] for u in body["Resources"]]
+    assert len(seen) == len(set(seen)) == N_USERS
