@@ -31,6 +31,7 @@ from bridge.errors import (
 )
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr
+from bridge.translate.cursor import Cursors, derive_key, fingerprint
 
 log = logging.getLogger("bridge.service")
 REF_BATCH = 200
@@ -244,12 +245,10 @@ class Service:
     def _list(
         self, plans: Sequence[tuple[ResourceMap, str]], query: ListQuery, base_url: str
     ) -> ListResult:
-        from bridge.translate import cursor as cur
-
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
         names = ",".join(r.name for r, _ in plans)
-        fp = cur.fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
+        fp = fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
         if query.cursor is not None:
             if query.start_index > 1:
                 raise InvalidValue("use either startIndex or cursor, not both (RFC 9865 §2)")
@@ -364,9 +363,9 @@ class Service:
         return None
 
     @property
-    def cursors(self) -> Any:
-        from bridge.translate.cursor import Cursors, derive_key
-
+    def cursors(self) -> Cursors:
+        """RFC 9865 cursor signer; an unset key (a Service built without app settings, as in
+        tests and tools) falls back to the derivation from an empty configuration."""
         return Cursors(self.cursor_key or derive_key(""))
 
     def _sort_keys(self, rmap: ResourceMap, query: ListQuery) -> tuple[SortKey, ...]:

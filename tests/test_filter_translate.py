@@ -180,3 +180,36 @@ def test_cli_names_the_unmapped_attribute(capsys: pytest.CaptureFixture[str]) ->
     )
     assert rc == 1
     assert "nickName" in capsys.readouterr().err
+
+
+AD_MAP = """
+version: 1
+dialect: active-directory
+resources:
+  User:
+    base_dn: OU=People,DC=example,DC=test
+    object_classes: [top, person, organizationalPerson, user]
+    base_filter: (&(objectCategory=person)(objectClass=user))
+    id: {ldap: objectGUID, type: guid}
+    rdn: {ldap: cn, from: userName}
+    attributes:
+      userName: {ldap: sAMAccountName, required: true}
+      displayName: {ldap: displayName}
+"""
+
+
+def test_binary_id_and_plain_ordering_on_active_directory() -> None:
+    """objectGUID is compared as escaped bytes (MS-DTYP little-endian GUID); AD orders strings
+    with >= / <= itself and takes a single sort key."""
+    from bridge.config import parse_mapping
+
+    m = parse_mapping(AD_MAP)
+    rmap = m.resource("User")
+    guid = "6ea39cb4-8003-1041-8352-9b389f75569e"
+    assert to_ldap(rmap, f'id eq "{guid}"', m) == (
+        r"(objectGUID=\b4\9c\a3\6e\03\80\41\10\83\52\9b\38\9f\75\56\9e)"
+    )
+    assert to_ldap(rmap, 'userName gt "m"', m) == "(&(sAMAccountName>=m)(!(sAMAccountName=m)))"
+    assert to_ldap(rmap, 'userName le "m"', m) == "(sAMAccountName<=m)"
+    keys = sort_keys(rmap, m, "displayName", False)
+    assert [(k.attr, k.ordering_rule) for k in keys] == [("displayName", None)]
