@@ -78,6 +78,22 @@ Expr: TypeAlias = str | bool
 #: the ordering rule string comparisons and sorts need, per dialect (None: the server's default)
 ORDERING_RULE = {"openldap": "caseIgnoreOrderingMatch"}
 
+#: attributes caseIgnoreOrderingMatch applies to in slapd 2.5's stock schemas (core, cosine,
+#: inetorgperson, nis; ``matchingRuleUse`` of cn=subschema).  In a filter, the rule on any other
+#: attribute (``mail``: IA5String) evaluates to Undefined and silently matches nothing, so an
+#: ordering comparison on those is refused instead.  (Sorting by them works: sssvlv accepts it.)
+OPENLDAP_ORDERING = frozenset(
+    a.lower()
+    for a in """buildingName businessCategory c carLicense cn co departmentNumber description
+    destinationIndicator displayName dmdName dnQualifier documentIdentifier documentLocation
+    documentPublisher documentTitle documentVersion drink employeeNumber employeeType
+    generationQualifier givenName homePhone host houseIdentifier info initials
+    ipServiceProtocol knowledgeInformation l labeledURI mobile name nisMapName o
+    organizationalStatus ou pager personalTitle physicalDeliveryOfficeName postOfficeBox
+    postalCode preferredLanguage pseudonym ref roomNumber serialNumber sn st street
+    telephoneNumber textEncodedORAddress title uid uniqueIdentifier userClass""".split()  # noqa: SIM905 - a list to compare with `ldapsearch` output
+)
+
 _ORDERED_OPS = ("gt", "ge", "lt", "le")
 _SUBSTRING_OPS = ("co", "sw", "ew")
 
@@ -432,14 +448,21 @@ class _Translator:
         if op == "ne":
             return _and([present, _not(eq)])
         if op in _ORDERED_OPS:
-            return self.ordered(ldap, codec, op, v, eq, present)
+            return self.ordered(ldap, codec, op, v, eq, present, shown)
         raise InvalidFilter(f"unknown operator {op!r}")
 
-    def ordered(self, ldap: str, codec: object, op: str, v: str, eq: str, present: str) -> Expr:
+    def ordered(
+        self, ldap: str, codec: object, op: str, v: str, eq: str, present: str, shown: str
+    ) -> Expr:
         from bridge.translate.values import Codec
 
         assert isinstance(codec, Codec)
         if codec.name == "string" and self.ordering_rule:
+            if self.mapping.dialect.name == "openldap" and ldap.lower() not in OPENLDAP_ORDERING:
+                raise InvalidFilter(
+                    f"operator {op!r} is not supported on {shown}: OpenLDAP has no ordering "
+                    f"rule for {ldap}"
+                )
             # OpenLDAP: no ORDERING rule on uid/cn/...; the extensible ordering match is
             # "attribute value < assertion value" (X.501 ordering rule semantics)
             lt = f"({ldap}:{self.ordering_rule}:={v})"
