@@ -228,6 +228,13 @@ def test_search_endpoint_and_root_search(client: TestClient, seeded: dict[str, A
     assert [x["displayName"] for x in r.json()["Resources"]] == ["Group Two"]
     r = client.post(f"{SCIM}/.search", json={"startIndex": N_USERS, "count": 2})
     assert [x["meta"]["resourceType"] for x in r.json()["Resources"]] == ["User", "Group"]
+    # sortBy that only Users map: Users sorted by it, Groups in their default order
+    r = client.post(f"{SCIM}/.search", json={"sortBy": "userName", "sortOrder": "descending"})
+    assert r.status_code == 200, r.text
+    got = [x.get("userName") for x in r.json()["Resources"] if "userName" in x]
+    assert got == sorted(got, key=str.lower, reverse=True) and len(got) == N_USERS
+    r = client.post(f"{SCIM}/.search", json={"sortBy": "nickName"})
+    assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
     r = client.post(f"{SCIM}/.search", json={"filter": 'nickName eq "x"'})
     assert r.status_code == 400 and "nickName" in r.json()["detail"]
 
