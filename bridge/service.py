@@ -37,6 +37,10 @@ log = logging.getLogger("bridge.service")
 REF_BATCH = 200
 #: entries per VLV request: slapd applies the bind account's size limit (often 500) to a window
 VLV_CHUNK = 500
+#: VLV failures that mean "not for this request" rather than "the directory is broken"
+VLV_REFUSED = frozenset(
+    {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
+)
 
 
 @dataclass(frozen=True)
@@ -306,11 +310,26 @@ class Service:
     ) -> tuple[list[Entry], int]:
         """Entries ``start .. start+count-1`` (1-based) of the sorted matches, and their total."""
         attrs = tr.ldap_attributes(rmap, query.projection)
-        if self.directory.capabilities.vlv:
-            return self._vlv_page(rmap, flt, attrs, sort, start, count)
-        if query.sort_by and not self.directory.capabilities.sort:
-            raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
-        return self._paged_page(rmap, flt, attrs, sort, start, count)
+        try:
+            if self.directory.capabilities.vlv:
+                try:
+                    return self._vlv_page(rmap, flt, attrs, sort, start, count)
+                except DirectoryError as exc:
+                    if exc.code not in VLV_REFUSED:
+                        raise
+                    # advertised but refused for this account or query: page without it
+                    log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
+            if query.sort_by and not self.directory.capabilities.sort:
+                raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+            return self._paged_page(rmap, flt, attrs, sort, start, count)
+        except DirectoryError as exc:
+            if exc.code == "inappropriateMatching":
+                # slapd: "serverSort control: No ordering rule" for the sort attribute
+                raise InvalidValue(
+                    f"sortBy {query.sort_by or sort[0].attr}: the directory cannot order "
+                    f"{sort[0].attr} ({exc.message or exc.code})"
+                ) from None
+            raise
 
     def _vlv_page(
         self,

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from bridge.config import parse_mapping
 from bridge.directory.base import Capabilities, Directory, Entry, SearchResult
+from bridge.errors import DirectoryError
 from bridge.scim.filter import (
     And,
     AttrPath,
@@ -27,7 +29,7 @@ from bridge.scim.filter import (
     parse,
     render,
 )
-from tests.conftest import Backend, make_client
+from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.helpers import ENTERPRISE, SCIM, USER_SCHEMA, create_group
 from tests.scim_eval import matches, values
 
@@ -471,3 +473,46 @@ def test_random_filters_match_python_evaluation(
     r = client.get(f"{SCIM}/Users", params={"filter": text, "count": 1000})
     assert r.status_code == 200, (text, r.text)
     assert _names(r.json()["Resources"]) == expected, text
+
+
+class RefusesVlv(NoVlv):
+    """Advertises VLV but refuses it (as an AD account without the right, or a busy sssvlv)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> SearchResult:
+        if kw.get("window") is not None:
+            raise DirectoryError("unwillingToPerform", "no VLV for you", operation="search")
+        return self.inner.search(base, filter, attributes, **kw)
+
+
+def test_refused_vlv_falls_back_to_paging(
+    backend: Backend, client: TestClient, seeded: Any
+) -> None:
+    refusing = make_client(replace(backend, directory=RefusesVlv(backend.directory)))
+    params = {"startIndex": 4, "count": 6, "sortBy": "userName", "filter": "userName pr"}
+    a = client.get(f"{SCIM}/Users", params=params).json()
+    b = refusing.get(f"{SCIM}/Users", params=params).json()
+    assert b["totalResults"] == a["totalResults"] == N_USERS
+    assert [u["id"] for u in b["Resources"]] == [u["id"] for u in a["Resources"]]
+
+
+def test_sort_without_ordering_rule_is_400_not_500(backend: Backend, seeded: Any) -> None:
+    """A mapping that types employeeNumber as integer asks slapd to sort it without an ordering
+    rule (employeeNumber is a directoryString with none): slapd answers 18
+    inappropriateMatching, which must become a 400 naming the attribute (the embedded directory
+    orders anything)."""
+    text = OPENLDAP_MAP.read_text(encoding="utf-8").replace(
+        "employeeNumber: {ldap: employeeNumber}",
+        "employeeNumber: {ldap: employeeNumber, type: integer}",
+    )
+    mapping = parse_mapping(text)
+    c = make_client(replace(backend, mapping=mapping))
+    r = c.get(f"{SCIM}/Users", params={"sortBy": f"{ENTERPRISE}:employeeNumber", "count": 3})
+    if backend.name == "slapd":
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        assert "employeeNumber" in r.json()["detail"]
+    else:
+        assert r.status_code == 200 and len(r.json()["Resources"]) == 3
