@@ -650,11 +650,10 @@ def sort_keys(
 
 def _ordering_rule(rmap: ResourceMap, mapping: MappingConfig, attr: str) -> str | None:
     rule = ORDERING_RULE.get(mapping.dialect.name)
-    if rule is None or attr.lower() in (
-        rmap.id.ldap.lower(),
-        rmap.created.lower(),
-        rmap.last_modified.lower(),
-    ):
+    own_order = {rmap.created.lower(), rmap.last_modified.lower()}  # generalizedTimeOrdering
+    if rmap.id.codec.name in ("uuid", "guid"):
+        own_order.add(rmap.id.ldap.lower())  # entryUUID: UUIDOrderingMatch
+    if rule is None or attr.lower() in own_order:
         return None
     codecs = {m.codec.name for m in rmap.maps_for_ldap(attr)}
     return rule if not codecs or codecs <= {"string"} else None
