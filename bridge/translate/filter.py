@@ -137,6 +137,7 @@ def _final(expr: Expr) -> str:
 
 # ---------------------------------------------------------------------------- combinators
 def _and(parts: Sequence[Expr]) -> Expr:
+    """AND with constants folded, nested ANDs flattened and repeated operands dropped."""
     out: list[str] = []
     for p in parts:
         if p is False:
@@ -146,10 +147,12 @@ def _and(parts: Sequence[Expr]) -> Expr:
             out.extend(_children(p, "&"))
     if not out:
         return True
-    return out[0] if len(out) == 1 else "(&" + "".join(dict.fromkeys(out)) + ")"
+    uniq = list(dict.fromkeys(out))
+    return uniq[0] if len(uniq) == 1 else "(&" + "".join(uniq) + ")"
 
 
 def _or(parts: Sequence[Expr]) -> Expr:
+    """OR with constants folded, nested ORs flattened and repeated operands dropped."""
     out: list[str] = []
     for p in parts:
         if p is True:
