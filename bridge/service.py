@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
@@ -19,19 +19,28 @@ from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_o
 from bridge.errors import (
     BadRequest,
     DirectoryError,
+    InvalidFilter,
     InvalidSyntax,
     InvalidValue,
     Mutability,
     NotFound,
     PreconditionFailed,
     ScimError,
+    TooMany,
     Uniqueness,
 )
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr
+from bridge.translate.cursor import Cursors, derive_key, fingerprint
 
 log = logging.getLogger("bridge.service")
 REF_BATCH = 200
+#: entries per VLV request: slapd applies the bind account's size limit (often 500) to a window
+VLV_CHUNK = 500
+#: VLV failures that mean "not for this request" rather than "the directory is broken"
+VLV_REFUSED = frozenset(
+    {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +82,14 @@ class Service:
         *,
         max_results: int = 1000,
         default_count: int = 100,
+        cursor_key: bytes = b"",
     ):
         self.mapping = mapping
         self.directory = directory
         self.max_results = max_results
         self.default_count = default_count
+        #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
+        self.cursor_key = cursor_key
 
     # ------------------------------------------------------------------ lookups
     def rmap(self, name: str) -> ResourceMap:
@@ -194,48 +206,221 @@ class Service:
         return tr.version_of(rmap, found.entry)
 
     def search(self, name: str, query: ListQuery, base_url: str) -> ListResult:
+        """List / filter / sort / page (RFC 7644 §3.4.2, RFC 9865), pushed down to the directory.
+
+        The page is a VLV window (one search whose cost does not grow with ``startIndex``) when
+        the directory offers VLV + server-side sort, else an RFC 2696 paged walk that counts the
+        matches reading no attributes and then reads only the page's entries.  ``count`` is
+        capped at ``max_results`` (``filter.maxResults``: the most a response returns, RFC 7644
+        §5); ``count=0`` returns only ``totalResults``.  ``cursor`` pages are signed offsets
+        (:mod:`bridge.translate.cursor`)."""
+        from bridge.translate.filter import to_ldap
+
         rmap = self.rmap(name)
         flt = rmap.base_filter
         if query.filter:
-            from bridge.translate.filter import to_ldap  # the query planner
+            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn)
+            flt = f"(&{rmap.base_filter}{fragment})"
+        return self._list([(rmap, flt)], query, base_url)
 
-            flt = f"(&{rmap.base_filter}{to_ldap(rmap, query.filter, self.mapping)})"
-        attrs = tr.ldap_attributes(rmap, query.projection)
+    def search_all(self, query: ListQuery, base_url: str) -> ListResult:
+        """``POST /.search`` (RFC 7644 §3.4.3): every resource type, Users then Groups, paged as
+        one list.  An attribute a type does not map is absent on it (``userName`` on a Group);
+        one that no type maps is a 400 naming it."""
+        from bridge.scim.filter import parse
+        from bridge.translate.filter import to_ldap_lenient
+
+        plans: list[tuple[ResourceMap, str]] = []
+        missing: set[str] | None = None
+        ast = parse(query.filter) if query.filter else None
+        for rmap in self.mapping.resources.values():
+            if ast is None:
+                plans.append((rmap, rmap.base_filter))
+                continue
+            fragment, absent = to_ldap_lenient(rmap, ast, self.mapping, self.reference_dn)
+            missing = absent if missing is None else missing & absent
+            plans.append((rmap, f"(&{rmap.base_filter}{fragment})"))
+        if missing:
+            raise InvalidFilter(
+                f"filter attribute {sorted(missing)[0]} is not mapped for any resource type"
+            )
+        return self._list(plans, query, base_url)
+
+    def _list(
+        self, plans: Sequence[tuple[ResourceMap, str]], query: ListQuery, base_url: str
+    ) -> ListResult:
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
-        start = max(query.start_index, 1)
-        sort = self._sort_keys(rmap, query)
-        caps = self.directory.capabilities
-        if caps.vlv:
-            window = Window(start, max(count, 1))
+        names = ",".join(r.name for r, _ in plans)
+        fp = fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
+        if query.cursor is not None:
+            if query.start_index > 1:
+                raise InvalidValue("use either startIndex or cursor, not both (RFC 9865 §2)")
+            start = self.cursors.decode(query.cursor, fp) if query.cursor else 1
+        else:
+            start = max(query.start_index, 1)
+        sorts = self._plan_sorts([rmap for rmap, _ in plans], query)
+        resources: list[dict[str, Any]] = []
+        before = 0  # matches of the resource types already walked
+        for (rmap, flt), sort in zip(plans, sorts, strict=True):
+            local = max(start - before, 1)
+            want = max(count - len(resources), 0)
+            entries, total = self._page(rmap, flt, query, sort, local, want)
+            resources += self.render(rmap, entries, base_url, query.projection)
+            before += total
+        result = ListResult(resources, before, start)
+        if query.cursor is not None:
+            if count and start + len(resources) <= before:
+                result.next_cursor = self.cursors.encode(start + len(resources), fp)
+            if start > 1:
+                result.previous_cursor = self.cursors.encode(max(start - max(count, 1), 1), fp)
+        return result
+
+    def _plan_sorts(
+        self, rmaps: Sequence[ResourceMap], query: ListQuery
+    ) -> list[tuple[SortKey, ...]]:
+        """Sort keys per resource type; across types (``POST /.search``) a ``sortBy`` that one
+        type does not map sorts that type in its default order, unless no type maps it."""
+        out: list[tuple[SortKey, ...] | None] = []
+        refused: InvalidValue | None = None
+        for rmap in rmaps:
+            try:
+                out.append(self._sort_keys(rmap, query))
+            except InvalidValue as exc:
+                if len(rmaps) == 1:
+                    raise
+                refused = refused or exc
+                out.append(None)
+        if refused is not None and all(keys is None for keys in out):
+            raise refused
+        default = replace(query, sort_by=None)
+        return [
+            k if k is not None else self._sort_keys(r, default)
+            for k, r in zip(out, rmaps, strict=True)
+        ]
+
+    def _page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        query: ListQuery,
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """Entries ``start .. start+count-1`` (1-based) of the sorted matches, and their total."""
+        attrs = tr.ldap_attributes(rmap, query.projection)
+        try:
+            if self.directory.capabilities.vlv:
+                try:
+                    return self._vlv_page(rmap, flt, attrs, sort, start, count)
+                except DirectoryError as exc:
+                    if exc.code not in VLV_REFUSED:
+                        raise
+                    # advertised but refused for this account or query: page without it
+                    log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
+            if query.sort_by and not self.directory.capabilities.sort:
+                raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+            return self._paged_page(rmap, flt, attrs, sort, start, count)
+        except DirectoryError as exc:
+            if exc.code == "inappropriateMatching":
+                # slapd: "serverSort control: No ordering rule" for the sort attribute
+                raise InvalidValue(
+                    f"sortBy {query.sort_by or sort[0].attr}: the directory cannot order "
+                    f"{sort[0].attr} ({exc.message or exc.code})"
+                ) from None
+            raise
+
+    def _vlv_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """VLV windows of at most VLV_CHUNK entries (slapd applies the account's size limit,
+        typically 500, to a window)."""
+        entries: list[Entry] = []
+        total: int | None = None
+        offset, left = start, max(count, 1)
+        while left > 0:
+            size = min(left, VLV_CHUNK)
             res = self.directory.search(
                 rmap.base_dn,
                 flt,
-                attrs if count else [rmap.id.ldap],
+                attrs if count else ["1.1"],
                 scope=rmap.scope,
                 sort=sort,
-                window=window,
+                window=Window(offset, size),
             )
-            total = res.total if res.total is not None else len(res.entries)
-            entries = res.entries[:count]
-        else:
-            entries, total = [], 0
-            for e in self.directory.iter_search(
-                rmap.base_dn, flt, attrs, scope=rmap.scope, sort=sort if caps.sort else ()
-            ):
-                total += 1
-                if start <= total < start + count:
-                    entries.append(e)
-        resources = self.render(rmap, entries, base_url, query.projection)
-        return ListResult(resources, total, start)
+            if res.total is None:
+                raise TooMany("the directory refused the page (size or admin limit)")
+            total = res.total
+            entries.extend(res.entries[:size])
+            if len(res.entries) < size or offset + size > total:
+                break
+            offset, left = offset + size, left - size
+        return (entries if count else []), total or 0
+
+    def _paged_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """Without VLV: one RFC 2696 paged walk reading no attributes counts the matches and
+        notes the page's DNs (nothing else is held), then the page's entries are read."""
+        caps = self.directory.capabilities
+        dns: list[str] = []
+        total = 0
+        for e in self.directory.iter_search(
+            rmap.base_dn, flt, ["1.1"], scope=rmap.scope, sort=sort if caps.sort else ()
+        ):
+            total += 1
+            if start <= total < start + count:
+                dns.append(e.dn)
+        return self._read_many(rmap, dns, attrs), total
+
+    def _read_many(self, rmap: ResourceMap, dns: list[str], attrs: list[str]) -> list[Entry]:
+        dn_attr = self.mapping.dialect.dn_attribute
+        found: dict[str, Entry] = {}
+        for i in range(0, len(dns), REF_BATCH):
+            ors = "".join(f"({dn_attr}={escape_filter(d)})" for d in dns[i : i + REF_BATCH])
+            for e in self.directory.search(
+                rmap.base_dn, f"(|{ors})", attrs, scope=rmap.scope
+            ).entries:
+                found[normalize_dn(e.dn)] = e
+        return [found[k] for k in (normalize_dn(d) for d in dns) if k in found]
+
+    def reference_dn(self, targets: Sequence[str], rid: str) -> str | None:
+        """The DN of the resource with SCIM id ``rid`` among ``targets`` (filter resolver)."""
+        for name in targets:
+            rmap = self.rmap(name)
+            try:
+                flt = self.id_filter(rmap, rid)
+            except NotFound:
+                continue
+            res = self.directory.search(rmap.base_dn, flt, ["1.1"], scope=rmap.scope, size_limit=2)
+            if res.entries:
+                return res.entries[0].dn
+        return None
+
+    @property
+    def cursors(self) -> Cursors:
+        """RFC 9865 cursor signer; an unset key (a Service built without app settings, as in
+        tests and tools) falls back to the derivation from an empty configuration."""
+        return Cursors(self.cursor_key or derive_key(""))
 
     def _sort_keys(self, rmap: ResourceMap, query: ListQuery) -> tuple[SortKey, ...]:
-        reverse = query.sort_order.lower() == "descending"
-        if query.sort_by:
-            from bridge.translate.filter import sort_attribute
+        from bridge.translate.filter import sort_keys
 
-            return (SortKey(sort_attribute(rmap, query.sort_by), reverse),)
-        return (SortKey(rmap.rdn.ldap, reverse),)
+        reverse = query.sort_order.lower() == "descending"
+        return sort_keys(rmap, self.mapping, query.sort_by, reverse)
 
     # ------------------------------------------------------------------ writes
     def _body(self, body: Any) -> Mapping[str, Any]:
