@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge import deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import Change, Directory, Entry, SortKey, Window
 from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_of, split_rdn
@@ -178,7 +179,9 @@ class Service:
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
             refs = self.resolve_dns(dns, targets)
-        return [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
+        out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
+        nested.add_indirect_groups(self, rmap, entries, out, base_url, projection)
+        return out
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -275,9 +278,10 @@ class Service:
         member = rmap.member_map
         if member is not None and rmap.empty_member and not attrs.get(member.ldap):
             attrs[member.ldap] = [rmap.empty_member.encode()]
+        staged.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
-            self.directory.add(dn, attrs)
+            staged.create(self, rmap, dn, attrs)
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
@@ -314,16 +318,18 @@ class Service:
         assertion = self._check_version(rmap, found.entry, if_match)
         tr.check_required(rmap, body)
         ref_dns = self._ref_dns_for(rmap, body)
-        new = tr.to_attributes(rmap, body, ref_dns)
+        new = tr.to_attributes(rmap, body, ref_dns, current=found.entry)
         changes: list[Change] = []
         for ldap_attr, maps in _writable_by_ldap(rmap).items():
             want = new.get(ldap_attr, [])
             have = list(found.entry.get(ldap_attr))
             a = maps[0]
-            if a.codec.name == "password":
+            if a.codec.write_only:
                 if want:
                     changes.append(Change("replace", ldap_attr, tuple(want)))
                 continue
+            if a.codec.keep_when_absent and not want:
+                continue  # e.g. AD's userAccountControl: a PUT without active leaves it
             if a.attr == "members":
                 changes += self._member_delta(rmap, a, have, want)
                 continue
@@ -333,7 +339,7 @@ class Service:
                 raise Mutability(f"{a.path} is immutable")
             changes.append(Change("replace", ldap_attr, tuple(want)))
         new_dn = self._rename_if_needed(rmap, found, body)
-        return self._apply(rmap, new_dn or found.dn, changes, base_url, assertion)
+        return self._apply(rmap, new_dn or found.dn, changes, base_url, assertion, found.entry)
 
     def _member_delta(
         self, rmap: ResourceMap, a: AttributeMap, have: list[bytes], want: list[bytes]
@@ -404,10 +410,17 @@ class Service:
         changes: list[Change],
         base_url: str,
         assertion: str | None,
+        was: Entry | None = None,
     ) -> dict[str, Any]:
         if changes:
+            changes = staged.with_password_policy(self.mapping.dialect, rmap, changes)
+            staged.check_transport(self.directory, rmap, (c.attr for c in changes))
             self.modify(dn, changes, assertion)
         entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
+        if was is not None:
+            moved = deprovision.after_update(self, rmap, dn, was, entry)
+            if moved is not None:
+                entry = self._read_dn(rmap, moved, tr.ldap_attributes(rmap))
         return self.render(rmap, [entry], base_url)[0]
 
     def modify(self, dn: str, changes: list[Change], assertion: str | None = None) -> None:
@@ -444,12 +457,7 @@ class Service:
         rmap = self.rmap(name)
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
         self._check_version(rmap, found.entry, if_match)
-        try:
-            self.directory.delete(found.dn)
-        except DirectoryError as exc:
-            if exc.code == "noSuchObject":
-                raise NotFound(f"{name} {rid} not found") from None
-            raise
+        deprovision.delete(self, rmap, found)  # delete, or disable/strip groups/move: the map says
 
     def patch(
         self, name: str, rid: str, body: Any, base_url: str, if_match: str | None = None
@@ -469,7 +477,7 @@ class Service:
         dn = found.dn
         if plan.new_rdn_value is not None:
             dn = self.rename(rmap, dn, plan.new_rdn_value)
-        return self._apply(rmap, dn, list(plan.changes), base_url, assertion)
+        return self._apply(rmap, dn, list(plan.changes), base_url, assertion, found.entry)
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

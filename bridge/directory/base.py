@@ -88,6 +88,13 @@ class Directory(ABC):
     @abstractmethod
     def capabilities(self) -> Capabilities: ...
 
+    @property
+    def secure(self) -> bool:
+        """True when what the bridge sends cannot be read on the way: LDAPS, StartTLS, or no
+        network at all.  Codecs marked ``secure_transport`` (AD's unicodePwd, which AD accepts
+        only over an encrypted connection) are refused when this is False."""
+        return False
+
     @abstractmethod
     def search(
         self,

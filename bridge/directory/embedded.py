@@ -127,6 +127,11 @@ class EmbeddedDirectory(Directory):
         self.fail_next: dict[str, DirectoryError] = {}  # fault injection for tests
 
     @property
+    def secure(self) -> bool:
+        """In-process: nothing crosses a network, so nothing can be read on the way."""
+        return True
+
+    @property
     def capabilities(self) -> Capabilities:
         ctrls = frozenset({OID_SORT, OID_VLV, OID_PAGED, OID_ASSERTION})
         return Capabilities(sort=True, vlv=True, paged=True, assertion=True, controls=ctrls)

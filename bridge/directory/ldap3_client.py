@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import ldap3
 from ldap3.core import exceptions as lx
 
-from bridge.directory import controls
+from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
     OID_PAGED,
@@ -110,7 +110,10 @@ class Ldap3Directory(Directory):
             raise_exceptions=False,
             read_only=False,
             receive_timeout=s.operation_timeout,
-            auto_range=True,
+            # Range retrieval is ours (directory/ranges.py): ldap3's loop truncates silently when
+            # a follow-up read fails.  return_empty_attributes=False: ldap3 2.9.1 raises
+            # KeyError on ";range=" answers otherwise (tests/integration/SAMBA.md).
+            auto_range=False,
             return_empty_attributes=False,
         )
         conn.open()
@@ -191,6 +194,14 @@ class Ldap3Directory(Directory):
         code = result.get("description") or "other"
         raise DirectoryError(code, result.get("message", ""), dn=dn, operation=operation)
 
+    @property
+    def secure(self) -> bool:
+        """Every URL is ldaps://, or StartTLS is required on each connection."""
+        s = self.settings
+        return bool(s.urls) and (
+            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
+        )
+
     # ------------------------------------------------------------------ capabilities
     @property
     def capabilities(self) -> Capabilities:
@@ -229,18 +240,33 @@ class Ldap3Directory(Directory):
         )
 
     # ------------------------------------------------------------------ reads
-    @staticmethod
-    def _entries(conn: ldap3.Connection) -> list[Entry]:
+    def _entries(self, conn: ldap3.Connection) -> list[Entry]:
+        """The entries of the last search on ``conn``; ranged attributes (AD's
+        ``member;range=0-1499``) are read to the end on the same connection."""
+        items = [i for i in conn.response or [] if i.get("type") == "searchResEntry"]
         out = []
-        for item in conn.response or []:
-            if item.get("type") != "searchResEntry":
-                continue
-            attrs: dict[str, list[bytes]] = {}
-            for name, vals in item.get("raw_attributes", {}).items():
-                key = name.split(";", 1)[0].lower()  # "member;range=0-*" after auto_range
-                attrs.setdefault(key, []).extend(vals)
+        for item in items:
+            raw = item.get("raw_attributes", {})
+            if any(";range=" in name.lower() for name in raw):
+                attrs = ranges.complete_ranges(
+                    item["dn"], raw, lambda dn, attr: self._read_range(conn, dn, attr)
+                )
+            else:
+                attrs = {}
+                for name, vals in raw.items():
+                    attrs.setdefault(name.lower(), []).extend(vals)
             out.append(Entry(item["dn"], attrs))
         return out
+
+    def _read_range(self, conn: ldap3.Connection, dn: str, attr: str) -> dict[str, list[bytes]]:
+        ok = conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attr])
+        self._check(conn, ok or conn.result.get("result") == 0, "search", dn)
+        for item in conn.response or []:
+            if item.get("type") == "searchResEntry":
+                return dict(item.get("raw_attributes", {}))
+        raise DirectoryError(
+            "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
+        )
 
     def search(
         self,
@@ -311,13 +337,13 @@ class Ldap3Directory(Directory):
                     controls=ctrls,
                 )
                 self._check(conn, ok or conn.result.get("result") == 0, "search", base)
-                out.extend(self._entries(conn))
                 cookie = (
                     conn.result.get("controls", {})
                     .get(OID_PAGED, {})
                     .get("value", {})
                     .get("cookie")
                 )
+                out.extend(self._entries(conn))  # may read ranges: after taking the cookie
                 if not cookie:
                     return out
 
@@ -340,7 +366,7 @@ class Ldap3Directory(Directory):
         ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
         self._check(conn, ok or conn.result.get("result") == 0, "search", base)
         total = controls.vlv_total(conn.result.get("controls", {}))
-        return SearchResult(self._entries(conn), total)
+        return SearchResult(self._entries(conn), total)  # total first: ranges reuse conn
 
     # ------------------------------------------------------------------ writes
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:

@@ -274,8 +274,10 @@ def to_attributes(
     ref_dns: Mapping[str, str],
     *,
     writable_only: bool = True,
+    current: Entry | None = None,
 ) -> dict[str, list[bytes]]:
-    """All mapped LDAP attributes for a full resource (create / PUT)."""
+    """All mapped LDAP attributes for a full resource (create / PUT).  ``current`` is the entry
+    a PUT replaces: codecs such as ``ad-enabled`` keep the parts of a value they do not own."""
     out: dict[str, list[bytes]] = {}
     for a in rmap.attributes:
         if writable_only and not a.writable:
@@ -288,7 +290,7 @@ def to_attributes(
                 break
         if a.codec.absent is not None and not values:
             continue
-        encoded = encode(a, values, ref_dns)
+        encoded = encode(a, values, ref_dns, list(current.get(a.ldap)) if current else None)
         if encoded:
             out.setdefault(a.ldap, [])
             out[a.ldap] += [e for e in encoded if e not in out[a.ldap]]
