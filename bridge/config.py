@@ -282,6 +282,8 @@ def _p(*parts: str | int) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not out:
+            out = part  # the first part may be a path built by an earlier _p()
         elif re.fullmatch(r"[A-Za-z_][\w-]*", part):
             out += ("." if out else "") + part
         else:

@@ -338,6 +338,7 @@ class Service:
             if a.mutability == "immutable" and have:
                 raise Mutability(f"{a.path} is immutable")
             changes.append(Change("replace", ldap_attr, tuple(want)))
+        staged.check_transport(self.directory, rmap, (c.attr for c in changes))  # before a rename
         new_dn = self._rename_if_needed(rmap, found, body)
         return self._apply(rmap, new_dn or found.dn, changes, base_url, assertion, found.entry)
 
@@ -474,6 +475,7 @@ class Service:
         found = self.find(rmap, rid, read)
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(self, rmap, found.entry, body, base_url)
+        staged.check_transport(self.directory, rmap, (c.attr for c in plan.changes))
         dn = found.dn
         if plan.new_rdn_value is not None:
             dn = self.rename(rmap, dn, plan.new_rdn_value)
