@@ -413,6 +413,7 @@ class Service:
         assertion: str | None,
         was: Entry | None = None,
     ) -> dict[str, Any]:
+        changes = _drop_rdn_rewrite(rmap, dn, changes)
         if changes:
             changes = staged.with_password_policy(self.mapping.dialect, rmap, changes)
             staged.check_transport(self.directory, rmap, (c.attr for c in changes))
@@ -480,6 +481,21 @@ class Service:
         if plan.new_rdn_value is not None:
             dn = self.rename(rmap, dn, plan.new_rdn_value)
         return self._apply(rmap, dn, list(plan.changes), base_url, assertion, found.entry)
+
+
+def _drop_rdn_rewrite(rmap: ResourceMap, dn: str, changes: list[Change]) -> list[Change]:
+    """After a rename the RDN attribute already holds the new value; AD refuses to modify it at
+    all ("00002016: Modify of RDN 'CN' ... must use 'rename'"), so an equal replace is dropped."""
+    attr, value, _ = split_rdn(dn)
+    return [
+        c
+        for c in changes
+        if not (
+            c.op == "replace"
+            and c.attr.lower() == attr.lower()
+            and c.values == (value.encode("utf-8"),)
+        )
+    ]
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

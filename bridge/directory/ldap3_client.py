@@ -109,7 +109,8 @@ class Ldap3Directory(Directory):
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            receive_timeout=s.operation_timeout,
+            # ldap3 packs it with struct "LL" (SO_RCVTIMEO): a float raises struct.error
+            receive_timeout=max(1, round(s.operation_timeout)),
             # Range retrieval is ours (directory/ranges.py): ldap3's loop truncates silently when
             # a follow-up read fails.  return_empty_attributes=False: ldap3 2.9.1 raises
             # KeyError on ";range=" answers otherwise (tests/integration/SAMBA.md).
