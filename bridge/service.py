@@ -178,7 +178,10 @@ class Service:
         refs: dict[str, tr.Ref] = {}
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
-            refs = self.resolve_dns(dns, targets)
+            if len(dns) > REF_BATCH:  # a large group: ids from the values themselves (AD)
+                refs = nested.known_refs(self.mapping, entries, dns, targets)
+            rest = [d for d in dns if normalize_dn(d) not in refs]
+            refs.update(self.resolve_dns(rest, targets))
         out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
         nested.add_indirect_groups(self, rmap, entries, out, base_url, projection)
         return out

@@ -285,3 +285,38 @@ def test_ad_password_over_plain_ldap_is_refused_before_any_write() -> None:
     assert "LDAPS" in err.value.detail and "Str0ng" not in err.value.detail
     assert svc.directory.search("OU=People,DC=example,DC=test", "(objectClass=*)", ["1.1"],
                                 scope="one").entries == []
+
+
+# ---------------------------------------------------------------------------- extended DNs
+def test_extended_dn_values_are_split_only_in_dn_attributes() -> None:
+    from bridge.directory.ldap3_client import _plain_dn, _split_extended
+
+    guids: dict[str, bytes] = {}
+    value = (b"<GUID=5aa6e358e7b045419f7d4f603e5d53eb>;<SID=0105000000000005150000>;"
+             b"CN=u1,OU=People,DC=example,DC=test")
+    assert _split_extended(value, guids) == b"CN=u1,OU=People,DC=example,DC=test"
+    assert guids == {"cn=u1,ou=people,dc=example,dc=test":
+                     bytes.fromhex("5aa6e358e7b045419f7d4f603e5d53eb")}
+    assert _split_extended(b"CN=plain", guids) == b"CN=plain"
+    assert _plain_dn("<GUID=5aa6e358e7b045419f7d4f603e5d53eb>;CN=x,DC=y") == "CN=x,DC=y"
+
+
+def test_known_refs_need_one_unambiguous_guid_keyed_holder() -> None:
+    import uuid
+
+    from bridge.directory.base import Entry
+    from bridge.nested import known_refs
+
+    m = load_mapping(AD_MAP)
+    raw = uuid.uuid4().bytes_le
+    user = "CN=a,OU=People,DC=example,DC=test"
+    elsewhere = "CN=b,CN=Users,DC=example,DC=test"
+    entry = Entry("CN=g,OU=Groups,DC=example,DC=test", {},
+                  {"cn=a,ou=people,dc=example,dc=test": raw,
+                   "cn=b,cn=users,dc=example,dc=test": raw})
+    refs = known_refs(m, [entry], [user, elsewhere], ["User", "Group"])
+    assert list(refs) == ["cn=a,ou=people,dc=example,dc=test"]
+    assert refs["cn=a,ou=people,dc=example,dc=test"].id == str(uuid.UUID(bytes_le=raw))
+    assert refs["cn=a,ou=people,dc=example,dc=test"].resource == "User"
+    # OpenLDAP maps are keyed by entryUUID: nothing is taken from the values
+    assert known_refs(load_mapping(OPENLDAP_MAP), [entry], [user], ["User"]) == {}

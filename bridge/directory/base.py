@@ -20,6 +20,7 @@ OID_PAGED = "1.2.840.113556.1.4.319"
 OID_SORT = "1.2.840.113556.1.4.473"
 OID_VLV = "2.16.840.1.113730.3.4.9"
 OID_ASSERTION = "1.3.6.1.1.12"
+OID_EXTENDED_DN = "1.2.840.113556.1.4.529"  # AD: DN values as <GUID=..>;<SID=..>;dn
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Entry:
 
     dn: str
     attrs: Mapping[str, Sequence[bytes]]
+    #: objectGUIDs (16 raw bytes) of DN values, keyed by normalized DN, when the directory
+    #: returned them with the values (AD's extended-DN control); empty otherwise
+    guids: Mapping[str, bytes] = field(default_factory=dict)
 
     def get(self, name: str) -> Sequence[bytes]:
         return self.attrs.get(name.lower(), ())

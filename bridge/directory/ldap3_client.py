@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import ssl
 import threading
 import time
@@ -24,6 +25,7 @@ from ldap3.core import exceptions as lx
 from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
+    OID_EXTENDED_DN,
     OID_PAGED,
     OID_SORT,
     OID_VLV,
@@ -36,13 +38,19 @@ from bridge.directory.base import (
     SortKey,
     Window,
 )
-from bridge.directory.syntax import parent_dn
+from bridge.directory.syntax import normalize_dn, parent_dn
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
 T = TypeVar("T")
 
 _SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
+# AD's extended-DN form of a DN value: hex objectGUID, optional SID, then the DN.  Parsed only
+# in DN-valued attributes (a displayName that merely looks like this stays as it is).
+_EXTENDED = re.compile(rb"^<GUID=([0-9a-fA-F]{32})>;(?:<SID=[0-9a-fA-F]*>;)?(.*)$", re.S)
+_EXTENDED_DN_ATTRS = frozenset(
+    {"member", "memberof", "manager", "directreports", "managedby", "owner", "seealso"}
+)
 _OPS = {"add": ldap3.MODIFY_ADD, "delete": ldap3.MODIFY_DELETE, "replace": ldap3.MODIFY_REPLACE}
 
 
@@ -248,19 +256,33 @@ class Ldap3Directory(Directory):
         out = []
         for item in items:
             raw = item.get("raw_attributes", {})
+            dn = _plain_dn(item["dn"])
             if any(";range=" in name.lower() for name in raw):
                 attrs = ranges.complete_ranges(
-                    item["dn"], raw, lambda dn, attr: self._read_range(conn, dn, attr)
+                    dn, raw, lambda dn, attr: self._read_range(conn, dn, attr)
                 )
             else:
                 attrs = {}
                 for name, vals in raw.items():
                     attrs.setdefault(name.lower(), []).extend(vals)
-            out.append(Entry(item["dn"], attrs))
+            guids: dict[str, bytes] = {}
+            for name in _EXTENDED_DN_ATTRS.intersection(attrs):
+                attrs[name] = [_split_extended(v, guids) for v in attrs[name]]
+            out.append(Entry(dn, attrs, guids))
         return out
 
+    def _read_controls(self, extra: list[Any] | None = None) -> list[Any] | None:
+        """Controls for a read: AD's extended-DN control when the server has it, so member and
+        memberOf values carry their objectGUIDs (no lookup per member for a large group)."""
+        out = list(extra or [])
+        if OID_EXTENDED_DN in self.capabilities.controls:
+            out.append((OID_EXTENDED_DN, False, None))
+        return out or None
+
     def _read_range(self, conn: ldap3.Connection, dn: str, attr: str) -> dict[str, list[bytes]]:
-        ok = conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attr])
+        ok = conn.search(
+            dn, "(objectClass=*)", ldap3.BASE, attributes=[attr], controls=self._read_controls()
+        )
         self._check(conn, ok or conn.result.get("result") == 0, "search", dn)
         for item in conn.response or []:
             if item.get("type") == "searchResEntry":
@@ -281,6 +303,7 @@ class Ldap3Directory(Directory):
         window: Window | None = None,
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
+        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
         if window is not None:
             return self._run(
                 "search",
@@ -291,7 +314,7 @@ class Ldap3Directory(Directory):
         if scope == "base" or size_limit:
 
             def once(conn: ldap3.Connection) -> SearchResult:
-                ctrls = [controls.sort_control(sort)] if sort else None
+                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
                 ok = conn.search(
                     base,
                     filter,
@@ -322,12 +345,13 @@ class Ldap3Directory(Directory):
         to it); each page is fetched in order (ldap3's paged_search helper reverses pages)."""
         attrs = list(attributes) or ["1.1"]
         size = page_size or self.settings.page_size
+        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
 
         def walk(conn: ldap3.Connection) -> list[Entry]:
             out: list[Entry] = []
             cookie: bytes | None = None
             while True:
-                ctrls = [controls.sort_control(sort)] if sort else None
+                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
                 ok = conn.search(
                     base,
                     filter,
@@ -360,10 +384,12 @@ class Ldap3Directory(Directory):
         sort: Sequence[SortKey],
         window: Window,
     ) -> SearchResult:
-        ctrls = [
-            controls.sort_control(sort or (SortKey("cn"),)),
-            controls.vlv_control(window.offset, window.count),
-        ]
+        ctrls = self._read_controls(
+            [
+                controls.sort_control(sort or (SortKey("cn"),)),
+                controls.vlv_control(window.offset, window.count),
+            ]
+        )
         ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
         self._check(conn, ok or conn.result.get("result") == 0, "search", base)
         total = controls.vlv_total(conn.result.get("controls", {}))
@@ -402,6 +428,21 @@ class Ldap3Directory(Directory):
                 _close(self._pool.get_nowait())
             except queue.Empty:
                 return
+
+
+def _plain_dn(dn: str) -> str:
+    m = _EXTENDED.match(dn.encode("utf-8"))
+    return m.group(2).decode("utf-8") if m else dn
+
+
+def _split_extended(value: bytes, guids: dict[str, bytes]) -> bytes:
+    """``<GUID=hex>;<SID=hex>;dn`` -> ``dn``, recording the GUID (the hex of its raw bytes)."""
+    m = _EXTENDED.match(value)
+    if m is None:
+        return value
+    dn = m.group(2)
+    guids[normalize_dn(dn.decode("utf-8", "replace"))] = bytes.fromhex(m.group(1).decode())
+    return dn
 
 
 def _child(rdn: str, parent: str) -> str:
