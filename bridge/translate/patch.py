@@ -143,12 +143,10 @@ def _parse_op(index: int, raw: Any) -> Op:
 
 def _named(op: Op, exc: ScimError) -> ScimError:
     """The same error, its detail prefixed with the operation it belongs to."""
-    if exc.detail.startswith("Operations["):
-        return exc
-    out = copy.copy(exc)
-    out.detail = f"{op.label()}: {exc.detail}"
-    out.args = (out.detail,)
-    return out
+    if not exc.detail.startswith("Operations["):
+        exc.detail = f"{op.label()}: {exc.detail}"
+        exc.args = (exc.detail,)
+    return exc
 
 
 # ---------------------------------------------------------------------------- targets
