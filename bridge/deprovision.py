@@ -159,14 +159,16 @@ def delete(service: Service, rmap: ResourceMap, found: Found) -> None:
     _run(service, rmap, found.dn, rmap.deprovision.on_delete, disable=True)
 
 
-def after_update(
-    service: Service, rmap: ResourceMap, dn: str, was: Entry, now: Entry
-) -> str | None:
+def after_update(service: Service, rmap: ResourceMap, dn: str, was: Entry) -> str | None:
     """Called after a PUT/PATCH was applied: runs on_deactivate when ``active`` went from true to
     false, and moves a re-activated account back from the deactivation OU.  Returns the entry's
-    DN when it changed (the caller reads it again), else None."""
+    new DN when it moved, else None.  Costs nothing unless the policy does more than disable."""
     active = next((a for a in rmap.attributes if a.attr == "active" and not a.sub), None)
-    if active is None:
+    policy = rmap.deprovision
+    if active is None or all(a.kind == "disable" for a in policy.on_deactivate):
+        return None
+    now = service.directory.read(dn, [active.ldap])
+    if now is None:
         return None
     before = _active(active, was)
     after = _active(active, now)
