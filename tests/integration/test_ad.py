@@ -19,7 +19,15 @@ import ldap3
 import pytest
 
 from bridge.directory.base import Change
-from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user
+from tests.helpers import (
+    ENTERPRISE,
+    GROUP_SCHEMA,
+    SCIM,
+    USER_SCHEMA,
+    create_group,
+    create_user,
+    patch,
+)
 from tests.integration.conftest import AD, TREE_DELETE, ad_mapping_text, admin, build_ad
 
 pytestmark = pytest.mark.samba
@@ -157,6 +165,40 @@ def test_password_sign_in_disable_and_re_enable(ad: AD) -> None:
     assert r.status_code == 200 and r.json()["active"] is True
     assert ad.uac("signin") == 512 | DONT_EXPIRE_PASSWORD
     assert bind(ad.info, dn, PASSWORD)[0]
+
+
+def test_patch_deactivate_keeps_other_bits_then_reactivate(ad: AD) -> None:
+    """Okta and Entra deactivate with PATCH replace active=false (Entra: the string "False")."""
+    u = new_user(ad, "patched")
+    dn = user_dn(ad, "patched")
+    ad.ldap(lambda c: c.modify(dn, {"userAccountControl": [
+        (ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]}))
+    r = patch(ad.client, f"/Users/{u['id']}", {"op": "Replace", "path": "active", "value": "False"})
+    assert r.status_code in (200, 204), r.text
+    assert ad.uac("patched") == 512 | DONT_EXPIRE_PASSWORD | 2
+    assert not bind(ad.info, dn, PASSWORD)[0]
+    r = patch(ad.client, f"/Users/{u['id']}", {"op": "replace", "value": {"active": True}})
+    assert r.status_code in (200, 204), r.text
+    assert ad.uac("patched") == 512 | DONT_EXPIRE_PASSWORD
+    assert bind(ad.info, dn, PASSWORD)[0]
+
+
+def test_patch_password_and_rename(ad: AD) -> None:
+    u = new_user(ad, "pwpatch")
+    r = patch(ad.client, f"/Users/{u['id']}",
+              {"op": "replace", "path": "password", "value": NEW_PASSWORD},
+              {"op": "replace", "path": "userName", "value": "pwpatched"})
+    assert r.status_code in (200, 204), r.text
+    assert ad.client.get(f"{SCIM}/Users/{u['id']}").json()["userName"] == "pwpatched"
+    assert bind(ad.info, user_dn(ad, "pwpatched"), NEW_PASSWORD)[0]
+
+
+def test_patch_weak_password_is_400(ad: AD) -> None:
+    u = new_user(ad, "weakpatch")
+    r = patch(ad.client, f"/Users/{u['id']}",
+              {"op": "replace", "path": "password", "value": "abc"})
+    assert r.status_code == 400 and "password policy" in r.json()["detail"]
+    assert bind(ad.info, user_dn(ad, "weakpatch"), PASSWORD)[0]
 
 
 def test_password_change_by_put(ad: AD) -> None:
@@ -349,6 +391,27 @@ def test_big_group_ranged_read_path(big: dict[str, Any]) -> None:
     assert {v.decode().lower() for v in entry.get("member")} == {d.lower() for d in big["dns"]}
 
 
+def test_big_group_patch_adds_and_removes_one_member(big: dict[str, Any]) -> None:
+    ad: AD = big["ad"]
+    gid = ad.client.get(f"{SCIM}/Groups").json()["Resources"][0]["id"]
+    raw = ad.user("big-extra", ["objectGUID"])["objectguid"][0]
+    extra_id = str(uuid.UUID(bytes_le=raw))
+    ad.directory.modifies.clear()
+    r = patch(ad.client, f"/Groups/{gid}",
+              {"op": "add", "path": "members", "value": [{"value": extra_id}]})
+    assert r.status_code in (200, 204), r.text
+    assert ad.directory.modifies == [
+        (big["group_dn"], [Change("add", "member", (big["extra_dn"].encode(),))])]
+    ad.directory.modifies.clear()
+    r = patch(ad.client, f"/Groups/{gid}",
+              {"op": "remove", "path": f'members[value eq "{extra_id}"]'})
+    assert r.status_code in (200, 204), r.text
+    assert ad.directory.modifies == [
+        (big["group_dn"], [Change("delete", "member", (big["extra_dn"].encode(),))])]
+    members = ad.client.get(f"{SCIM}/Groups/{gid}").json()["members"]
+    assert len(members) == BIG and extra_id not in {m["value"] for m in members}
+
+
 def test_big_group_membership_changes_are_single_values(big: dict[str, Any]) -> None:
     ad: AD = big["ad"]
     gid = ad.client.get(f"{SCIM}/Groups").json()["Resources"][0]["id"]
@@ -419,6 +482,16 @@ def test_deactivate_policy_strip_groups_and_move_then_reactivate(
     assert r.status_code == 200 and r.json()["active"] is True
     assert ad.user("pauser")["dn"] == f"CN=pauser,{ad.info.people_dn}"  # moved back
     assert bind(ad.info, user_dn(ad, "pauser"), PASSWORD)[0]
+
+
+def test_patch_deactivate_runs_the_policy(ad_variant: Callable[..., AD]) -> None:
+    ad = ad_variant(**{"on_deactivate: [disable]": "on_deactivate: [disable, remove_groups]"})
+    u = new_user(ad, "okta-off")
+    g = create_group(ad.client, "Okta Crew", [u["id"]])
+    r = patch(ad.client, f"/Users/{u['id']}", {"op": "replace", "path": "active", "value": False})
+    assert r.status_code in (200, 204), r.text
+    assert ad.client.get(f"{SCIM}/Users/{u['id']}").json()["active"] is False
+    assert "members" not in ad.client.get(f"{SCIM}/Groups/{g['id']}").json()
 
 
 def test_deactivate_default_only_disables(ad: AD) -> None:
