@@ -139,6 +139,9 @@ class ResourceMap:
     #: see Dialect.create_steps
     create_steps: tuple[tuple[str, ...], ...] = ()
     password_must_change: bool = False
+    #: a create without a password gets a random one nobody knows (AD refuses to enable an
+    #: account without a password; Entra sends none for SSO-only users)
+    generate_missing_password: bool = False
     #: users' ``groups`` also lists groups reached through nested groups (AD only)
     transitive_groups: bool = False
     deprovision: dp.Policy = dp.DEFAULT
@@ -238,6 +241,7 @@ _RES_KEYS = {
     "derived",
     "create_steps",
     "password_must_change",
+    "generate_missing_password",
     "transitive_groups",
     "deprovision",
 }
@@ -496,7 +500,7 @@ def _write_options(
         c.add(_p(here, "create_steps"), "expected a list of lists of LDAP attribute names")
         steps = []
     out["create_steps"] = tuple(tuple(s) for s in steps)
-    for flag in ("password_must_change", "transitive_groups"):
+    for flag in ("password_must_change", "generate_missing_password", "transitive_groups"):
         value = data.get(flag, False)
         if not isinstance(value, bool):
             c.add(_p(here, flag), f"expected true or false, got {value!r}")

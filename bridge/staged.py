@@ -18,6 +18,8 @@ codecs and the must-change attribute are data from the mapping and its dialect.
 from __future__ import annotations
 
 import logging
+import secrets
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,7 @@ def add_extras(rmap: ResourceMap, body: Mapping[str, Any], attrs: dict[str, list
 def create(service: Service, rmap: ResourceMap, dn: str, attrs: dict[str, list[bytes]]) -> None:
     """Add ``dn`` and run the create steps; undo the add if a step fails."""
     directory = service.directory
+    _generate_password(rmap, attrs)
     check_transport(directory, rmap, attrs)
     first = dict(attrs)
     marker = _must_change(service.mapping.dialect, rmap, attrs)
@@ -113,6 +116,23 @@ def create(service: Service, rmap: ResourceMap, dn: str, attrs: dict[str, list[b
         except BridgeError:
             _compensate(directory, dn)
             raise
+
+
+def _generate_password(rmap: ResourceMap, attrs: dict[str, list[bytes]]) -> None:
+    """``generate_missing_password: true``: a create without a password gets 32 random
+    characters from all four classes AD's complexity rule counts, so AD lets the account be
+    enabled.  Nobody learns it (never returned, never logged): the user signs in through the
+    IdP's federation, or the helpdesk resets it.  Entra sends no password for such users."""
+    if not rmap.generate_missing_password:
+        return
+    target = next((a for a in rmap.attributes if a.attr == "password"), None)
+    if target is None or any(k.lower() == target.ldap.lower() for k in attrs):
+        return
+    classes = (string.ascii_uppercase, string.ascii_lowercase, string.digits, "!#%+-.:=?@_~")
+    chars = [secrets.choice(c) for c in classes]
+    chars += [secrets.choice("".join(classes)) for _ in range(28)]
+    secrets.SystemRandom().shuffle(chars)
+    attrs[target.ldap] = target.codec.encode("".join(chars))
 
 
 def _compensate(directory: Directory, dn: str) -> None:

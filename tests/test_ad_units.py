@@ -320,3 +320,34 @@ def test_known_refs_need_one_unambiguous_guid_keyed_holder() -> None:
     assert refs["cn=a,ou=people,dc=example,dc=test"].resource == "User"
     # OpenLDAP maps are keyed by entryUUID: nothing is taken from the values
     assert known_refs(load_mapping(OPENLDAP_MAP), [entry], [user], ["User"]) == {}
+
+
+def test_missing_password_is_generated_when_the_mapping_asks() -> None:
+    text = _staged_openldap().replace("create_steps: [[userPassword]]",
+                                      "create_steps: [[userPassword]]\n"
+                                      "    generate_missing_password: true")
+    svc = _service(text)
+    svc.create("User", {"userName": "sso1"}, "")
+    svc.create("User", {"userName": "sso2"}, "")
+    svc.create("User", {"userName": "given", "password": "chosen-1"}, "")
+    pw = {}
+    for name in ("sso1", "sso2", "given"):
+        entry = svc.directory.read(f"uid={name},ou=people,dc=example,dc=org", ["userPassword"])
+        assert entry is not None
+        pw[name] = entry.get("userPassword")[0].decode()
+    assert pw["given"] == "chosen-1"
+    assert len(pw["sso1"]) == 32 and pw["sso1"] != pw["sso2"]
+    for cls in (str.isupper, str.islower, str.isdigit, lambda c: not c.isalnum()):
+        assert any(cls(c) for c in pw["sso1"])
+
+
+def test_plain_ldap_refusal_is_an_http_501(tmp_path: Path) -> None:
+    from tests.conftest import Backend, make_client
+
+    mapping = parse_mapping(AD_MAP.read_text())
+    directory = PlainDirectory()
+    seed_structure(directory, mapping)
+    client = make_client(Backend("plain", directory, mapping))
+    r = client.post("/scim/v2/Users", json={"userName": "plain", "password": "Str0ng!Passw0rd"})
+    assert r.status_code == 501 and "BRIDGE_LDAP_STARTTLS" in r.json()["detail"]
+    assert "Str0ng" not in r.text

@@ -225,6 +225,19 @@ def test_create_order_is_add_then_password_then_enable(ad: AD) -> None:
     assert steps == [["unicodePwd"], ["userAccountControl"]]
 
 
+def test_create_without_password_gets_a_random_one_and_can_be_enabled(ad: AD) -> None:
+    """Entra sends no password for federated users; Windows AD refuses to enable an account
+    without one (Samba does not), so the AD map generates one nobody knows."""
+    u = create_user(ad.client, "sso-only", active=True)
+    assert u["active"] is True and "password" not in u
+    entry = ad.user("sso-only", ["userAccountControl", "pwdLastSet"])
+    assert entry["useraccountcontrol"] == [b"512"]
+    assert int(entry["pwdlastset"][0]) > 0  # a password was set
+    dn = entry["dn"]
+    steps = [[c.attr for c in changes] for d, changes in ad.directory.modifies if d == dn]
+    assert steps == [["unicodePwd"], ["userAccountControl"]]
+
+
 def test_create_without_active_stays_disabled(ad: AD) -> None:
     u = create_user(ad.client, "noflag", password=PASSWORD)
     assert u["active"] is False  # AD creates accounts disabled; the IdP decides to enable
