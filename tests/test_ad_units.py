@@ -25,8 +25,16 @@ enabled = CODECS["ad-enabled"]
 
 # ---------------------------------------------------------------------------- ad-enabled
 @pytest.mark.parametrize(
-    ("raw", "active"), [(b"512", True), (b"514", False), (b"546", False), (b"66048", True),
-                        (b"66050", False), (b"544", True)])
+    ("raw", "active"),
+    [
+        (b"512", True),
+        (b"514", False),
+        (b"546", False),
+        (b"66048", True),
+        (b"66050", False),
+        (b"544", True),
+    ],
+)
 def test_ad_enabled_decodes_bit_2(raw: bytes, active: bool) -> None:
     assert enabled.decode_all([raw]) == [active]
 
@@ -34,9 +42,11 @@ def test_ad_enabled_decodes_bit_2(raw: bytes, active: bool) -> None:
 def test_ad_enabled_keeps_every_other_bit() -> None:
     dont_expire_smartcard = 0x10000 | 0x40000 | 0x200
     assert enabled.encode(False, [str(dont_expire_smartcard).encode()]) == [
-        str(dont_expire_smartcard | 2).encode()]
+        str(dont_expire_smartcard | 2).encode()
+    ]
     assert enabled.encode(True, [str(dont_expire_smartcard | 2).encode()]) == [
-        str(dont_expire_smartcard).encode()]
+        str(dont_expire_smartcard).encode()
+    ]
     assert enabled.encode("False", [b"512"]) == [b"514"]  # Entra's string booleans
 
 
@@ -67,12 +77,28 @@ def test_valid_sam_account_names(name: str) -> None:
     assert CODECS["ad-samaccountname"].encode(name) == [name.encode()]
 
 
-@pytest.mark.parametrize(("name", "why"), [
-    ("bjensen@example.com", "@"), ("a/b", "/"), ("a\\b", "\\"), ("a[b]", "["), ("a:b", ":"),
-    ("a;b", ";"), ("a|b", "|"), ("a=b", "="), ("a,b", ","), ("a+b", "+"), ("a*b", "*"),
-    ("a?b", "?"), ("a<b>", "<"), ('a"b', '"'), ("x" * 21, "at most 20"), ("dot.", "period"),
-    ("tab\tname", "U+0009"),
-])
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("bjensen@example.com", "@"),
+        ("a/b", "/"),
+        ("a\\b", "\\"),
+        ("a[b]", "["),
+        ("a:b", ":"),
+        ("a;b", ";"),
+        ("a|b", "|"),
+        ("a=b", "="),
+        ("a,b", ","),
+        ("a+b", "+"),
+        ("a*b", "*"),
+        ("a?b", "?"),
+        ("a<b>", "<"),
+        ('a"b', '"'),
+        ("x" * 21, "at most 20"),
+        ("dot.", "period"),
+        ("tab\tname", "U+0009"),
+    ],
+)
 def test_invalid_sam_account_names_say_why(name: str, why: str) -> None:
     with pytest.raises(InvalidValue) as err:
         CODECS["ad-samaccountname"].encode(name)
@@ -92,30 +118,36 @@ def test_group_names_allow_256_and_safe_name_sanitises() -> None:
 
 # ---------------------------------------------------------------------------- AD error codes
 def test_ad_52d_is_a_readable_400() -> None:
-    err = DirectoryError("constraintViolation",
-                         "0000052D: Constraint violation - check_password_restrictions: the "
-                         "password is too short", operation="modify").to_scim()
+    err = DirectoryError(
+        "constraintViolation",
+        "0000052D: Constraint violation - check_password_restrictions: the password is too short",
+        operation="modify",
+    ).to_scim()
     assert err.status == 400 and err.scim_type == "invalidValue"
     assert "password policy" in err.detail and "0000052D" in err.detail
 
 
 def test_windows_52d_with_problem_5003_is_a_400() -> None:
-    err = DirectoryError("unwillingToPerform",
-                         "0000052D: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM), data 0",
-                         operation="modify").to_scim()
+    err = DirectoryError(
+        "unwillingToPerform",
+        "0000052D: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM), data 0",
+        operation="modify",
+    ).to_scim()
     assert err.status == 400 and "without a password" in err.detail
 
 
 def test_duplicate_sam_account_name_is_409() -> None:
-    err = DirectoryError("entryAlreadyExists",
-                         "00002071: samldb: samAccountName 'x' already in use!").to_scim()
+    err = DirectoryError(
+        "entryAlreadyExists", "00002071: samldb: samAccountName 'x' already in use!"
+    ).to_scim()
     assert err.status == 409 and err.scim_type == "uniqueness"
 
 
 def test_non_ad_messages_are_unchanged() -> None:
     err = DirectoryError("constraintViolation", "some slapd text", operation="add").to_scim()
     assert err.status == 400 and err.detail == (
-        "directory refused the add: constraintViolation (some slapd text)")
+        "directory refused the add: constraintViolation (some slapd text)"
+    )
 
 
 # ---------------------------------------------------------------------------- range retrieval
@@ -152,8 +184,10 @@ def test_range_loop_exact_multiple_and_start_past_end() -> None:
     assert out["member"] == values and asked == ["member;range=1500-*"]
     fetch2, _ = _ad_server(values[:1500])
     # a server that claimed more than it has: the next read finds nothing; stop, keep what we have
-    assert complete_ranges("CN=g", {"member;range=0-1499": values[:1500]}, fetch2)["member"] == \
-        values[:1500]
+    assert (
+        complete_ranges("CN=g", {"member;range=0-1499": values[:1500]}, fetch2)["member"]
+        == values[:1500]
+    )
 
 
 def test_range_loop_failure_raises_instead_of_truncating() -> None:
@@ -196,16 +230,19 @@ def test_ad_mapping_loads_with_its_defaults() -> None:
     assert dict(m.resource("Group").constants) == {"groupType": (b"-2147483646",)}
 
 
-@pytest.mark.parametrize(("policy", "message"), [
-    ("on_deactivate: [remove_groups]", "must include disable"),
-    ("on_deactivate: [disable, delete]", "cannot delete"),
-    ("on_delete: [disable]", "must move out of the search scope"),
-    ("on_delete: [delete, disable]", "cannot be combined"),
-    ('on_delete: [disable, {move: "OU=Old,OU=People,DC=example,DC=test"}]', "must be outside"),
-    ('on_deactivate: [disable, {move: "OU=Quarantine,DC=example,DC=test"}]', "must be below"),
-    ("on_delete: [shred]", "unknown action"),
-    ("on_delete: [move]", "needs a target"),
-])
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("on_deactivate: [remove_groups]", "must include disable"),
+        ("on_deactivate: [disable, delete]", "cannot delete"),
+        ("on_delete: [disable]", "must move out of the search scope"),
+        ("on_delete: [delete, disable]", "cannot be combined"),
+        ('on_delete: [disable, {move: "OU=Old,OU=People,DC=example,DC=test"}]', "must be outside"),
+        ('on_deactivate: [disable, {move: "OU=Quarantine,DC=example,DC=test"}]', "must be below"),
+        ("on_delete: [shred]", "unknown action"),
+        ("on_delete: [move]", "needs a target"),
+    ],
+)
 def test_deprovision_rules_are_checked(policy: str, message: str) -> None:
     key = policy.split(":")[0]
     default = {"on_deactivate": "on_deactivate: [disable]", "on_delete": "on_delete: [delete]"}
@@ -217,8 +254,9 @@ def test_deprovision_rules_are_checked(policy: str, message: str) -> None:
 
 def test_transitive_groups_needs_ad() -> None:
     text = OPENLDAP_MAP.read_text().replace(
-        "    rdn: {ldap: uid, from: userName}", "    rdn: {ldap: uid, from: userName}\n"
-        "    transitive_groups: true")
+        "    rdn: {ldap: uid, from: userName}",
+        "    rdn: {ldap: uid, from: userName}\n    transitive_groups: true",
+    )
     with pytest.raises(ConfigError, match="LDAP_MATCHING_RULE_IN_CHAIN"):
         parse_mapping(text)
 
@@ -234,7 +272,8 @@ def _service(text: str, directory: EmbeddedDirectory | None = None) -> Service:
 def _staged_openldap() -> str:
     return OPENLDAP_MAP.read_text().replace(
         "    rdn: {ldap: uid, from: userName}",
-        "    rdn: {ldap: uid, from: userName}\n    create_steps: [[userPassword]]")
+        "    rdn: {ldap: uid, from: userName}\n    create_steps: [[userPassword]]",
+    )
 
 
 def test_failed_create_step_removes_the_half_made_entry() -> None:
@@ -257,9 +296,10 @@ def test_staged_create_writes_the_held_back_attribute_after_the_add() -> None:
 
 
 def test_password_must_change_marks_the_password() -> None:
-    text = _staged_openldap().replace("create_steps: [[userPassword]]",
-                                      "create_steps: [[userPassword, pwdReset]]\n"
-                                      "    password_must_change: true")
+    text = _staged_openldap().replace(
+        "create_steps: [[userPassword]]",
+        "create_steps: [[userPassword, pwdReset]]\n    password_must_change: true",
+    )
     svc = _service(text)
     svc.create("User", {"userName": "temp", "password": "secret-1"}, "")
     entry = svc.directory.read("uid=temp,ou=people,dc=example,dc=org", ["pwdReset"])
@@ -283,8 +323,12 @@ def test_ad_password_over_plain_ldap_is_refused_before_any_write() -> None:
         svc.create("User", {"userName": "plain", "password": "Str0ng!Passw0rd"}, "")
     assert err.value.status == 501
     assert "LDAPS" in err.value.detail and "Str0ng" not in err.value.detail
-    assert svc.directory.search("OU=People,DC=example,DC=test", "(objectClass=*)", ["1.1"],
-                                scope="one").entries == []
+    assert (
+        svc.directory.search(
+            "OU=People,DC=example,DC=test", "(objectClass=*)", ["1.1"], scope="one"
+        ).entries
+        == []
+    )
 
 
 # ---------------------------------------------------------------------------- extended DNs
@@ -292,11 +336,14 @@ def test_extended_dn_values_are_split_only_in_dn_attributes() -> None:
     from bridge.directory.ldap3_client import _plain_dn, _split_extended
 
     guids: dict[str, bytes] = {}
-    value = (b"<GUID=5aa6e358e7b045419f7d4f603e5d53eb>;<SID=0105000000000005150000>;"
-             b"CN=u1,OU=People,DC=example,DC=test")
+    value = (
+        b"<GUID=5aa6e358e7b045419f7d4f603e5d53eb>;<SID=0105000000000005150000>;"
+        b"CN=u1,OU=People,DC=example,DC=test"
+    )
     assert _split_extended(value, guids) == b"CN=u1,OU=People,DC=example,DC=test"
-    assert guids == {"cn=u1,ou=people,dc=example,dc=test":
-                     bytes.fromhex("5aa6e358e7b045419f7d4f603e5d53eb")}
+    assert guids == {
+        "cn=u1,ou=people,dc=example,dc=test": bytes.fromhex("5aa6e358e7b045419f7d4f603e5d53eb")
+    }
     assert _split_extended(b"CN=plain", guids) == b"CN=plain"
     assert _plain_dn("<GUID=5aa6e358e7b045419f7d4f603e5d53eb>;CN=x,DC=y") == "CN=x,DC=y"
 
@@ -311,9 +358,11 @@ def test_known_refs_need_one_unambiguous_guid_keyed_holder() -> None:
     raw = uuid.uuid4().bytes_le
     user = "CN=a,OU=People,DC=example,DC=test"
     elsewhere = "CN=b,CN=Users,DC=example,DC=test"
-    entry = Entry("CN=g,OU=Groups,DC=example,DC=test", {},
-                  {"cn=a,ou=people,dc=example,dc=test": raw,
-                   "cn=b,cn=users,dc=example,dc=test": raw})
+    entry = Entry(
+        "CN=g,OU=Groups,DC=example,DC=test",
+        {},
+        {"cn=a,ou=people,dc=example,dc=test": raw, "cn=b,cn=users,dc=example,dc=test": raw},
+    )
     refs = known_refs(m, [entry], [user, elsewhere], ["User", "Group"])
     assert list(refs) == ["cn=a,ou=people,dc=example,dc=test"]
     assert refs["cn=a,ou=people,dc=example,dc=test"].id == str(uuid.UUID(bytes_le=raw))
@@ -323,9 +372,10 @@ def test_known_refs_need_one_unambiguous_guid_keyed_holder() -> None:
 
 
 def test_missing_password_is_generated_when_the_mapping_asks() -> None:
-    text = _staged_openldap().replace("create_steps: [[userPassword]]",
-                                      "create_steps: [[userPassword]]\n"
-                                      "    generate_missing_password: true")
+    text = _staged_openldap().replace(
+        "create_steps: [[userPassword]]",
+        "create_steps: [[userPassword]]\n    generate_missing_password: true",
+    )
     svc = _service(text)
     svc.create("User", {"userName": "sso1"}, "")
     svc.create("User", {"userName": "sso2"}, "")
@@ -351,3 +401,32 @@ def test_plain_ldap_refusal_is_an_http_501(tmp_path: Path) -> None:
     r = client.post("/scim/v2/Users", json={"userName": "plain", "password": "Str0ng!Passw0rd"})
     assert r.status_code == 501 and "BRIDGE_LDAP_STARTTLS" in r.json()["detail"]
     assert "Str0ng" not in r.text
+
+
+# ---------------------------------------------------------------------------- deprovisioning
+def test_delete_policy_is_generic_openldap_ppolicy_and_group_of_names() -> None:
+    """The same policy machinery on the OpenLDAP map: ppolicy lock, groupOfNames placeholder."""
+    text = OPENLDAP_MAP.read_text().replace(
+        "    rdn: {ldap: uid, from: userName}",
+        "    rdn: {ldap: uid, from: userName}\n"
+        "    deprovision:\n"
+        '      on_delete: [remove_groups, disable, {move: "ou=quarantine,dc=example,dc=org"}]',
+    )
+    svc = _service(text)
+    directory = svc.directory
+    assert isinstance(directory, EmbeddedDirectory)
+    directory.seed(
+        "ou=quarantine,dc=example,dc=org",
+        {"objectClass": ["top", "organizationalUnit"], "ou": ["quarantine"]},
+    )
+    user = svc.create("User", {"userName": "leaver"}, "")
+    group = svc.create("Group", {"displayName": "Only", "members": [{"value": user["id"]}]}, "")
+    svc.delete("User", user["id"])
+    with pytest.raises(Exception, match="not found"):
+        svc.get("User", user["id"], "")
+    moved = directory.read(
+        "uid=leaver,ou=quarantine,dc=example,dc=org", ["pwdAccountLockedTime", "memberOf"]
+    )
+    assert moved is not None and moved.get("pwdAccountLockedTime") == [b"000001010000Z"]
+    assert not moved.get("memberOf")
+    assert "members" not in svc.get("Group", group["id"], "")  # placeholder kept it valid

@@ -47,8 +47,9 @@ def ad_directory(info: Any, **overrides: Any) -> RecordingDirectory:
 
 
 def admin(info: Any) -> ldap3.Connection:
-    tls = ldap3.Tls(ca_certs_file=info.ca_file, validate=ssl.CERT_REQUIRED,
-                    valid_names=["localhost"])
+    tls = ldap3.Tls(
+        ca_certs_file=info.ca_file, validate=ssl.CERT_REQUIRED, valid_names=["localhost"]
+    )
     server = ldap3.Server(info.host, 636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
     return ldap3.Connection(server, info.bind_dn, info.bind_password, auto_bind=True)
 
@@ -95,8 +96,11 @@ class AD:
             conn.unbind()
 
     def user(self, sam: str, attrs: list[str] | None = None) -> dict[str, Any]:
-        found = self.entry(self.info.base_dn, f"(sAMAccountName={sam})",
-                           attrs or ["userAccountControl", "pwdLastSet", "memberOf"])
+        found = self.entry(
+            self.info.base_dn,
+            f"(sAMAccountName={sam})",
+            attrs or ["userAccountControl", "pwdLastSet", "memberOf"],
+        )
         assert len(found) == 1, found
         return found[0]
 

@@ -39,8 +39,9 @@ DONT_EXPIRE_PASSWORD = 0x10000
 
 
 def bind(info: Any, dn: str, password: str) -> tuple[bool, str]:
-    tls = ldap3.Tls(ca_certs_file=info.ca_file, validate=ssl.CERT_REQUIRED,
-                    valid_names=["localhost"])
+    tls = ldap3.Tls(
+        ca_certs_file=info.ca_file, validate=ssl.CERT_REQUIRED, valid_names=["localhost"]
+    )
     server = ldap3.Server(info.host, 636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
     conn = ldap3.Connection(server, dn, password)
     try:
@@ -68,13 +69,19 @@ def test_create_get_delete_user(ad: AD) -> None:
         "name": {"givenName": "Barbara", "familyName": "Jensen"},
         "displayName": "Babs Jensen",
         "emails": [{"value": "bjensen@example.com", "type": "work", "primary": True}],
-        "phoneNumbers": [{"value": "555-555-8377", "type": "work"},
-                         {"value": "555-555-0000", "type": "mobile"}],
+        "phoneNumbers": [
+            {"value": "555-555-8377", "type": "work"},
+            {"value": "555-555-0000", "type": "mobile"},
+        ],
         "title": "Tour Guide",
         "active": True,
         "password": PASSWORD,
-        ENTERPRISE: {"employeeNumber": "701984", "department": "Tour Operations",
-                     "organization": "Example", "manager": {"value": boss["id"]}},
+        ENTERPRISE: {
+            "employeeNumber": "701984",
+            "department": "Tour Operations",
+            "organization": "Example",
+            "manager": {"value": boss["id"]},
+        },
     }
     r = ad.client.post(f"{SCIM}/Users", json=body)
     assert r.status_code == 201, r.text
@@ -83,7 +90,9 @@ def test_create_get_delete_user(ad: AD) -> None:
     assert user["name"] == {"givenName": "Barbara", "familyName": "Jensen"}
     assert user["emails"] == [{"value": "bjensen@example.com", "type": "work", "primary": True}]
     assert {(p["type"], p["value"]) for p in user["phoneNumbers"]} == {
-        ("work", "555-555-8377"), ("mobile", "555-555-0000")}
+        ("work", "555-555-8377"),
+        ("mobile", "555-555-0000"),
+    }
     assert user[ENTERPRISE]["employeeNumber"] == "701984"
     assert user[ENTERPRISE]["organization"] == "Example"
     assert user[ENTERPRISE]["manager"]["value"] == boss["id"]
@@ -115,8 +124,9 @@ def test_duplicate_user_name_is_409(ad: AD) -> None:
     assert r.status_code == 409 and r.json()["scimType"] == "uniqueness"
 
 
-@pytest.mark.parametrize(("name", "why"), [
-    ("bjensen@example.com", "@"), ("a/b", "/"), ("x" * 21, "at most 20")])
+@pytest.mark.parametrize(
+    ("name", "why"), [("bjensen@example.com", "@"), ("a/b", "/"), ("x" * 21, "at most 20")]
+)
 def test_bad_sam_account_name_is_400_saying_why(ad: AD, name: str, why: str) -> None:
     r = ad.client.post(f"{SCIM}/Users", json={"schemas": [USER_SCHEMA], "userName": name})
     assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
@@ -134,10 +144,16 @@ def test_list_with_paging(ad: AD) -> None:
 def test_put_replaces_clears_and_keeps_user_account_control(ad: AD) -> None:
     u = new_user(ad, "carol", displayName="Carol", title="Eng")
     # an administrator set "password never expires": PUTs must keep that bit
-    ad.ldap(lambda c: c.modify(user_dn(ad, "carol"), {"userAccountControl": [
-        (ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]}))
-    r = ad.client.put(f"{SCIM}/Users/{u['id']}", json={
-        "schemas": [USER_SCHEMA], "userName": "carol", "displayName": "Carol C"})
+    ad.ldap(
+        lambda c: c.modify(
+            user_dn(ad, "carol"),
+            {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]},
+        )
+    )
+    r = ad.client.put(
+        f"{SCIM}/Users/{u['id']}",
+        json={"schemas": [USER_SCHEMA], "userName": "carol", "displayName": "Carol C"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["displayName"] == "Carol C" and "title" not in r.json()
     assert r.json()["active"] is True  # a PUT without active leaves the account as it is
@@ -151,8 +167,11 @@ def test_password_sign_in_disable_and_re_enable(ad: AD) -> None:
     u = new_user(ad, "signin")
     dn = user_dn(ad, "signin")
     assert bind(ad.info, dn, PASSWORD)[0]
-    ad.ldap(lambda c: c.modify(dn, {"userAccountControl": [
-        (ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]}))
+    ad.ldap(
+        lambda c: c.modify(
+            dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]}
+        )
+    )
 
     body = {"schemas": [USER_SCHEMA], "userName": "signin", "active": False}
     r = ad.client.put(f"{SCIM}/Users/{u['id']}", json=body)
@@ -171,8 +190,11 @@ def test_patch_deactivate_keeps_other_bits_then_reactivate(ad: AD) -> None:
     """Okta and Entra deactivate with PATCH replace active=false (Entra: the string "False")."""
     u = new_user(ad, "patched")
     dn = user_dn(ad, "patched")
-    ad.ldap(lambda c: c.modify(dn, {"userAccountControl": [
-        (ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]}))
+    ad.ldap(
+        lambda c: c.modify(
+            dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(512 | DONT_EXPIRE_PASSWORD)])]}
+        )
+    )
     r = patch(ad.client, f"/Users/{u['id']}", {"op": "Replace", "path": "active", "value": "False"})
     assert r.status_code in (200, 204), r.text
     assert ad.uac("patched") == 512 | DONT_EXPIRE_PASSWORD | 2
@@ -185,9 +207,12 @@ def test_patch_deactivate_keeps_other_bits_then_reactivate(ad: AD) -> None:
 
 def test_patch_password_and_rename(ad: AD) -> None:
     u = new_user(ad, "pwpatch")
-    r = patch(ad.client, f"/Users/{u['id']}",
-              {"op": "replace", "path": "password", "value": NEW_PASSWORD},
-              {"op": "replace", "path": "userName", "value": "pwpatched"})
+    r = patch(
+        ad.client,
+        f"/Users/{u['id']}",
+        {"op": "replace", "path": "password", "value": NEW_PASSWORD},
+        {"op": "replace", "path": "userName", "value": "pwpatched"},
+    )
     assert r.status_code in (200, 204), r.text
     assert ad.client.get(f"{SCIM}/Users/{u['id']}").json()["userName"] == "pwpatched"
     assert bind(ad.info, user_dn(ad, "pwpatched"), NEW_PASSWORD)[0]
@@ -195,24 +220,27 @@ def test_patch_password_and_rename(ad: AD) -> None:
 
 def test_patch_weak_password_is_400(ad: AD) -> None:
     u = new_user(ad, "weakpatch")
-    r = patch(ad.client, f"/Users/{u['id']}",
-              {"op": "replace", "path": "password", "value": "abc"})
+    r = patch(ad.client, f"/Users/{u['id']}", {"op": "replace", "path": "password", "value": "abc"})
     assert r.status_code == 400 and "password policy" in r.json()["detail"]
     assert bind(ad.info, user_dn(ad, "weakpatch"), PASSWORD)[0]
 
 
 def test_password_change_by_put(ad: AD) -> None:
     u = new_user(ad, "changer")
-    r = ad.client.put(f"{SCIM}/Users/{u['id']}", json={
-        "schemas": [USER_SCHEMA], "userName": "changer", "password": NEW_PASSWORD})
+    r = ad.client.put(
+        f"{SCIM}/Users/{u['id']}",
+        json={"schemas": [USER_SCHEMA], "userName": "changer", "password": NEW_PASSWORD},
+    )
     assert r.status_code == 200, r.text
     dn = user_dn(ad, "changer")
     assert bind(ad.info, dn, NEW_PASSWORD)[0] and not bind(ad.info, dn, PASSWORD)[0]
 
 
 def test_weak_password_is_400_and_leaves_nothing_behind(ad: AD) -> None:
-    r = ad.client.post(f"{SCIM}/Users", json={
-        "schemas": [USER_SCHEMA], "userName": "weak", "password": "abc", "active": True})
+    r = ad.client.post(
+        f"{SCIM}/Users",
+        json={"schemas": [USER_SCHEMA], "userName": "weak", "password": "abc", "active": True},
+    )
     assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
     assert "password policy" in r.json()["detail"] and "abc" not in r.json()["detail"]
     assert ad.entry(ad.info.base_dn, "(sAMAccountName=weak)", ["1.1"]) == []  # compensated
@@ -266,8 +294,9 @@ def test_start_tls_carries_passwords_too(samba_server: Any) -> None:
 # ---------------------------------------------------------------------------- rename / move
 def test_rename_keeps_the_id(ad: AD) -> None:
     u = new_user(ad, "dave")
-    r = ad.client.put(f"{SCIM}/Users/{u['id']}", json={
-        "schemas": [USER_SCHEMA], "userName": "david"})
+    r = ad.client.put(
+        f"{SCIM}/Users/{u['id']}", json={"schemas": [USER_SCHEMA], "userName": "david"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["id"] == u["id"] and r.json()["userName"] == "david"
     entry = ad.user("david", ["cn", "name"])
@@ -279,8 +308,14 @@ def test_rename_keeps_the_id(ad: AD) -> None:
 def test_group_rename_keeps_members_and_id(ad: AD) -> None:
     u = new_user(ad, "member1")
     g = create_group(ad.client, "Old Name", [u["id"]])
-    r = ad.client.put(f"{SCIM}/Groups/{g['id']}", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "New Name", "members": [{"value": u["id"]}]})
+    r = ad.client.put(
+        f"{SCIM}/Groups/{g['id']}",
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "New Name",
+            "members": [{"value": u["id"]}],
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["id"] == g["id"] and r.json()["displayName"] == "New Name"
     assert [m["value"] for m in r.json()["members"]] == [u["id"]]
@@ -311,8 +346,10 @@ def test_group_membership_by_put_and_empty_group(ad: AD) -> None:
     g = create_group(ad.client, "Team", [a["id"], b["id"]])
     assert sorted(m["value"] for m in g["members"]) == sorted([a["id"], b["id"]])
     assert all(m["type"] == "User" for m in g["members"])
-    put = ad.client.put(f"{SCIM}/Groups/{g['id']}", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "Team", "members": []})
+    put = ad.client.put(
+        f"{SCIM}/Groups/{g['id']}",
+        json={"schemas": [GROUP_SCHEMA], "displayName": "Team", "members": []},
+    )
     assert put.status_code == 200, put.text
     assert "members" not in put.json()  # AD groups may be empty: no placeholder
     assert "groups" not in ad.client.get(f"{SCIM}/Users/{a['id']}").json()
@@ -322,17 +359,24 @@ def test_nested_groups(ad: AD, ad_variant: Callable[..., AD]) -> None:
     u = new_user(ad, "nested")
     inner = create_group(ad.client, "Inner", [u["id"]])
     outer = create_group(ad.client, "Outer", [inner["id"]])
-    assert outer["members"] == [{
-        "value": inner["id"], "$ref": f"https://scim.example.test{SCIM}/Groups/{inner['id']}",
-        "display": "Inner", "type": "Group"}]
+    assert outer["members"] == [
+        {
+            "value": inner["id"],
+            "$ref": f"https://scim.example.test{SCIM}/Groups/{inner['id']}",
+            "display": "Inner",
+            "type": "Group",
+        }
+    ]
     direct = ad.client.get(f"{SCIM}/Users/{u['id']}").json()["groups"]
     assert [(g["value"], g["type"]) for g in direct] == [(inner["id"], "direct")]
     # transitive groups (LDAP_MATCHING_RULE_IN_CHAIN), when the mapping asks for them
-    deep = build_ad(ad.info, ad_mapping_text(**{
-        "transitive_groups: false": "transitive_groups: true"}))
+    deep = build_ad(
+        ad.info, ad_mapping_text(**{"transitive_groups: false": "transitive_groups: true"})
+    )
     groups = deep.client.get(f"{SCIM}/Users/{u['id']}").json()["groups"]
     assert sorted((g["value"], g["type"]) for g in groups) == sorted(
-        [(inner["id"], "direct"), (outer["id"], "indirect")])
+        [(inner["id"], "direct"), (outer["id"], "indirect")]
+    )
     listed = deep.client.get(f"{SCIM}/Users").json()["Resources"]
     assert {g["type"] for g in listed[0]["groups"]} == {"direct", "indirect"}
     deep.directory.close()
@@ -354,20 +398,25 @@ def big(samba_server: Any) -> Iterator[dict[str, Any]]:
     dns = []
     for i in range(BIG):
         dn = f"CN=big{i:04d},{people}"
-        assert conn.add(dn, ["top", "person", "organizationalPerson", "user"],
-                        {"sAMAccountName": f"big{i:04d}"}), conn.result
+        assert conn.add(
+            dn, ["top", "person", "organizationalPerson", "user"], {"sAMAccountName": f"big{i:04d}"}
+        ), conn.result
         dns.append(dn)
     group_dn = f"CN=Everyone Big,{groups}"
     assert conn.add(group_dn, ["top", "group"], {"sAMAccountName": "everyone-big"}), conn.result
     assert conn.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, dns)]}), conn.result
     extra = f"CN=big-extra,{people}"
-    assert conn.add(extra, ["top", "person", "organizationalPerson", "user"],
-                    {"sAMAccountName": "big-extra"}), conn.result
+    assert conn.add(
+        extra, ["top", "person", "organizationalPerson", "user"], {"sAMAccountName": "big-extra"}
+    ), conn.result
     conn.unbind()
     print(f"\nseeded {BIG} users and a {BIG}-member group in {time.monotonic() - t0:.1f}s")
-    text = ad_mapping_text(**{
-        "base_dn: OU=People,DC=example,DC=test": f"base_dn: {people}",
-        "base_dn: OU=Groups,DC=example,DC=test": f"base_dn: {groups}"})
+    text = ad_mapping_text(
+        **{
+            "base_dn: OU=People,DC=example,DC=test": f"base_dn: {people}",
+            "base_dn: OU=Groups,DC=example,DC=test": f"base_dn: {groups}",
+        }
+    )
     built = build_ad(info, text)
     yield {"ad": built, "group_dn": group_dn, "extra_dn": extra, "dns": dns}
     built.directory.close()
@@ -385,13 +434,15 @@ def test_big_group_reads_back_every_member(big: dict[str, Any]) -> None:
     assert len(members) == BIG and len({m["value"] for m in members}) == BIG
     assert {m["type"] for m in members} == {"User"}
     # the ids came with the member values (extended DN): they are the users' objectGUIDs
-    first = ad.entry(members[0]["$ref"] and ad.info.base_dn, "(sAMAccountName=big0000)",
-                     ["objectGUID"])[0]
+    first = ad.entry(
+        members[0]["$ref"] and ad.info.base_dn, "(sAMAccountName=big0000)", ["objectGUID"]
+    )[0]
     assert str(uuid.UUID(bytes_le=first["objectguid"][0])) in {m["value"] for m in members}
     assert elapsed < 10, f"GET of a {BIG}-member group took {elapsed:.1f}s"
     print(f"\nGET of a {BIG}-member group: {elapsed:.2f}s")
-    slim = ad.client.get(f"{SCIM}/Groups/{found[0]['id']}",
-                         params={"excludedAttributes": "members"}).json()
+    slim = ad.client.get(
+        f"{SCIM}/Groups/{found[0]['id']}", params={"excludedAttributes": "members"}
+    ).json()
     assert "members" not in slim
 
 
@@ -410,17 +461,23 @@ def test_big_group_patch_adds_and_removes_one_member(big: dict[str, Any]) -> Non
     raw = ad.user("big-extra", ["objectGUID"])["objectguid"][0]
     extra_id = str(uuid.UUID(bytes_le=raw))
     ad.directory.modifies.clear()
-    r = patch(ad.client, f"/Groups/{gid}",
-              {"op": "add", "path": "members", "value": [{"value": extra_id}]})
+    r = patch(
+        ad.client,
+        f"/Groups/{gid}",
+        {"op": "add", "path": "members", "value": [{"value": extra_id}]},
+    )
     assert r.status_code in (200, 204), r.text
     assert ad.directory.modifies == [
-        (big["group_dn"], [Change("add", "member", (big["extra_dn"].encode(),))])]
+        (big["group_dn"], [Change("add", "member", (big["extra_dn"].encode(),))])
+    ]
     ad.directory.modifies.clear()
-    r = patch(ad.client, f"/Groups/{gid}",
-              {"op": "remove", "path": f'members[value eq "{extra_id}"]'})
+    r = patch(
+        ad.client, f"/Groups/{gid}", {"op": "remove", "path": f'members[value eq "{extra_id}"]'}
+    )
     assert r.status_code in (200, 204), r.text
     assert ad.directory.modifies == [
-        (big["group_dn"], [Change("delete", "member", (big["extra_dn"].encode(),))])]
+        (big["group_dn"], [Change("delete", "member", (big["extra_dn"].encode(),))])
+    ]
     members = ad.client.get(f"{SCIM}/Groups/{gid}").json()["members"]
     assert len(members) == BIG and extra_id not in {m["value"] for m in members}
 
@@ -435,18 +492,27 @@ def test_big_group_membership_changes_are_single_values(big: dict[str, Any]) -> 
     extra_id = str(uuid.UUID(bytes_le=raw))
     members = [{"value": m["value"]} for m in group["members"]]
     ad.directory.modifies.clear()
-    r = ad.client.put(f"{SCIM}/Groups/{gid}", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "Everyone Big",
-        "members": [*members, {"value": extra_id}]})
+    r = ad.client.put(
+        f"{SCIM}/Groups/{gid}",
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Everyone Big",
+            "members": [*members, {"value": extra_id}],
+        },
+    )
     assert r.status_code == 200 and len(r.json()["members"]) == BIG + 1
     assert ad.directory.modifies == [
-        (big["group_dn"], [Change("add", "member", (big["extra_dn"].encode(),))])]
+        (big["group_dn"], [Change("add", "member", (big["extra_dn"].encode(),))])
+    ]
     ad.directory.modifies.clear()
-    r = ad.client.put(f"{SCIM}/Groups/{gid}", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "Everyone Big", "members": members})
+    r = ad.client.put(
+        f"{SCIM}/Groups/{gid}",
+        json={"schemas": [GROUP_SCHEMA], "displayName": "Everyone Big", "members": members},
+    )
     assert r.status_code == 200 and len(r.json()["members"]) == BIG
     assert ad.directory.modifies == [
-        (big["group_dn"], [Change("delete", "member", (big["extra_dn"].encode(),))])]
+        (big["group_dn"], [Change("delete", "member", (big["extra_dn"].encode(),))])
+    ]
 
 
 # ---------------------------------------------------------------------------- deprovisioning
@@ -462,8 +528,9 @@ def test_delete_policy_default_deletes(ad: AD) -> None:
 
 
 def test_delete_policy_disable_strip_groups_quarantine(ad_variant: Callable[..., AD]) -> None:
-    ad = ad_variant(**{"on_delete: [delete]":
-                       f'on_delete: [disable, remove_groups, {{move: "{QUARANTINE}"}}]'})
+    ad = ad_variant(
+        **{"on_delete: [delete]": f'on_delete: [disable, remove_groups, {{move: "{QUARANTINE}"}}]'}
+    )
     u = new_user(ad, "leaver")
     g = create_group(ad.client, "Staff", [u["id"]])
     assert ad.client.delete(f"{SCIM}/Users/{u['id']}").status_code == 204
@@ -477,9 +544,13 @@ def test_delete_policy_disable_strip_groups_quarantine(ad_variant: Callable[...,
 
 
 def test_deactivate_policy_strip_groups_and_move_then_reactivate(
-        ad_variant: Callable[..., AD]) -> None:
-    ad = ad_variant(**{"on_deactivate: [disable]":
-                       f'on_deactivate: [disable, remove_groups, {{move: "{DISABLED}"}}]'})
+    ad_variant: Callable[..., AD],
+) -> None:
+    ad = ad_variant(
+        **{
+            "on_deactivate: [disable]": f'on_deactivate: [disable, remove_groups, {{move: "{DISABLED}"}}]'
+        }
+    )
     ad.ldap(lambda c: c.add(DISABLED, ["top", "organizationalUnit"]))
     u = new_user(ad, "pauser")
     g = create_group(ad.client, "Crew", [u["id"]])
@@ -510,8 +581,10 @@ def test_patch_deactivate_runs_the_policy(ad_variant: Callable[..., AD]) -> None
 def test_deactivate_default_only_disables(ad: AD) -> None:
     u = new_user(ad, "stays")
     g = create_group(ad.client, "Keep", [u["id"]])
-    r = ad.client.put(f"{SCIM}/Users/{u['id']}", json={
-        "schemas": [USER_SCHEMA], "userName": "stays", "active": False})
+    r = ad.client.put(
+        f"{SCIM}/Users/{u['id']}",
+        json={"schemas": [USER_SCHEMA], "userName": "stays", "active": False},
+    )
     assert r.status_code == 200 and r.json()["active"] is False
     assert [x["value"] for x in r.json()["groups"]] == [g["id"]]
     assert ad.user("stays")["dn"] == f"CN=stays,{ad.info.people_dn}"
