@@ -172,14 +172,21 @@ class Service:
         base_url: str,
         projection: Projection = DEFAULT,
     ) -> list[dict[str, Any]]:
-        dns: list[str] = []
-        for e in entries:
-            dns.extend(tr.reference_dns(rmap, e, projection))
+        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
+        dns = [d for found in per_entry for d in found]
         refs: dict[str, tr.Ref] = {}
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
-            if len(dns) > REF_BATCH:  # a large group: ids from the values themselves (AD)
-                refs = nested.known_refs(self.mapping, entries, dns, targets)
+            # a large group: member ids from the values themselves (AD's extended DN)
+            big = [
+                (e, found)
+                for e, found in zip(entries, per_entry, strict=True)
+                if len(found) > REF_BATCH
+            ]
+            if big:
+                refs = nested.known_refs(
+                    self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                )
             rest = [d for d in dns if normalize_dn(d) not in refs]
             refs.update(self.resolve_dns(rest, targets))
         out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]

@@ -379,6 +379,7 @@ def test_nested_groups(ad: AD, ad_variant: Callable[..., AD]) -> None:
     )
     listed = deep.client.get(f"{SCIM}/Users").json()["Resources"]
     assert {g["type"] for g in listed[0]["groups"]} == {"direct", "indirect"}
+    assert {g["display"] for g in listed[0]["groups"]} == {"Inner", "Outer"}
     deep.directory.close()
 
 
