@@ -29,8 +29,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.directory.base import Change
-from bridge.directory.syntax import escape_filter, is_under, normalize_dn, parent_dn, split_rdn
-from bridge.errors import DirectoryError, NotFound
+from bridge.directory.syntax import (
+    escape_filter,
+    is_under,
+    normalize_dn,
+    parent_dn,
+    rdn_of,
+    split_rdn,
+)
+from bridge.errors import DirectoryError, NotFound, Unavailable
 
 if TYPE_CHECKING:
     from bridge.config import ResourceMap
@@ -240,7 +247,17 @@ def remove_groups(service: Service, dn: str) -> None:
 
 
 def _move(service: Service, dn: str, target: str) -> str:
+    """Move ``dn`` below ``target``.  A missing target OU is the deployment's fault, not the
+    client's: 503, so the IdP retries, and the retry completes once the OU exists (every step
+    before the move is idempotent)."""
     attr, value, _ = split_rdn(dn)
-    from bridge.directory.syntax import rdn_of
-
-    return service.directory.rename(dn, rdn_of(attr, value), new_superior=target)
+    try:
+        return service.directory.rename(dn, rdn_of(attr, value), new_superior=target)
+    except DirectoryError as exc:
+        if exc.code != "noSuchObject" or service.directory.read(target, ["1.1"]) is not None:
+            raise
+        raise Unavailable(
+            f"the deprovisioning policy moves accounts to {target}, which does not exist; "
+            "the directory administrator must create it (the account is already disabled)",
+            retry_after=300,
+        ) from None

@@ -430,3 +430,19 @@ def test_delete_policy_is_generic_openldap_ppolicy_and_group_of_names() -> None:
     assert moved is not None and moved.get("pwdAccountLockedTime") == [b"000001010000Z"]
     assert not moved.get("memberOf")
     assert "members" not in svc.get("Group", group["id"], "")  # placeholder kept it valid
+
+
+def test_missing_quarantine_ou_is_503_and_the_account_is_already_disabled() -> None:
+    from bridge.errors import Unavailable
+
+    text = OPENLDAP_MAP.read_text().replace(
+        "    rdn: {ldap: uid, from: userName}",
+        "    rdn: {ldap: uid, from: userName}\n"
+        "    deprovision:\n"
+        '      on_delete: [disable, {move: "ou=nowhere,dc=example,dc=org"}]',
+    )
+    svc = _service(text)
+    user = svc.create("User", {"userName": "stuck"}, "")
+    with pytest.raises(Unavailable, match="ou=nowhere"):
+        svc.delete("User", user["id"])
+    assert svc.get("User", user["id"], "")["active"] is False
