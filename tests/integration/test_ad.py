@@ -133,6 +133,28 @@ def test_bad_sam_account_name_is_400_saying_why(ad: AD, name: str, why: str) -> 
     assert why in r.json()["detail"] and "sAMAccountName" in r.json()["detail"]
 
 
+def test_unknown_member_id_is_400_naming_it(ad: AD) -> None:
+    missing = "6b3a0a51-0000-4000-8000-000000000000"
+    r = ad.client.post(
+        f"{SCIM}/Groups",
+        json={"schemas": [GROUP_SCHEMA], "displayName": "X", "members": [{"value": missing}]},
+    )
+    assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
+    assert missing in r.json()["detail"]
+    assert ad.entry(ad.info.groups_dn, "(objectClass=group)", ["1.1"]) == []
+
+
+def test_rename_to_an_invalid_name_is_400_and_changes_nothing(ad: AD) -> None:
+    u = new_user(ad, "keepme", title="Eng")
+    r = ad.client.put(
+        f"{SCIM}/Users/{u['id']}",
+        json={"schemas": [USER_SCHEMA], "userName": "keep@me", "title": "Boss"},
+    )
+    assert r.status_code == 400 and "@" in r.json()["detail"]
+    again = ad.client.get(f"{SCIM}/Users/{u['id']}").json()
+    assert again["userName"] == "keepme" and again["title"] == "Eng"
+
+
 def test_list_with_paging(ad: AD) -> None:
     for i in range(7):
         create_user(ad.client, f"user{i}")
