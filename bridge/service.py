@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bridge import deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import Change, Directory, Entry, SortKey, Window
 from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_of, split_rdn
@@ -183,14 +184,26 @@ class Service:
         base_url: str,
         projection: Projection = DEFAULT,
     ) -> list[dict[str, Any]]:
-        dns: list[str] = []
-        for e in entries:
-            dns.extend(tr.reference_dns(rmap, e, projection))
+        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
+        dns = [d for found in per_entry for d in found]
         refs: dict[str, tr.Ref] = {}
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
-            refs = self.resolve_dns(dns, targets)
-        return [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
+            # a large group: member ids from the values themselves (AD's extended DN)
+            big = [
+                (e, found)
+                for e, found in zip(entries, per_entry, strict=True)
+                if len(found) > REF_BATCH
+            ]
+            if big:
+                refs = nested.known_refs(
+                    self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                )
+            rest = [d for d in dns if normalize_dn(d) not in refs]
+            refs.update(self.resolve_dns(rest, targets))
+        out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
+        nested.add_indirect_groups(self, rmap, entries, out, base_url, projection)
+        return out
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -460,9 +473,10 @@ class Service:
         member = rmap.member_map
         if member is not None and rmap.empty_member and not attrs.get(member.ldap):
             attrs[member.ldap] = [rmap.empty_member.encode()]
+        staged.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
-            self.directory.add(dn, attrs)
+            staged.create(self, rmap, dn, attrs)
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
@@ -499,16 +513,18 @@ class Service:
         assertion = self._check_version(rmap, found.entry, if_match)
         tr.check_required(rmap, body)
         ref_dns = self._ref_dns_for(rmap, body)
-        new = tr.to_attributes(rmap, body, ref_dns)
+        new = tr.to_attributes(rmap, body, ref_dns, current=found.entry)
         changes: list[Change] = []
         for ldap_attr, maps in _writable_by_ldap(rmap).items():
             want = new.get(ldap_attr, [])
             have = list(found.entry.get(ldap_attr))
             a = maps[0]
-            if a.codec.name == "password":
+            if a.codec.write_only:
                 if want:
                     changes.append(Change("replace", ldap_attr, tuple(want)))
                 continue
+            if a.codec.keep_when_absent and not want:
+                continue  # e.g. AD's userAccountControl: a PUT without active leaves it
             if a.attr == "members":
                 changes += self._member_delta(rmap, a, have, want)
                 continue
@@ -517,8 +533,11 @@ class Service:
             if a.mutability == "immutable" and have:
                 raise Mutability(f"{a.path} is immutable")
             changes.append(Change("replace", ldap_attr, tuple(want)))
-        new_dn = self._rename_if_needed(rmap, found, body)
-        return self._apply(rmap, new_dn or found.dn, changes, base_url, assertion)
+        new_rdn = tr.rdn_value(rmap, body)
+        _attr, old_rdn, _parent = split_rdn(found.dn)
+        dn = self.write(rmap, found, changes, new_rdn if new_rdn != old_rdn else None, assertion)
+        dn = deprovision.after_update(self, rmap, dn, found.entry) or dn
+        return self._read_back(rmap, dn, base_url)
 
     def _member_delta(
         self, rmap: ResourceMap, a: AttributeMap, have: list[bytes], want: list[bytes]
@@ -565,35 +584,19 @@ class Service:
                 changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
         return changes
 
-    def _rename_if_needed(
-        self, rmap: ResourceMap, found: Found, body: Mapping[str, Any]
-    ) -> str | None:
-        new_value = tr.rdn_value(rmap, body)
-        _attr, old_value, _parent = split_rdn(found.dn)
-        if new_value == old_value:
-            return None
-        return self.rename(rmap, found.dn, new_value)
-
-    def rename(self, rmap: ResourceMap, dn: str, new_value: str) -> str:
+    def rename(
+        self, rmap: ResourceMap, dn: str, new_value: str, assertion: str | None = None
+    ) -> str:
         try:
+            if assertion:
+                return self.directory.rename(
+                    dn, rdn_of(rmap.rdn.ldap, new_value), assertion=assertion
+                )
             return self.directory.rename(dn, rdn_of(rmap.rdn.ldap, new_value))
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {new_value!r} is already in use") from None
             raise
-
-    def _apply(
-        self,
-        rmap: ResourceMap,
-        dn: str,
-        changes: list[Change],
-        base_url: str,
-        assertion: str | None,
-    ) -> dict[str, Any]:
-        if changes:
-            self.modify(dn, changes, assertion)
-        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
-        return self.render(rmap, [entry], base_url)[0]
 
     def modify(self, dn: str, changes: list[Change], assertion: str | None = None) -> None:
         """Apply changes; a retry of an add of a present value or a delete of an absent one is
@@ -629,32 +632,94 @@ class Service:
         rmap = self.rmap(name)
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
         self._check_version(rmap, found.entry, if_match)
-        try:
-            self.directory.delete(found.dn)
-        except DirectoryError as exc:
-            if exc.code == "noSuchObject":
-                raise NotFound(f"{name} {rid} not found") from None
-            raise
+        deprovision.delete(self, rmap, found)  # delete, or disable/strip groups/move: the map says
 
     def patch(
-        self, name: str, rid: str, body: Any, base_url: str, if_match: str | None = None
+        self,
+        name: str,
+        rid: str,
+        body: Any,
+        base_url: str,
+        if_match: str | None = None,
+        projection: Projection = DEFAULT,
     ) -> dict[str, Any]:
-        from bridge.translate.patch import plan_patch
+        """PATCH (RFC 7644 §3.5.2): every operation is validated and planned before anything is
+        written (translate.patch); the member list is never read."""
+        from bridge.translate.patch import plan_patch, read_attributes
 
         rmap = self.rmap(name)
         body = self._body(body)
-        read = list(
-            dict.fromkeys(
-                tr.ldap_attributes(rmap) + [a.ldap for a in rmap.attributes if a.attr != "members"]
-            )
-        )
-        found = self.find(rmap, rid, read)
+        found = self.find(rmap, rid, read_attributes(rmap))
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(self, rmap, found.entry, body, base_url)
+        dn = self.write(
+            rmap,
+            found,
+            list(plan.changes),
+            plan.new_rdn_value,
+            assertion,
+            list(plan.when_emptied) if plan.when_emptied is not None else None,
+        )
+        dn = deprovision.after_update(self, rmap, dn, found.entry) or dn
+        return self._read_back(rmap, dn, base_url, projection)
+
+    def write(
+        self,
+        rmap: ResourceMap,
+        found: Found,
+        changes: list[Change],
+        new_rdn_value: str | None,
+        assertion: str | None,
+        when_emptied: list[Change] | None = None,
+    ) -> str:
+        """One modify and, when the naming attribute changed, one rename; returns the DN.
+
+        The modify goes first, carrying the If-Match assertion (RFC 4528) so a concurrent
+        change fails it atomically; the rename follows (asserted itself when there is nothing to
+        modify).  When the rename fails (the new name is taken) the modify is undone, so a
+        request never leaves the entry half-written.  ``when_emptied`` is sent instead of
+        ``changes`` if the directory refuses to leave a groupOfNames without members."""
         dn = found.dn
-        if plan.new_rdn_value is not None:
-            dn = self.rename(rmap, dn, plan.new_rdn_value)
-        return self._apply(rmap, dn, list(plan.changes), base_url, assertion)
+        if changes:
+            changes = staged.with_password_policy(self.mapping.dialect, rmap, changes)
+            staged.check_transport(self.directory, rmap, (c.attr for c in changes))
+        if new_rdn_value is not None:
+            changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
+        if changes:
+            try:
+                self.modify(dn, changes, assertion)
+            except DirectoryError as exc:
+                if exc.code != "objectClassViolation" or when_emptied is None:
+                    raise
+                changes = when_emptied
+                self.modify(dn, changes, assertion)
+        if new_rdn_value is None:
+            return dn
+        try:
+            return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
+        except (ScimError, DirectoryError):
+            if changes:
+                self._undo(dn, changes, found.entry)
+            raise
+
+    def _undo(self, dn: str, changes: list[Change], before: Entry) -> None:
+        """Best-effort compensation of a modify whose follow-up rename failed."""
+        undo: list[Change] = []
+        for ch in changes:
+            if ch.op == "replace":
+                undo.append(Change("replace", ch.attr, tuple(before.get(ch.attr))))
+            elif ch.values:
+                undo.append(Change("delete" if ch.op == "add" else "add", ch.attr, ch.values))
+        try:
+            self.modify(dn, undo)
+        except DirectoryError:
+            log.exception("could not undo the modify of %s after a failed rename", dn)
+
+    def _read_back(
+        self, rmap: ResourceMap, dn: str, base_url: str, projection: Projection = DEFAULT
+    ) -> dict[str, Any]:
+        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap, projection))
+        return self.render(rmap, [entry], base_url, projection)[0]
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

@@ -127,6 +127,11 @@ class EmbeddedDirectory(Directory):
         self.fail_next: dict[str, DirectoryError] = {}  # fault injection for tests
 
     @property
+    def secure(self) -> bool:
+        """In-process: nothing crosses a network, so nothing can be read on the way."""
+        return True
+
+    @property
     def capabilities(self) -> Capabilities:
         ctrls = frozenset({OID_SORT, OID_VLV, OID_PAGED, OID_ASSERTION})
         return Capabilities(sort=True, vlv=True, paged=True, assertion=True, controls=ctrls)
@@ -347,12 +352,21 @@ class EmbeddedDirectory(Directory):
         else:
             work.pop(name, None)
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
         with self._lock:
             self._injected("rename", dn)
             entry = self._get(dn)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
+            if assertion and not self._matches(entry, _parse(assertion)):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="rename")
             parent = new_superior or parent_dn(dn)
             new_dn = f"{new_rdn},{parent}" if parent else new_rdn
             new_key = normalize_dn(new_dn)
