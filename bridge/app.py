@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge.bulk import payload_too_large
 from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
 from bridge.errors import (
@@ -83,6 +84,15 @@ class ScimMiddleware:
             raise Unauthorized("invalid bearer token")
         return found
 
+    def body_limit(self, path: str) -> tuple[int, Callable[[], ScimError]]:
+        """The byte limit for a request body and the error beyond it: /Bulk has its own,
+        ``maxPayloadSize`` (RFC 7644 §3.7.4), checked here before the body is read."""
+        if path.rstrip("/") == self.settings.base_path + "/Bulk":
+            bulk = self.settings.bulk_max_payload_bytes
+            return bulk, lambda: payload_too_large(bulk)
+        limit = self.settings.max_body_bytes
+        return limit, lambda: PayloadTooLarge(f"request body exceeds {limit} bytes")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.settings.base_path):
             await self.app(scope, receive, send)
@@ -99,13 +109,13 @@ class ScimMiddleware:
             ):
                 raise Forbidden(f"token {token.name!r} is read-only")
             scope["state"]["token"] = token.name
+            limit, too_large = self.body_limit(scope["path"])
             length = headers.get("content-length")
-            if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
-                raise PayloadTooLarge(f"request body exceeds {self.settings.max_body_bytes} bytes")
+            if length and length.isdigit() and int(length) > limit:
+                raise too_large()
         except ScimError as err:
             await error_response(err)(scope, receive, send)
             return
-        limit = self.settings.max_body_bytes
         received = 0
 
         async def limited() -> Any:
@@ -114,7 +124,7 @@ class ScimMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+                    raise too_large()
             return message
 
         await self.app(scope, limited, send)

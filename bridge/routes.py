@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bridge import bulk
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
@@ -218,6 +219,19 @@ async def delete_resource(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def bulk_request(request: Request) -> Response:
+    """POST /Bulk (RFC 7644 §3.7): one threadpool hop runs every operation (bridge/bulk.py)."""
+    settings = request.app.state.settings
+    limits = bulk.Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
+    if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length
+        raise bulk.payload_too_large(limits.max_payload_bytes)
+    body = await json_body(request)
+    result = await run_in_threadpool(
+        bulk.run_bulk, service(request), body, base_url(request), limits
+    )
+    return ScimResponse(result)
+
+
 async def method_not_allowed(request: Request) -> Response:
     raise BadRequest("method not allowed on this endpoint", status=405)
 
@@ -227,6 +241,8 @@ def build_routes(base: str) -> list[Route]:
         return Route(base + path, endpoint, methods=methods)
 
     return [
+        r("/Bulk", bulk_request, ["POST"]),
+        r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
         r("/{resource}/.search", search_resources, ["POST"]),
         r("/{resource}", list_resources, ["GET"]),
         r("/{resource}", create_resource, ["POST"]),
