@@ -183,7 +183,7 @@ def parse_operation(index: int, raw: Any) -> Operation:
         )
     refs: set[str] = set()
     try:
-        _collect_refs(path, refs, 0)
+        refs.update(_path_refs(path))
         if method != "DELETE":
             _collect_refs(data, refs, 0)
     except InvalidSyntax as exc:
@@ -193,14 +193,19 @@ def parse_operation(index: int, raw: Any) -> Operation:
     )
 
 
+def _path_refs(path: str) -> set[str]:
+    """``/Groups/bulkId:qwerty`` references ``qwerty``."""
+    return {p[len(REF) :] for p in path.split("/") if p.startswith(REF) and len(p) > len(REF)}
+
+
 def _collect_refs(value: Any, out: set[str], depth: int) -> None:
-    """Every ``bulkId:<id>`` string in ``value`` (a path segment or any value in data)."""
+    """Every ``bulkId:<id>`` string anywhere in ``value`` (a whole string value: a member's
+    ``value``, a manager's ``value``, a PATCH operation's value ...)."""
     if depth > MAX_DEPTH:
         raise InvalidSyntax(f"data is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
-        for part in value.split("/") if "/" in value else (value,):
-            if part.startswith(REF) and len(part) > len(REF):
-                out.add(part[len(REF) :])
+        if value.startswith(REF) and len(value) > len(REF):
+            out.add(value[len(REF) :])
     elif isinstance(value, Mapping):
         for v in value.values():
             _collect_refs(v, out, depth + 1)
@@ -290,13 +295,9 @@ def _components(deps: Sequence[Sequence[int]]) -> list[list[int]]:
 
 # ------------------------------------------------------------------------------------ references
 def substitute(value: Any, ids: Mapping[str, str]) -> Any:
-    """``value`` with every ``bulkId:<id>`` (a whole string, or a path segment) replaced by the
-    SCIM id of the resource its POST created."""
+    """``value`` with every ``bulkId:<id>`` string replaced by the SCIM id of the resource its
+    POST created."""
     if isinstance(value, str):
-        if REF not in value:
-            return value
-        if "/" in value:
-            return "/".join(substitute(p, ids) for p in value.split("/"))
         return ids.get(value[len(REF) :], value) if value.startswith(REF) else value
     if isinstance(value, Mapping):
         return {k: substitute(v, ids) for k, v in value.items()}
@@ -377,7 +378,8 @@ class BulkRunner:
     def _single(self, op: Operation, st: _State) -> None:
         try:
             self._check_refs(op, op.refs, st)
-            resource = self._execute(op, substitute(op.data, st.ids), st)
+            data = substitute(op.data, st.ids) if op.refs else op.data
+            resource = self._execute(op, data, st)
         except Exception as exc:  # every failure is reported on its operation
             self._fail(op, exc, st)
             return
@@ -409,7 +411,7 @@ class BulkRunner:
 
     def _target(self, op: Operation, st: _State) -> tuple[str, str | None]:
         """``/Users`` (POST) or ``/Users/{id}`` (the others) -> resource name and id."""
-        path = substitute(op.path.strip(), st.ids)
+        path = "/".join(substitute(p, st.ids) for p in op.path.strip().split("/"))
         parts = [p for p in path.split("/") if p]
         if not parts:
             raise InvalidValue(f"path {op.path!r} names no resource endpoint")

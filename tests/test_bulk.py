@@ -582,3 +582,15 @@ def test_bulk_mixing_users_and_groups(client: TestClient, backend: Backend) -> N
         group_dn("Sales"): {user_dn("staying"), user_dn("ann")},
         group_dn("Everyone"): {group_dn("Engineering"), group_dn("Sales")},
     }
+
+
+def test_a_group_that_contains_itself(client: TestClient, backend: Backend) -> None:
+    """The shortest cycle: a POST that references its own bulkId."""
+    results = bulk(client, post_group("self", "Ouroboros", "bulkId:self", type_="Group"))
+    assert_ok(results[0], "POST", "201", "self", endpoint="Groups")
+    gid = id_of(results[0])
+    members = client.get(f"{SCIM}/Groups/{gid}").json()["members"]
+    assert [m["value"] for m in members] == [gid]
+    assert ldap(backend, GROUPS, "(cn=Ouroboros)", "member") == {
+        group_dn("Ouroboros"): {group_dn("Ouroboros")}
+    }
