@@ -109,7 +109,7 @@ class Ldap3Directory(Directory):
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            receive_timeout=s.operation_timeout,
+            receive_timeout=max(1, round(s.operation_timeout)),  # ldap3 packs it as an int
             auto_range=True,
             return_empty_attributes=False,
         )
@@ -358,9 +358,20 @@ class Ldap3Directory(Directory):
             "modify", dn, lambda c: self._check(c, c.modify(dn, spec, controls=ctrls), "modify", dn)
         )
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        ctrls = [controls.assertion_control(assertion)] if assertion else None
+
         def fn(c: ldap3.Connection) -> str:
-            ok = c.modify_dn(dn, new_rdn, delete_old_dn=True, new_superior=new_superior)
+            ok = c.modify_dn(
+                dn, new_rdn, delete_old_dn=True, new_superior=new_superior, controls=ctrls
+            )
             self._check(c, ok, "rename", dn)
             return _child(new_rdn, new_superior or parent_dn(dn))
 
