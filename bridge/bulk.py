@@ -12,9 +12,9 @@ the request order (Kahn's algorithm over the condensation, smallest request inde
 
 Circular references (§3.7.1, e.g. two groups that contain each other): the POSTs of a cycle are
 created without the values that point at members of the cycle not created yet; once every member
-exists, each one so created is brought to exactly what the client sent by Service.replace, which
-writes only the difference (the deferred values: one MODIFY_ADD of the other group's DN).  The
-result reported for such an operation is the one after that second step.
+exists, those values are added with a PATCH through Service.patch (one ``add`` without a path
+whose value is the deferred part of the resource; for two groups, one MODIFY_ADD of the other
+group's DN).  The result reported for such an operation is the one after that PATCH.
 
 Failures (§3.7.3): an operation that fails is reported with its status and a SCIM error body in
 ``response``; the others go on, until ``failOnErrors`` errors have been counted.  A reference to
@@ -46,6 +46,7 @@ log = logging.getLogger("bridge.bulk")
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 REF = "bulkId:"
 #: a SCIM resource is a few levels deep; deeper data is refused before it is walked
@@ -316,7 +317,8 @@ def split_deferred(data: Mapping[str, Any], later: set[str]) -> tuple[dict[str, 
     """§3.7.1: split a resource into what can be created now and the values that reference the
     ``later`` bulkIds (members of the same cycle not created yet).  A complex value or a
     multi-valued element that holds such a reference moves whole; the deferred part keeps the
-    resource's shape."""
+    resource's shape, so it is the value of a PATCH ``add`` without a path (RFC 7644 §3.5.2.1).
+    """
     now: dict[str, Any] = {}
     deferred: dict[str, Any] = {}
     for key, value in data.items():
@@ -474,7 +476,7 @@ class BulkRunner:
     # -- a cycle (§3.7.1)
     def _cycle(self, members: list[Operation], st: _State) -> None:
         cycle = {op.defines for op in members if op.defines is not None}
-        pending: list[tuple[Operation, str]] = []
+        pending: list[tuple[Operation, str, dict[str, Any]]] = []
         for op in members:
             outside = op.refs - cycle
             try:
@@ -487,12 +489,12 @@ class BulkRunner:
                 continue
             self._succeed(op, resource, st)
             if deferred and resource is not None:
-                pending.append((op, str(resource["id"])))
-        for op, rid in pending:
+                pending.append((op, str(resource["id"]), deferred))
+        for op, rid, deferred in pending:
             location = st.results[op.index].get("location")
             try:
                 self._check_refs(op, op.refs & cycle, st)
-                resource = self._complete(op, rid, st)
+                resource = self._complete(op, rid, deferred, st)
             except Exception as exc:
                 # the resource exists (location says where) without its circular references
                 self._fail(op, exc, st, location)
@@ -501,14 +503,18 @@ class BulkRunner:
             if version:
                 st.results[op.index]["version"] = version
 
-    def _complete(self, op: Operation, rid: str, st: _State) -> dict[str, Any]:
-        """Second step of §3.7.1: the resource becomes exactly what the client POSTed, through
-        Service.replace, which writes only the difference from the entry — here, the deferred
-        values (e.g. one MODIFY_ADD of the other group's DN).  The password is left out: it was
-        set by the create, and setting it twice could trip a password-history policy."""
+    def _complete(
+        self, op: Operation, rid: str, deferred: dict[str, Any], st: _State
+    ) -> dict[str, Any]:
+        """Second step of §3.7.1: PATCH the deferred values in, as one ``add`` without a path
+        whose value is the deferred part of the resource (RFC 7644 §3.5.2.1) — through
+        Service.patch, so e.g. one MODIFY_ADD of the other group's DN."""
         name, _ = self._target(op, st)
-        data = {k: v for k, v in op.data.items() if k.lower() != "password"}
-        return self.service.replace(name, rid, substitute(data, st.ids), self.base_url)
+        body = {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "value": substitute(deferred, st.ids)}],
+        }
+        return self.service.patch(name, rid, body, self.base_url)
 
 
 def _head(op: Operation) -> dict[str, Any]:
