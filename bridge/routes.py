@@ -10,7 +10,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
@@ -222,11 +222,14 @@ async def method_not_allowed(request: Request) -> Response:
     raise BadRequest("method not allowed on this endpoint", status=405)
 
 
-def build_routes(base: str) -> list[Route]:
+def build_routes(base: str) -> list[BaseRoute]:
     def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
         return Route(base + path, endpoint, methods=methods)
 
+    from bridge.routes_ops import ops_routes  # discovery/probes: before /{resource}
+
     return [
+        *ops_routes(base),
         r("/{resource}/.search", search_resources, ["POST"]),
         r("/{resource}", list_resources, ["GET"]),
         r("/{resource}", create_resource, ["POST"]),
