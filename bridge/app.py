@@ -99,7 +99,10 @@ class ScimMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         scope.setdefault("state", {})
-        scope["state"]["request_id"] = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        # TelemetryMiddleware (outermost) has usually set a sanitised request id already
+        scope["state"].setdefault(
+            "request_id", headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        )
         try:
             token = self.authenticate(headers.get("authorization"))
             if (
@@ -134,10 +137,10 @@ def build_app(
     settings: Settings, *, directory: Directory | None = None, mapping: MappingConfig | None = None
 ) -> Starlette:
     from bridge import routes
-    from bridge.runtime import make_directory
+    from bridge.runtime import make_directory, wrap_directory
 
     mapping = mapping or load_mapping(settings.mapping)
-    directory = directory or make_directory(settings, mapping)
+    directory = wrap_directory(settings, mapping, directory or make_directory(settings, mapping))
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
     )
@@ -166,6 +169,9 @@ def build_app(
     app.state.directory = directory
     app.state.service = service
     app.add_middleware(ScimMiddleware, settings=settings)
+    from bridge.telemetry import TelemetryMiddleware
+
+    app.add_middleware(TelemetryMiddleware, settings=settings, mapping=mapping, routes=app.routes)
 
     return app
 

@@ -10,7 +10,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from bridge import bulk
 from bridge.app import ScimResponse
@@ -241,11 +241,14 @@ async def method_not_allowed(request: Request) -> Response:
     raise BadRequest("method not allowed on this endpoint", status=405)
 
 
-def build_routes(base: str) -> list[Route]:
+def build_routes(base: str) -> list[BaseRoute]:
     def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
         return Route(base + path, endpoint, methods=methods)
 
+    from bridge.routes_ops import ops_routes  # discovery/probes: before /{resource}
+
     return [
+        *ops_routes(base),
         r("/Bulk", bulk_request, ["POST"]),
         r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
         r("/{resource}/.search", search_resources, ["POST"]),
