@@ -24,13 +24,16 @@ operation with 409 and scimType ``invalidValue`` (it cannot be resolved; nothing
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from bridge import audit, context
 from bridge.errors import (
     DirectoryError,
     InvalidSyntax,
@@ -56,7 +59,7 @@ SUCCESS = {"POST": "201", "PUT": "200", "PATCH": "200", "DELETE": "204"}
 
 @dataclass(frozen=True)
 class Limits:
-    """§3.7.4: advertised in ServiceProviderConfig as ``bulk.maxOperations/maxPayloadSize``."""
+    """§3.7.4: ``bulk.maxOperations/maxPayloadSize`` in ServiceProviderConfig (discovery.py)."""
 
     max_operations: int
     max_payload_bytes: int
@@ -65,15 +68,6 @@ class Limits:
 def payload_too_large(limit: int) -> PayloadTooLarge:
     """The §3.7.4 answer to a bulk body larger than maxPayloadSize."""
     return PayloadTooLarge(f"The size of the bulk operation exceeds the maxPayloadSize ({limit}).")
-
-
-def service_provider_config(limits: Limits) -> dict[str, Any]:
-    """The ``bulk`` member of ServiceProviderConfig (RFC 7643 §5)."""
-    return {
-        "supported": True,
-        "maxOperations": limits.max_operations,
-        "maxPayloadSize": limits.max_payload_bytes,
-    }
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -341,6 +335,15 @@ def _holds_ref(value: Mapping[str, Any], later: set[str]) -> bool:
 
 
 # ------------------------------------------------------------------------------------ running
+@dataclass(frozen=True)
+class Caller:
+    """Who sent the bulk request, for the audit records (bridge/audit.py)."""
+
+    token: str | None = None
+    client: str | None = None
+    dry_run: bool = False
+
+
 @dataclass
 class _State:
     ids: dict[str, str] = field(default_factory=dict)  # bulkId -> SCIM id
@@ -353,9 +356,10 @@ class _State:
 class BulkRunner:
     """Runs one parsed BulkRequest against a Service; :meth:`run` returns the BulkResponse."""
 
-    def __init__(self, service: Service, base_url: str):
+    def __init__(self, service: Service, base_url: str, caller: Caller | None = None):
         self.service = service
         self.base_url = base_url
+        self.caller = caller
         self.defined: set[str] = set()
 
     def run(self, request: BulkRequest) -> dict[str, Any]:
@@ -378,14 +382,54 @@ class BulkRunner:
 
     # -- one operation
     def _single(self, op: Operation, st: _State) -> None:
-        try:
-            self._check_refs(op, op.refs, st)
-            data = substitute(op.data, st.ids) if op.refs else op.data
-            resource = self._execute(op, data, st)
-        except Exception as exc:  # every failure is reported on its operation
-            self._fail(op, exc, st)
+        with self._audited(op, st):
+            try:
+                self._check_refs(op, op.refs, st)
+                data = substitute(op.data, st.ids) if op.refs else op.data
+                resource = self._execute(op, data, st)
+            except Exception as exc:  # every failure is reported on its operation
+                self._fail(op, exc, st)
+                return
+            self._succeed(op, resource, st)
+
+    @contextlib.contextmanager
+    def _audited(self, op: Operation, st: _State, scim_op: str | None = None) -> Iterator[None]:
+        """One audit record per Service call, as the single endpoints get one per request: the
+        LDAP writes of this operation only (the request's own log still receives them all, for
+        the record of the whole bulk request)."""
+        if self.caller is None:
+            yield
             return
-        self._succeed(op, resource, st)
+        outer = context.write_log.get()
+        mine = context.WriteLog()
+        token = context.write_log.set(mine)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            context.write_log.reset(token)
+            if outer is not None:
+                outer.ops.extend(mine.ops)
+            result = st.results.get(op.index, {})
+            try:
+                rtype: str | None = self._target(op, st)[0]
+            except ScimError:
+                rtype = None
+            location = result.get("location")
+            audit.write(
+                audit.AuditRecord(
+                    request_id=context.current_request_id() or "-",
+                    token=self.caller.token,
+                    client=self.caller.client,
+                    scim_op=scim_op or audit.SCIM_OPS.get(op.method, "invalid"),
+                    resource_type=rtype,
+                    resource_id=location.rsplit("/", 1)[-1] if location else None,
+                    status=int(result.get("status", 500)),
+                    ldap_ops=list(mine.ops),
+                    dry_run=self.caller.dry_run,
+                    duration_ms=round((time.perf_counter() - started) * 1e3, 2),
+                )
+            )
 
     def _check_refs(self, op: Operation, refs: Iterable[str], st: _State) -> None:
         for ref in sorted(refs):
@@ -419,7 +463,7 @@ class BulkRunner:
             raise InvalidValue(f"path {op.path!r} names no resource endpoint")
         rmap = self.service.mapping.by_endpoint("/" + parts[0])
         if rmap is None:
-            raise NotFound(f"no resource type at /{parts[0]}")
+            raise NotFound(f"no resource type at /{parts[0][:64]}")
         if op.method == "POST":
             if len(parts) != 1:
                 raise InvalidValue(f"a POST path is a resource endpoint such as /{parts[0]}")
@@ -478,30 +522,32 @@ class BulkRunner:
         cycle = {op.defines for op in members if op.defines is not None}
         pending: list[tuple[Operation, str, dict[str, Any]]] = []
         for op in members:
-            outside = op.refs - cycle
-            try:
-                self._check_refs(op, outside, st)
-                later = {r for r in op.refs & cycle if r not in st.ids}
-                now, deferred = split_deferred(op.data, later)
-                resource = self._execute(op, substitute(now, st.ids), st)
-            except Exception as exc:
-                self._fail(op, exc, st)
-                continue
-            self._succeed(op, resource, st)
+            with self._audited(op, st):
+                outside = op.refs - cycle
+                try:
+                    self._check_refs(op, outside, st)
+                    later = {r for r in op.refs & cycle if r not in st.ids}
+                    now, deferred = split_deferred(op.data, later)
+                    resource = self._execute(op, substitute(now, st.ids), st)
+                except Exception as exc:
+                    self._fail(op, exc, st)
+                    continue
+                self._succeed(op, resource, st)
             if deferred and resource is not None:
                 pending.append((op, str(resource["id"]), deferred))
         for op, rid, deferred in pending:
             location = st.results[op.index].get("location")
-            try:
-                self._check_refs(op, op.refs & cycle, st)
-                resource = self._complete(op, rid, deferred, st)
-            except Exception as exc:
-                # the resource exists (location says where) without its circular references
-                self._fail(op, exc, st, location)
-                continue
-            version = resource.get("meta", {}).get("version")
-            if version:
-                st.results[op.index]["version"] = version
+            with self._audited(op, st, "patch"):
+                try:
+                    self._check_refs(op, op.refs & cycle, st)
+                    resource = self._complete(op, rid, deferred, st)
+                except Exception as exc:
+                    # the resource exists (location says where) without its circular references
+                    self._fail(op, exc, st, location)
+                    continue
+                version = resource.get("meta", {}).get("version")
+                if version:
+                    st.results[op.index]["version"] = version
 
     def _complete(
         self, op: Operation, rid: str, deferred: dict[str, Any], st: _State
@@ -537,6 +583,8 @@ def _as_scim(exc: BaseException, op: Operation) -> ScimError:
     return ScimError("internal error; see the bridge log")
 
 
-def run_bulk(service: Service, body: Any, base_url: str, limits: Limits) -> dict[str, Any]:
+def run_bulk(
+    service: Service, body: Any, base_url: str, limits: Limits, caller: Caller | None = None
+) -> dict[str, Any]:
     """Parse, order and run a BulkRequest; returns the BulkResponse body (status 200)."""
-    return BulkRunner(service, base_url).run(parse_request(body, limits))
+    return BulkRunner(service, base_url, caller).run(parse_request(body, limits))

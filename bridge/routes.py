@@ -231,8 +231,13 @@ async def bulk_request(request: Request) -> Response:
     if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length
         raise bulk.payload_too_large(limits.max_payload_bytes)
     body = await json_body(request)
+    caller = bulk.Caller(
+        token=request.scope.get("state", {}).get("token"),
+        client=request.client.host if request.client else None,
+        dry_run=settings.dry_run,
+    )
     result = await run_in_threadpool(
-        bulk.run_bulk, service(request), body, base_url(request), limits
+        bulk.run_bulk, service(request), body, base_url(request), limits, caller
     )
     return ScimResponse(result)
 

@@ -594,3 +594,47 @@ def test_a_group_that_contains_itself(client: TestClient, backend: Backend) -> N
     assert ldap(backend, GROUPS, "(cn=Ouroboros)", "member") == {
         group_dn("Ouroboros"): {group_dn("Ouroboros")}
     }
+
+
+def test_every_operation_gets_its_audit_record(
+    client: TestClient, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each operation runs through the Service like a single request and is audited like one
+    (its own LDAP writes); the record of the whole bulk request lists them all."""
+    caplog.set_level("INFO", logger="bridge.audit")
+    results = bulk(
+        client,
+        post_user("u", "audited", password="Secret-Pw-123"),
+        post_group("a", "Audit A", "bulkId:b", type_="Group"),
+        post_group("b", "Audit B", "bulkId:a", "bulkId:u", type_="Group"),
+        post_user("bad", ""),
+        {"method": "DELETE", "path": "/Users/bulkId:u"},
+    )
+    assert [r["status"] for r in results] == ["201", "201", "201", "400", "204"]
+    records = [r for r in caplog.records if r.name == "bridge.audit"]
+    per_op = [(r.scim_op, r.resource_type, r.status) for r in records[:-1]]  # type: ignore[attr-defined]
+    assert per_op == [
+        ("create", "User", 201),
+        ("create", "Group", 201),
+        ("create", "Group", 201),
+        ("patch", "Group", 201),  # §3.7.1: group A gets B as a member once B exists
+        ("create", "User", 400),
+        ("delete", "User", 204),
+    ]
+    ops = [[(o["op"], o["dn"].lower()) for o in r.ldap_ops] for r in records[:-1]]  # type: ignore[attr-defined]
+    assert ops[0] == [("add", user_dn("audited"))]
+    assert ops[3] == [("modify", group_dn("Audit A"))]
+    assert ops[4] == []
+    assert ops[5] == [("delete", user_dn("audited"))]
+    assert records[0].resource_id == id_of(results[0])  # type: ignore[attr-defined]
+    whole = records[-1]
+    assert (whole.scim_op, whole.status) == ("bulk", 200)  # type: ignore[attr-defined]
+    assert len(whole.ldap_ops) == sum(len(o) for o in ops)  # type: ignore[attr-defined]
+    assert "Secret-Pw-123" not in caplog.text
+
+
+def test_limits_are_advertised(backend: Backend) -> None:
+    """RFC 7644 §3.7.4 / RFC 7643 §5: the limits the endpoint enforces are the advertised ones."""
+    client = make_client(backend, bulk_max_operations=17, bulk_max_payload_bytes=123_456)
+    spc = client.get(f"{SCIM}/ServiceProviderConfig").json()
+    assert spc["bulk"] == {"supported": True, "maxOperations": 17, "maxPayloadSize": 123_456}

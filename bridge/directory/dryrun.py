@@ -251,7 +251,14 @@ class DryRunDirectory(Directory):
             body.append("-")
         self._plan("modify", dn, list(dict.fromkeys(c.attr for c in changes)), body)
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
@@ -261,10 +268,11 @@ class DryRunDirectory(Directory):
                 raise DirectoryError("entryAlreadyExists", "", dn=target, operation="rename")
             if new_superior is not None and not self._materialize(new_superior):
                 raise DirectoryError("noSuchObject", "new superior", dn=dn, operation="rename")
-            new_dn = self.overlay.rename(dn, new_rdn, new_superior)
+            new_dn = self.overlay.rename(dn, new_rdn, new_superior, assertion=assertion)
             self._touched[normalize_dn(dn)] = (dn, False)
             self._touched[normalize_dn(new_dn)] = (new_dn, True)
-        body = [f"newrdn{_ldif_value(new_rdn)}", "deleteoldrdn: 1"]
+        body = [f"control: 1.3.6.1.1.12 true: {assertion}"] if assertion else []
+        body += [f"newrdn{_ldif_value(new_rdn)}", "deleteoldrdn: 1"]
         if new_superior is not None:
             body.append(f"newsuperior{_ldif_value(new_superior)}")
         self._plan("modrdn", dn, [], body)
