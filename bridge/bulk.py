@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from bridge import audit, context
 from bridge.errors import (
@@ -460,7 +460,7 @@ class BulkRunner:
         path = "/".join(substitute(p, st.ids) for p in op.path.strip().split("/"))
         parts = [p for p in path.split("/") if p]
         if not parts:
-            raise InvalidValue(f"path {op.path!r} names no resource endpoint")
+            raise InvalidValue(f"path {op.path[:100]!r} names no resource endpoint")
         rmap = self.service.mapping.by_endpoint("/" + parts[0])
         if rmap is None:
             raise NotFound(f"no resource type at /{parts[0][:64]}")
@@ -481,7 +481,7 @@ class BulkRunner:
             return None
         if rid is None or rid.startswith(REF):
             return None
-        return f"{self.base_url}{self.service.rmap(name).endpoint}/{rid}"
+        return f"{self.base_url}{self.service.rmap(name).endpoint}/{quote(rid, safe='')}"
 
     def _succeed(self, op: Operation, resource: dict[str, Any] | None, st: _State) -> None:
         out = _head(op)

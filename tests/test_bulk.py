@@ -638,3 +638,15 @@ def test_limits_are_advertised(backend: Backend) -> None:
     client = make_client(backend, bulk_max_operations=17, bulk_max_payload_bytes=123_456)
     spc = client.get(f"{SCIM}/ServiceProviderConfig").json()
     assert spc["bulk"] == {"supported": True, "maxOperations": 17, "maxPayloadSize": 123_456}
+
+
+def test_failed_operations_on_unknown_ids_keep_a_well_formed_location(client: TestClient) -> None:
+    results = bulk(
+        client,
+        {"method": "DELETE", "path": "/Users/no%20such id"},
+        {"method": "PUT", "path": "/Groups/x?y#z", "data": {"displayName": "x"}},
+    )
+    assert_error(results[0], 404)
+    assert results[0]["location"] == f"{BASE}/Users/no%20such%20id"
+    assert_error(results[1], 404)
+    assert results[1]["location"] == f"{BASE}/Groups/x%3Fy%23z"
