@@ -11,8 +11,9 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from bridge import bulk
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
@@ -242,16 +243,39 @@ async def delete_resource(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def bulk_request(request: Request) -> Response:
+    """POST /Bulk (RFC 7644 §3.7): one threadpool hop runs every operation (bridge/bulk.py)."""
+    settings = request.app.state.settings
+    limits = bulk.Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
+    if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length
+        raise bulk.payload_too_large(limits.max_payload_bytes)
+    body = await json_body(request)
+    caller = bulk.Caller(
+        token=request.scope.get("state", {}).get("token"),
+        client=request.client.host if request.client else None,
+        dry_run=settings.dry_run,
+    )
+    result = await run_in_threadpool(
+        bulk.run_bulk, service(request), body, base_url(request), limits, caller
+    )
+    return ScimResponse(result)
+
+
 async def method_not_allowed(request: Request) -> Response:
     raise BadRequest("method not allowed on this endpoint", status=405)
 
 
-def build_routes(base: str) -> list[Route]:
+def build_routes(base: str) -> list[BaseRoute]:
     def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
         return Route(base + path, endpoint, methods=methods)
 
+    from bridge.routes_ops import ops_routes  # discovery/probes: before /{resource}
+
     return [
+        *ops_routes(base),
         r("/.search", search_root, ["POST"]),
+        r("/Bulk", bulk_request, ["POST"]),
+        r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
         r("/{resource}/.search", search_resources, ["POST"]),
         r("/{resource}", list_resources, ["GET"]),
         r("/{resource}", create_resource, ["POST"]),

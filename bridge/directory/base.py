@@ -83,6 +83,18 @@ class Capabilities:
     controls: frozenset[str] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True)
+class PoolStats:
+    """Connection-pool gauges of a networked client (for /metrics and /readyz)."""
+
+    size: int
+    in_use: int
+    idle: int
+    #: how many times new connections went to a different server than the previous ones
+    failovers: int = 0
+    current_url: str | None = None
+
+
 class Directory(ABC):
     """One LDAP directory, as the service layer needs it.  Implementations are thread-safe."""
 
@@ -167,3 +179,7 @@ class Directory(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def pool_stats(self) -> PoolStats | None:
+        """Connection-pool gauges, for clients that keep a pool (None otherwise)."""
+        return None

@@ -290,6 +290,19 @@ class EmbeddedDirectory(Directory):
             },
         )
 
+    def restore(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+        """Insert a copy of an entry read from another directory verbatim, operational
+        attributes (entryUUID, timestamps, memberOf) included; replaces any entry at ``dn``.
+        Used by the dry-run overlay (directory/dryrun.py)."""
+        with self._lock:
+            entry: dict[str, Any] = {
+                k.lower(): [bytes(v) for v in vals] for k, vals in attributes.items() if vals
+            }
+            entry["_dn"] = dn
+            entry["_path"] = dn_path(dn)
+            entry.setdefault("entrydn", [dn.encode()])
+            self._dit[normalize_dn(dn)] = entry
+
     def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
         with self._lock:
             self._injected("modify", dn)
