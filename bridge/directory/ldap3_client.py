@@ -26,6 +26,7 @@ All ldap3 exceptions and result codes are translated to :class:`DirectoryError` 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import select
@@ -177,7 +178,8 @@ class Ldap3Directory(Directory):
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            receive_timeout=s.operation_timeout,
+            # ldap3 packs this into SO_RCVTIMEO with struct 'LL': it must be an int
+            receive_timeout=max(1, math.ceil(s.operation_timeout)),
             auto_range=True,
             return_empty_attributes=False,
         )
@@ -203,13 +205,16 @@ class Ldap3Directory(Directory):
             order = sorted(self._servers, key=lambda srv: srv.down_until > now)  # stable
         errors: list[str] = []
         for srv in order:
+            # ldap3 remembers a failed address for RESET_AVAILABILITY_TIMEOUT (5 s) and then
+            # refuses to even try it ("invalid server address"): the backoff is ours to decide
+            srv.server.reset_availability()
             try:
                 conn = self._open(srv.server)
             except DirectoryError as exc:
                 if not exc.transient:  # wrong credentials are wrong on every replica
                     raise
                 reason = exc.message or exc.code
-            except (lx.LDAPException, OSError) as exc:
+            except Exception as exc:  # ldap3 raises socket, ssl, struct errors here too
                 reason = f"{type(exc).__name__}: {exc}"
             else:
                 self._connected(srv)
