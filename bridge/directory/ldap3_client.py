@@ -308,8 +308,7 @@ class Ldap3Directory(Directory):
         it twice.  Connection failures happen before anything is sent, and ``_connect`` has
         already tried every server, so they are not retried either."""
         attempts = 2 if retry else 1
-        for attempt in range(attempts):
-            started = time.perf_counter()
+        for attempt in range(attempts):  # timing and logging: directory/instrumented.py
             try:
                 with self._connection() as conn:
                     try:
@@ -330,8 +329,6 @@ class Ldap3Directory(Directory):
                 if exc.transient and exc.operation != "connect" and attempt + 1 < attempts:
                     continue
                 raise
-            finally:
-                log.debug("ldap %s %s %.1fms", operation, dn, (time.perf_counter() - started) * 1e3)
         raise AssertionError("unreachable")
 
     @staticmethod
