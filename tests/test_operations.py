@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+
 import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
@@ -294,7 +295,7 @@ def test_one_audit_record_per_write_and_no_secret_anywhere(
         "result": "success",
         "attributes": ["userPassword"],
     }
-    assert [op["op"] for op in replaced["ldap_ops"]][0] == "rename"
+    assert replaced["ldap_ops"][0]["op"] == "rename"
     assert deleted["ldap_ops"] == [
         {"op": "delete", "dn": deleted["ldap_ops"][0]["dn"], "result": "success"}
     ]
