@@ -99,6 +99,8 @@ def connection_settings(settings: Settings) -> Any:
         operation_timeout=settings.operation_timeout,
         pool_size=settings.pool_size,
         page_size=settings.page_size,
+        idle_timeout=settings.idle_timeout,
+        server_backoff=settings.server_backoff,
     )
 
 

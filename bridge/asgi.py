@@ -1,0 +1,28 @@
+"""ASGI application factory for process managers: ``uvicorn --factory bridge.asgi:app``.
+
+``serve --workers N`` uses it (uvicorn needs an import string to start worker processes); every
+worker reads its settings from the BRIDGE_* environment and keeps its own LDAP pool.  The
+embedded directory lives in one process's memory, so it is refused here: N workers would be N
+unrelated directories.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from bridge.app import build_app
+from bridge.errors import ConfigError, Problem
+from bridge.logs import setup_logging
+from bridge.settings import Settings
+
+
+def app() -> Starlette:
+    settings = Settings.from_env()
+    if settings.embedded:
+        raise ConfigError(
+            [Problem("BRIDGE_LDAP_URL", "the app factory serves a real directory: set it")]
+        )
+    if not settings.tokens:
+        raise ConfigError([Problem("BRIDGE_TOKEN", "set BRIDGE_TOKEN or BRIDGE_TOKEN_<NAME>")])
+    setup_logging(settings)
+    return build_app(settings)
