@@ -213,6 +213,25 @@ def test_metrics_counters_move(client: TestClient) -> None:
     assert "scim_bridge_ldap_failovers_total" in text
 
 
+def test_odd_methods_do_not_become_label_values(client: TestClient) -> None:
+    def others() -> float:
+        return sum(
+            sample(
+                "scim_bridge_http_requests_total",
+                route=f"{SCIM}/Users",
+                method="other",
+                status=str(code),
+            )
+            for code in (401, 404, 405)
+        )
+
+    before = others()
+    r = client.request("BREW", f"{SCIM}/Users")
+    assert r.status_code in (401, 404, 405)
+    assert "BREW" not in client.get("/metrics").text
+    assert others() == before + 1
+
+
 def test_unauthenticated_requests_are_counted_by_route(client: TestClient) -> None:
     route = f"{SCIM}/Users"
     before = sample("scim_bridge_http_requests_total", route=route, method="GET", status="401")
