@@ -193,16 +193,18 @@ class DryRunDirectory(Directory):
         window: Window | None = None,
     ) -> SearchResult:
         with self._lock:
-            if not self._affects(base, scope):
-                return self.inner.search(
-                    base,
-                    filter,
-                    attributes,
-                    scope=scope,
-                    size_limit=size_limit,
-                    sort=sort,
-                    window=window,
-                )
+            affected = self._affects(base, scope)
+        if not affected:  # no planned write in scope: straight to the directory, unlocked
+            return self.inner.search(
+                base,
+                filter,
+                attributes,
+                scope=scope,
+                size_limit=size_limit,
+                sort=sort,
+                window=window,
+            )
+        with self._lock:
             entries = self._merged(base, filter, attributes, scope, sort or (SortKey("cn"),))
         if window is not None:
             start = max(window.offset, 1) - 1
@@ -232,9 +234,9 @@ class DryRunDirectory(Directory):
     def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
         with self._lock:
             known = self._touched.get(normalize_dn(dn))
-            if known is None:
-                return self.inner.read(dn, attributes)
-            return self.overlay.read(dn, attributes) if known[1] else None
+            if known is not None:
+                return self.overlay.read(dn, attributes) if known[1] else None
+        return self.inner.read(dn, attributes)
 
     # ------------------------------------------------------------------ writes (planned)
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
