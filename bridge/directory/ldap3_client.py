@@ -246,10 +246,11 @@ class Ldap3Directory(Directory):
         if timeout and time.monotonic() - idle_since > timeout:
             return False
         try:  # readable with nothing outstanding = EOF or a Notice of Disconnection
-            readable, _, _ = select.select([conn.socket], [], [], 0)
+            poller = select.poll()  # not select(): it fails for descriptors >= 1024
+            poller.register(conn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+            return not poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable
 
     def _borrow(self) -> ldap3.Connection:
         while True:
