@@ -2,8 +2,8 @@
 
 ``serve --workers N`` uses it (uvicorn needs an import string to start worker processes); every
 worker reads its settings from the BRIDGE_* environment and keeps its own LDAP pool.  The
-embedded directory lives in one process's memory, so it is refused here: N workers would be N
-unrelated directories.
+embedded directory and the dry-run overlay live in one process's memory, so they are refused
+here: N workers would be N unrelated directories.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def app() -> Starlette:
     if settings.embedded:
         raise ConfigError(
             [Problem("BRIDGE_LDAP_URL", "the app factory serves a real directory: set it")]
+        )
+    if settings.dry_run:
+        raise ConfigError(
+            [Problem("BRIDGE_DRY_RUN", "dry-run keeps planned writes in one process: use serve")]
         )
     if not settings.tokens:
         raise ConfigError([Problem("BRIDGE_TOKEN", "set BRIDGE_TOKEN or BRIDGE_TOKEN_<NAME>")])

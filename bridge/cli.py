@@ -185,6 +185,12 @@ def serve(args: argparse.Namespace) -> int:
             "several workers would be several unrelated directories (running 1 worker)"
         )
         workers = 1
+    if workers > 1 and settings.dry_run:
+        notes.append(
+            "--workers ignored: planned dry-run writes live in one process's memory, so "
+            "several workers would answer inconsistently (running 1 worker)"
+        )
+        workers = 1
     scheme = "https" if settings.tls_cert else "http"
     url = f"{scheme}://{settings.host}:{settings.port}{settings.base_path}"
     banner = [f"scim-ldap-bridge {__version__} serving SCIM at {url}", *notes]
@@ -219,8 +225,6 @@ def serve(args: argparse.Namespace) -> int:
     if workers > 1:
         # workers import bridge.asgi:app and read BRIDGE_* themselves: hand over the overrides
         os.environ["BRIDGE_MAPPING"] = settings.mapping
-        if settings.dry_run:
-            os.environ["BRIDGE_DRY_RUN"] = "true"
         if generated:
             os.environ["BRIDGE_TOKEN"] = settings.tokens[0].secret
         uvicorn.run("bridge.asgi:app", factory=True, workers=workers, **options)
