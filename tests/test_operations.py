@@ -4,6 +4,7 @@ log line.  Runs on the embedded directory and on slapd (``backend`` fixture)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -373,3 +374,51 @@ def test_served_logging_is_json_with_request_id(capsys: pytest.CaptureFixture[st
     (line,) = lines
     assert line["logger"] == "bridge.audit" and line["request_id"] == "rid-123"
     assert line["token"] == "okta" and line["status"] == 201 and line["time"].endswith("Z")
+
+
+# ---------------------------------------------------------------------------------- factory
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"BRIDGE_TOKEN": "t"}, "BRIDGE_LDAP_URL"),
+        (
+            {"BRIDGE_LDAP_URL": "ldap://127.0.0.1:1", "BRIDGE_TOKEN": "t", "BRIDGE_DRY_RUN": "1"},
+            "BRIDGE_DRY_RUN",
+        ),
+        ({"BRIDGE_LDAP_URL": "ldap://127.0.0.1:1"}, "BRIDGE_TOKEN"),
+    ],
+)
+def test_asgi_factory_refuses_single_process_modes(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    from bridge import asgi
+    from bridge.errors import ConfigError
+
+    for key in [k for k in os.environ if k.startswith("BRIDGE_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as err:
+        asgi.app()
+    assert err.value.problems[0].path == problem
+
+
+def test_asgi_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge import asgi
+
+    monkeypatch.setenv("BRIDGE_LDAP_URL", "ldap://127.0.0.1:1")
+    monkeypatch.setenv("BRIDGE_TOKEN", "factory-token")
+    monkeypatch.setenv(
+        "BRIDGE_MAPPING", str(Path(__file__).parent.parent / "mappings" / "openldap.yaml")
+    )
+    monkeypatch.delenv("BRIDGE_DRY_RUN", raising=False)
+    try:
+        app = asgi.app()
+        client = TestClient(app)
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 503  # nothing listens on port 1
+    finally:
+        root = logging.getLogger("bridge")
+        root.handlers[:] = []
+        root.propagate = True
+        root.setLevel(logging.NOTSET)
