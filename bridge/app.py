@@ -32,6 +32,7 @@ from bridge.errors import (
 )
 from bridge.service import Service
 from bridge.settings import Settings, Token
+from bridge.translate.cursor import derive_key
 
 log = logging.getLogger("bridge.http")
 SCIM_JSON = "application/scim+json"
@@ -134,6 +135,9 @@ def build_app(
     directory = wrap_directory(settings, mapping, directory or make_directory(settings, mapping))
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
+    )
+    service.cursor_key = derive_key(
+        settings.cursor_secret, settings.bind_password, settings.mapping
     )
 
     async def on_error(request: Request, exc: Exception) -> Response:

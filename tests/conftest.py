@@ -83,6 +83,25 @@ def slapd_server() -> Iterator[Any]:
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def samba_server() -> Iterator[Any]:
+    """One throwaway Samba AD DC per session (tests/integration/samba.py); yields SambaInfo."""
+    try:
+        from tests.integration.samba import SambaDC, free_loopback_host, require_samba
+
+        require_samba()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"Samba AD is not available: {exc}")
+    dc = SambaDC(host=os.environ.get("SCIM_BRIDGE_SAMBA_HOST") or free_loopback_host())
+    try:
+        info = dc.start()
+    except RuntimeError as exc:
+        dc.cleanup()
+        unavailable(f"Samba AD did not start: {exc}")
+    yield info
+    dc.cleanup()
+
+
 def slapd_directory(info: Any, **overrides: Any) -> Directory:
     from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 

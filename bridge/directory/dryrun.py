@@ -87,6 +87,10 @@ class DryRunDirectory(Directory):
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
+    @property
+    def secure(self) -> bool:
+        return self.inner.secure
+
     # ------------------------------------------------------------------ overlay
     def _exists(self, dn: str) -> bool:
         known = self._touched.get(normalize_dn(dn))
@@ -272,10 +276,22 @@ class DryRunDirectory(Directory):
             body.append("-")
         self._plan("modify", dn, list(dict.fromkeys(c.attr for c in changes)), body)
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
+            if (
+                assertion is not None
+                and not self.overlay.search(dn, assertion, ["1.1"], scope="base").entries
+            ):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="rename")
             parent = new_superior if new_superior is not None else parent_dn(dn)
             target = f"{new_rdn},{parent}" if parent else new_rdn
             if normalize_dn(target) != normalize_dn(dn) and self._exists(target):
@@ -286,7 +302,8 @@ class DryRunDirectory(Directory):
             new_dn = self.overlay.rename(dn, new_rdn, new_superior)
             self._touched[normalize_dn(dn)] = (dn, False)
             self._touched[normalize_dn(new_dn)] = (new_dn, True)
-        body = [f"newrdn{_ldif_value(new_rdn)}", "deleteoldrdn: 1"]
+        body = [f"control: 1.3.6.1.1.12 true: {assertion}"] if assertion else []
+        body += [f"newrdn{_ldif_value(new_rdn)}", "deleteoldrdn: 1"]
         if new_superior is not None:
             body.append(f"newsuperior{_ldif_value(new_superior)}")
         self._plan("modrdn", dn, [], body)

@@ -53,6 +53,10 @@ class InstrumentedDirectory(Directory):
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
+    @property
+    def secure(self) -> bool:
+        return self.inner.secure
+
     def _measure(
         self,
         operation: str,
@@ -181,10 +185,20 @@ class InstrumentedDirectory(Directory):
             write=context.LdapOp("modify", dn, names),
         )
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
         op = context.LdapOp("rename", dn, new_rdn=new_rdn)
         return self._measure(
-            "rename", dn, lambda: self.inner.rename(dn, new_rdn, new_superior), write=op
+            "rename",
+            dn,
+            lambda: self.inner.rename(dn, new_rdn, new_superior, assertion=assertion),
+            write=op,
         )
 
     def delete(self, dn: str) -> None:

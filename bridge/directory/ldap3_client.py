@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import queue
+import re
 import select
 import ssl
 import threading
@@ -41,10 +42,12 @@ from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core import exceptions as lx
+from ldap3.core.results import RESULT_CODES
 
-from bridge.directory import controls
+from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
+    OID_EXTENDED_DN,
     OID_PAGED,
     OID_SORT,
     OID_VLV,
@@ -58,13 +61,23 @@ from bridge.directory.base import (
     SortKey,
     Window,
 )
-from bridge.directory.syntax import parent_dn
+from bridge.directory.syntax import normalize_dn, parent_dn
 from bridge.errors import ConfigError, DirectoryError, Problem
 
 log = logging.getLogger("bridge.ldap")
+
+# ldap3 2.9.1 has no name for result 76 and crashes (KeyError) decoding it; slapd's sssvlv
+# returns it for a VLV offset beyond the end of the list.
+RESULT_CODES.setdefault(76, "virtualListViewError")
 T = TypeVar("T")
 
 _SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
+# AD's extended-DN form of a DN value: hex objectGUID, optional SID, then the DN.  Parsed only
+# in DN-valued attributes (a displayName that merely looks like this stays as it is).
+_EXTENDED = re.compile(rb"^<GUID=([0-9a-fA-F]{32})>;(?:<SID=[0-9a-fA-F]*>;)?(.*)$", re.S)
+_EXTENDED_DN_ATTRS = frozenset(
+    {"member", "memberof", "manager", "directreports", "managedby", "owner", "seealso"}
+)
 _OPS = {"add": ldap3.MODIFY_ADD, "delete": ldap3.MODIFY_DELETE, "replace": ldap3.MODIFY_REPLACE}
 
 
@@ -178,9 +191,12 @@ class Ldap3Directory(Directory):
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            # ldap3 packs this into SO_RCVTIMEO with struct 'LL': it must be an int
+            # ldap3 packs it with struct "LL" (SO_RCVTIMEO): a float raises struct.error
             receive_timeout=max(1, math.ceil(s.operation_timeout)),
-            auto_range=True,
+            # Range retrieval is ours (directory/ranges.py): ldap3's loop truncates silently when
+            # a follow-up read fails.  return_empty_attributes=False: ldap3 2.9.1 raises
+            # KeyError on ";range=" answers otherwise (tests/integration/SAMBA.md).
+            auto_range=False,
             return_empty_attributes=False,
         )
         try:
@@ -340,6 +356,14 @@ class Ldap3Directory(Directory):
         code = result.get("description") or "other"
         raise DirectoryError(code, result.get("message", ""), dn=dn, operation=operation)
 
+    @property
+    def secure(self) -> bool:
+        """Every URL is ldaps://, or StartTLS is required on each connection."""
+        s = self.settings
+        return bool(s.urls) and (
+            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
+        )
+
     # ------------------------------------------------------------------ capabilities
     @property
     def capabilities(self) -> Capabilities:
@@ -378,18 +402,47 @@ class Ldap3Directory(Directory):
         )
 
     # ------------------------------------------------------------------ reads
-    @staticmethod
-    def _entries(conn: ldap3.Connection) -> list[Entry]:
+    def _entries(self, conn: ldap3.Connection) -> list[Entry]:
+        """The entries of the last search on ``conn``; ranged attributes (AD's
+        ``member;range=0-1499``) are read to the end on the same connection."""
+        items = [i for i in conn.response or [] if i.get("type") == "searchResEntry"]
         out = []
-        for item in conn.response or []:
-            if item.get("type") != "searchResEntry":
-                continue
-            attrs: dict[str, list[bytes]] = {}
-            for name, vals in item.get("raw_attributes", {}).items():
-                key = name.split(";", 1)[0].lower()  # "member;range=0-*" after auto_range
-                attrs.setdefault(key, []).extend(vals)
-            out.append(Entry(item["dn"], attrs))
+        for item in items:
+            raw = item.get("raw_attributes", {})
+            dn = _plain_dn(item["dn"])
+            if any(";range=" in name.lower() for name in raw):
+                attrs = ranges.complete_ranges(
+                    dn, raw, lambda dn, attr: self._read_range(conn, dn, attr)
+                )
+            else:
+                attrs = {}
+                for name, vals in raw.items():
+                    attrs.setdefault(name.lower(), []).extend(vals)
+            guids: dict[str, bytes] = {}
+            for name in _EXTENDED_DN_ATTRS.intersection(attrs):
+                attrs[name] = [_split_extended(v, guids) for v in attrs[name]]
+            out.append(Entry(dn, attrs, guids))
         return out
+
+    def _read_controls(self, extra: list[Any] | None = None) -> list[Any] | None:
+        """Controls for a read: AD's extended-DN control when the server has it, so member and
+        memberOf values carry their objectGUIDs (no lookup per member for a large group)."""
+        out = list(extra or [])
+        if OID_EXTENDED_DN in self.capabilities.controls:
+            out.append((OID_EXTENDED_DN, False, None))
+        return out or None
+
+    def _read_range(self, conn: ldap3.Connection, dn: str, attr: str) -> dict[str, list[bytes]]:
+        ok = conn.search(
+            dn, "(objectClass=*)", ldap3.BASE, attributes=[attr], controls=self._read_controls()
+        )
+        self._check(conn, ok or conn.result.get("result") == 0, "search", dn)
+        for item in conn.response or []:
+            if item.get("type") == "searchResEntry":
+                return dict(item.get("raw_attributes", {}))
+        raise DirectoryError(
+            "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
+        )
 
     def search(
         self,
@@ -403,6 +456,7 @@ class Ldap3Directory(Directory):
         window: Window | None = None,
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
+        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
         if window is not None:
             return self._run(
                 "search",
@@ -413,7 +467,7 @@ class Ldap3Directory(Directory):
         if scope == "base" or size_limit:
 
             def once(conn: ldap3.Connection) -> SearchResult:
-                ctrls = [controls.sort_control(sort)] if sort else None
+                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
                 ok = conn.search(
                     base,
                     filter,
@@ -444,12 +498,13 @@ class Ldap3Directory(Directory):
         to it); each page is fetched in order (ldap3's paged_search helper reverses pages)."""
         attrs = list(attributes) or ["1.1"]
         size = page_size or self.settings.page_size
+        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
 
         def walk(conn: ldap3.Connection) -> list[Entry]:
             out: list[Entry] = []
             cookie: bytes | None = None
             while True:
-                ctrls = [controls.sort_control(sort)] if sort else None
+                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
                 ok = conn.search(
                     base,
                     filter,
@@ -460,13 +515,13 @@ class Ldap3Directory(Directory):
                     controls=ctrls,
                 )
                 self._check(conn, ok or conn.result.get("result") == 0, "search", base)
-                out.extend(self._entries(conn))
                 cookie = (
                     conn.result.get("controls", {})
                     .get(OID_PAGED, {})
                     .get("value", {})
                     .get("cookie")
                 )
+                out.extend(self._entries(conn))  # may read ranges: after taking the cookie
                 if not cookie:
                     return out
 
@@ -482,14 +537,20 @@ class Ldap3Directory(Directory):
         sort: Sequence[SortKey],
         window: Window,
     ) -> SearchResult:
-        ctrls = [
-            controls.sort_control(sort or (SortKey("cn"),)),
-            controls.vlv_control(window.offset, window.count),
-        ]
+        ctrls = self._read_controls(
+            [
+                controls.sort_control(sort or (SortKey("cn"),)),
+                controls.vlv_control(window.offset, window.count),
+            ]
+        )
         ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
+        response = controls.vlv_response(conn.result.get("controls", {}))
+        if conn.result.get("result") == 76 and response is not None:
+            # slapd: offsetRangeError for an offset past the end; the count is still exact
+            return SearchResult([], response[1])
         self._check(conn, ok or conn.result.get("result") == 0, "search", base)
         total = controls.vlv_total(conn.result.get("controls", {}))
-        return SearchResult(self._entries(conn), total)
+        return SearchResult(self._entries(conn), total)  # total first: ranges reuse conn
 
     # ------------------------------------------------------------------ writes
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
@@ -507,9 +568,20 @@ class Ldap3Directory(Directory):
             "modify", dn, lambda c: self._check(c, c.modify(dn, spec, controls=ctrls), "modify", dn)
         )
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        ctrls = [controls.assertion_control(assertion)] if assertion else None
+
         def fn(c: ldap3.Connection) -> str:
-            ok = c.modify_dn(dn, new_rdn, delete_old_dn=True, new_superior=new_superior)
+            ok = c.modify_dn(
+                dn, new_rdn, delete_old_dn=True, new_superior=new_superior, controls=ctrls
+            )
             self._check(c, ok, "rename", dn)
             return _child(new_rdn, new_superior or parent_dn(dn))
 
@@ -525,6 +597,21 @@ class Ldap3Directory(Directory):
             except queue.Empty:
                 return
             _close(conn)
+
+
+def _plain_dn(dn: str) -> str:
+    m = _EXTENDED.match(dn.encode("utf-8"))
+    return m.group(2).decode("utf-8") if m else dn
+
+
+def _split_extended(value: bytes, guids: dict[str, bytes]) -> bytes:
+    """``<GUID=hex>;<SID=hex>;dn`` -> ``dn``, recording the GUID (the hex of its raw bytes)."""
+    m = _EXTENDED.match(value)
+    if m is None:
+        return value
+    dn = m.group(2)
+    guids[normalize_dn(dn.decode("utf-8", "replace"))] = bytes.fromhex(m.group(1).decode())
+    return dn
 
 
 def _child(rdn: str, parent: str) -> str:
