@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bridge import config
+from bridge import deprovision as dp
 from bridge.errors import ConfigError
 from bridge.translate.values import CODECS
 
@@ -49,6 +50,12 @@ def test_schema_agrees_with_the_loader(schema: dict[str, Any]) -> None:
     assert set(resource["id"]["properties"]) == {"ldap", "type"}
     assert set(resource["rdn"]["properties"]) == {"ldap", "from"}
     assert set(resource["meta"]["properties"]) == {"created", "last_modified", "version"}
+    assert set(resource["deprovision"]["properties"]) == {"on_deactivate", "on_delete"}
+    (names, move) = resource["deprovision"]["properties"]["on_delete"]["items"]["oneOf"]
+    assert {*names["enum"], *move["properties"]} == set(dp.ACTIONS)
+    assert set(resource["derived"]["additionalProperties"]["properties"]["type"]["enum"]) == set(
+        CODECS
+    )
     assert set(attribute["type"]["enum"]) == set(CODECS)
     assert set(resource["id"]["properties"]["type"]["enum"]) == set(CODECS)
     assert set(schema["properties"]["dialect"]["enum"]) == set(config.DIALECTS)
