@@ -106,6 +106,7 @@ class ScimMiddleware:
         )
         try:
             token = self.authenticate(headers.get("authorization"))
+            scope["state"]["token"] = token.name  # also for a refused write's audit record
             if (
                 token.read_only
                 and scope["method"] not in ("GET", "HEAD", "OPTIONS")

@@ -77,7 +77,10 @@ def wrap_directory(settings: Settings, mapping: MappingConfig, directory: Direct
                 *r.attribute_ldap_names(),
             )
         ]
-        directory = DryRunDirectory(directory, secret_attributes=secret, read_attributes=read)
+        bases = [r.base_dn for r in mapping.resources.values()]
+        directory = DryRunDirectory(
+            directory, secret_attributes=secret, read_attributes=read, search_bases=bases
+        )
     return directory
 
 
@@ -96,6 +99,8 @@ def connection_settings(settings: Settings) -> Any:
         operation_timeout=settings.operation_timeout,
         pool_size=settings.pool_size,
         page_size=settings.page_size,
+        idle_timeout=settings.idle_timeout,
+        server_backoff=settings.server_backoff,
     )
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -25,6 +26,17 @@ from bridge.settings import Settings
 
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _WRITES = ("POST", "PUT", "PATCH", "DELETE")
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", *_WRITES})  # anything else: "other" (bounded)
+
+
+@functools.lru_cache(maxsize=4096)  # label sets are bounded: route templates x methods x codes
+def _requests(route: str, method: str, status: int) -> Any:
+    return metrics.HTTP_REQUESTS.labels(route, method, str(status))
+
+
+@functools.lru_cache(maxsize=1024)
+def _latency(route: str, method: str) -> Any:
+    return metrics.HTTP_LATENCY.labels(route, method)
 
 
 class TelemetryMiddleware:
@@ -78,8 +90,9 @@ class TelemetryMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = self._template(scope)
-            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
-            metrics.HTTP_LATENCY.labels(route, scope["method"]).observe(elapsed)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            _requests(route, method, status).inc()
+            _latency(route, method).observe(elapsed)
             if writes is not None:
                 self._audit(scope, rid, status, location, writes, elapsed)
             context.write_log.reset(wl_token)

@@ -13,10 +13,11 @@ missing entry a 404), and reads merge the overlay over the real directory.  A cr
 reads back with a synthesized ``entryUUID``/timestamps, a later GET/PATCH/DELETE of that id works,
 and a deleted user disappears from lists, all without a single write reaching the directory.
 
-Limits (documented in docs/operations.md): server-side effects of entries that were not touched
-are not simulated (``memberOf`` of a user whose group was planned-modified is; a real group still
-listing a planned-renamed user is not); the server's schema and ACLs are not checked; the overlay
-grows with every planned write until the process restarts.
+Server-side effects are simulated as far as the overlay knows the entries: members of a planned
+group change get their ``memberOf``, and groups naming a planned-renamed or -deleted entry are
+rewritten (refint).  Limits (documented in docs/operations.md): the server's schema, ACLs and
+other overlays are not checked, and the overlay grows with every planned write until the process
+restarts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from bridge.directory.base import (
     Window,
 )
 from bridge.directory.embedded import EmbeddedDirectory
-from bridge.directory.syntax import normalize_dn, parent_dn, split_rdn
+from bridge.directory.syntax import escape_filter, normalize_dn, parent_dn, split_rdn
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.dryrun")
@@ -70,11 +71,14 @@ class DryRunDirectory(Directory):
         *,
         secret_attributes: Iterable[str] = (),
         read_attributes: Iterable[str] = (),
+        search_bases: Iterable[str] = (),
     ):
         self.inner = inner
         self.overlay = EmbeddedDirectory()
         self._secret = SECRET_ATTRIBUTES | {a.lower() for a in secret_attributes}
         self._read_attrs = ["*", "+", *dict.fromkeys(read_attributes)]
+        #: where entries that reference others live (the mapping's base DNs)
+        self._bases = list(dict.fromkeys(search_bases))
         #: normalized DN -> (DN, exists after the planned writes)
         self._touched: dict[str, tuple[str, bool]] = {}
         self._lock = threading.RLock()
@@ -82,6 +86,10 @@ class DryRunDirectory(Directory):
     @property
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
+
+    @property
+    def secure(self) -> bool:
+        return self.inner.secure
 
     # ------------------------------------------------------------------ overlay
     def _exists(self, dn: str) -> bool:
@@ -124,6 +132,21 @@ class DryRunDirectory(Directory):
                 self._materialize(value.decode("utf-8"))
             except (DirectoryError, UnicodeDecodeError):
                 continue
+
+    def _materialize_referrers(self, dn: str) -> None:
+        """Entries whose member values name ``dn`` join the overlay before a rename or delete,
+        so the overlay's refint/memberOf rewrite them as slapd's overlays would."""
+        value = escape_filter(dn)
+        flt = "(|" + "".join(f"({name}={value})" for name in _REF_ATTRIBUTES) + ")"
+        for base in self._bases:
+            try:
+                found = list(self.inner.iter_search(base, flt, ["1.1"], scope="sub"))
+            except DirectoryError as exc:
+                if exc.code == "noSuchObject":
+                    continue
+                raise
+            for entry in found:
+                self._materialize(entry.dn)
 
     def _affects(self, base: str, scope: Scope) -> bool:
         key = normalize_dn(base)
@@ -174,16 +197,18 @@ class DryRunDirectory(Directory):
         window: Window | None = None,
     ) -> SearchResult:
         with self._lock:
-            if not self._affects(base, scope):
-                return self.inner.search(
-                    base,
-                    filter,
-                    attributes,
-                    scope=scope,
-                    size_limit=size_limit,
-                    sort=sort,
-                    window=window,
-                )
+            affected = self._affects(base, scope)
+        if not affected:  # no planned write in scope: straight to the directory, unlocked
+            return self.inner.search(
+                base,
+                filter,
+                attributes,
+                scope=scope,
+                size_limit=size_limit,
+                sort=sort,
+                window=window,
+            )
+        with self._lock:
             entries = self._merged(base, filter, attributes, scope, sort or (SortKey("cn"),))
         if window is not None:
             start = max(window.offset, 1) - 1
@@ -213,9 +238,9 @@ class DryRunDirectory(Directory):
     def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
         with self._lock:
             known = self._touched.get(normalize_dn(dn))
-            if known is None:
-                return self.inner.read(dn, attributes)
-            return self.overlay.read(dn, attributes) if known[1] else None
+            if known is not None:
+                return self.overlay.read(dn, attributes) if known[1] else None
+        return self.inner.read(dn, attributes)
 
     # ------------------------------------------------------------------ writes (planned)
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
@@ -262,12 +287,18 @@ class DryRunDirectory(Directory):
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
+            if (
+                assertion is not None
+                and not self.overlay.search(dn, assertion, ["1.1"], scope="base").entries
+            ):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="rename")
             parent = new_superior if new_superior is not None else parent_dn(dn)
             target = f"{new_rdn},{parent}" if parent else new_rdn
             if normalize_dn(target) != normalize_dn(dn) and self._exists(target):
                 raise DirectoryError("entryAlreadyExists", "", dn=target, operation="rename")
             if new_superior is not None and not self._materialize(new_superior):
                 raise DirectoryError("noSuchObject", "new superior", dn=dn, operation="rename")
+            self._materialize_referrers(dn)
             new_dn = self.overlay.rename(dn, new_rdn, new_superior, assertion=assertion)
             self._touched[normalize_dn(dn)] = (dn, False)
             self._touched[normalize_dn(new_dn)] = (new_dn, True)
@@ -282,12 +313,21 @@ class DryRunDirectory(Directory):
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="delete")
-            for child in self.inner.search(dn, "(objectClass=*)", ["1.1"], scope="one").entries:
+            for child in self._real_children(dn):
                 if self._touched.get(normalize_dn(child.dn), ("", True))[1]:
                     raise DirectoryError("notAllowedOnNonLeaf", "", dn=dn, operation="delete")
+            self._materialize_referrers(dn)
             self.overlay.delete(dn)
             self._touched[normalize_dn(dn)] = (dn, False)
         self._plan("delete", dn, [], [])
+
+    def _real_children(self, dn: str) -> list[Entry]:
+        try:
+            return self.inner.search(dn, "(objectClass=*)", ["1.1"], scope="one").entries
+        except DirectoryError as exc:
+            if exc.code == "noSuchObject":  # a planned entry: no children in the directory
+                return []
+            raise
 
     # ------------------------------------------------------------------ logging
     def _value(self, attr: str, value: bytes) -> str:

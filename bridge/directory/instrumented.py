@@ -8,10 +8,11 @@ embedded, python-ldap) the same way without touching any of them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bridge import context, metrics
 from bridge.directory.base import (
@@ -31,6 +32,17 @@ log = logging.getLogger("bridge.ldap")
 T = TypeVar("T")
 
 
+@functools.cache
+def _counter(operation: str, result: str) -> Any:
+    """The labelled child, looked up once (labels() costs more than the increment)."""
+    return metrics.LDAP_OPERATIONS.labels(operation, result)
+
+
+@functools.cache
+def _histogram(operation: str) -> Any:
+    return metrics.LDAP_LATENCY.labels(operation)
+
+
 class InstrumentedDirectory(Directory):
     def __init__(self, inner: Directory):
         self.inner = inner
@@ -40,6 +52,10 @@ class InstrumentedDirectory(Directory):
     @property
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
+
+    @property
+    def secure(self) -> bool:
+        return self.inner.secure
 
     def _measure(
         self,
@@ -70,8 +86,18 @@ class InstrumentedDirectory(Directory):
         seconds: float,
         write: context.LdapOp | None,
     ) -> None:
-        metrics.LDAP_OPERATIONS.labels(operation, result).inc()
-        metrics.LDAP_LATENCY.labels(operation).observe(seconds)
+        _counter(operation, result).inc()
+        _histogram(operation).observe(seconds)
+        if write is not None:
+            context.record(
+                context.LdapOp(write.op, write.dn, write.attributes, result, write.new_rdn)
+            )
+        if result != "success":
+            level = logging.WARNING
+        else:
+            level = logging.INFO if write is not None else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return
         extra: dict[str, object] = {
             "request_id": context.current_request_id(),
             "operation": operation,
@@ -81,13 +107,6 @@ class InstrumentedDirectory(Directory):
         }
         if write is not None:
             extra["attributes"] = list(write.attributes)
-            context.record(
-                context.LdapOp(write.op, write.dn, write.attributes, result, write.new_rdn)
-            )
-        if result == "success":
-            level = logging.INFO if write is not None else logging.DEBUG
-        else:
-            level = logging.WARNING
         log.log(level, "ldap %s %s", operation, result, extra=extra)
 
     # ------------------------------------------------------------------ reads

@@ -26,6 +26,7 @@ All ldap3 exceptions and result codes are translated to :class:`DirectoryError` 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import re
@@ -191,7 +192,7 @@ class Ldap3Directory(Directory):
             raise_exceptions=False,
             read_only=False,
             # ldap3 packs it with struct "LL" (SO_RCVTIMEO): a float raises struct.error
-            receive_timeout=max(1, round(s.operation_timeout)),
+            receive_timeout=max(1, math.ceil(s.operation_timeout)),
             # Range retrieval is ours (directory/ranges.py): ldap3's loop truncates silently when
             # a follow-up read fails.  return_empty_attributes=False: ldap3 2.9.1 raises
             # KeyError on ";range=" answers otherwise (tests/integration/SAMBA.md).
@@ -220,13 +221,16 @@ class Ldap3Directory(Directory):
             order = sorted(self._servers, key=lambda srv: srv.down_until > now)  # stable
         errors: list[str] = []
         for srv in order:
+            # ldap3 remembers a failed address for RESET_AVAILABILITY_TIMEOUT (5 s) and then
+            # refuses to even try it ("invalid server address"): the backoff is ours to decide
+            srv.server.reset_availability()
             try:
                 conn = self._open(srv.server)
             except DirectoryError as exc:
                 if not exc.transient:  # wrong credentials are wrong on every replica
                     raise
                 reason = exc.message or exc.code
-            except (lx.LDAPException, OSError) as exc:
+            except Exception as exc:  # ldap3 raises socket, ssl, struct errors here too
                 reason = f"{type(exc).__name__}: {exc}"
             else:
                 self._connected(srv)
@@ -258,10 +262,11 @@ class Ldap3Directory(Directory):
         if timeout and time.monotonic() - idle_since > timeout:
             return False
         try:  # readable with nothing outstanding = EOF or a Notice of Disconnection
-            readable, _, _ = select.select([conn.socket], [], [], 0)
+            poller = select.poll()  # not select(): it fails for descriptors >= 1024
+            poller.register(conn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+            return not poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable
 
     def _borrow(self) -> ldap3.Connection:
         while True:
@@ -320,8 +325,7 @@ class Ldap3Directory(Directory):
         it twice.  Connection failures happen before anything is sent, and ``_connect`` has
         already tried every server, so they are not retried either."""
         attempts = 2 if retry else 1
-        for attempt in range(attempts):
-            started = time.perf_counter()
+        for attempt in range(attempts):  # timing and logging: directory/instrumented.py
             try:
                 with self._connection() as conn:
                     try:
@@ -342,8 +346,6 @@ class Ldap3Directory(Directory):
                 if exc.transient and exc.operation != "connect" and attempt + 1 < attempts:
                     continue
                 raise
-            finally:
-                log.debug("ldap %s %s %.1fms", operation, dn, (time.perf_counter() - started) * 1e3)
         raise AssertionError("unreachable")
 
     @staticmethod
