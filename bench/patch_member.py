@@ -86,23 +86,43 @@ class Relay:
 
 
 # ---------------------------------------------------------------------------- setup
+@dataclass(frozen=True)
+class Names:
+    """How the seeded entries are called: over LDAP (``--url``) or by the fixture's LDIF."""
+
+    user: str  # format with the user's number
+    big: str
+    small: str
+    first_probe: int  # users from here on are in neither group
+
+
 @contextmanager
-def slapd(args: argparse.Namespace) -> Iterator[Any]:
+def slapd(args: argparse.Namespace) -> Iterator[tuple[Any, Names]]:
     if args.url:
-        yield SimpleNamespace(
+        info = SimpleNamespace(
             url=args.url,
             bind_dn=args.bind_dn,
             bind_password=args.bind_password,
             admin_dn=args.admin_dn,
             admin_password=args.admin_password,
         )
+        seed(info, args.big, args.repeats)
+        yield info, Names("bench{:06d}", "bench-big", "bench-small", args.big + 10)
         return
-    from tests.integration.slapd import Slapd
+    from tests.integration.slapd import Slapd, generate_seed_ldif
 
-    server = Slapd()
+    # slapadd seeding: users 0..big-1 in cn=biggroup, users 0..9 in cn=group0000, the rest
+    # (2 * repeats) are added during the bench
+    ldif = generate_seed_ldif(
+        users=args.big + 2 * args.repeats,
+        groups=1,
+        members_per_group=10,
+        big_group_members=args.big,
+    )
+    server = Slapd(seed_ldif=ldif)
     info = server.start()
     try:
-        yield info
+        yield info, Names("user{:06d}", "biggroup", "group0000", args.big)
     finally:
         server.stop()
         server.cleanup()
@@ -166,8 +186,7 @@ class Result:
 
 
 def run(args: argparse.Namespace) -> None:
-    with slapd(args) as info:
-        seed(info, args.big, args.repeats)
+    with slapd(args) as (info, names):
         host, port = info.url.split("//", 1)[1].rsplit(":", 1)
         relay = Relay(host.strip("/"), int(port.strip("/")))
         directory = Ldap3Directory(
@@ -192,11 +211,12 @@ def run(args: argparse.Namespace) -> None:
             return e.text("entryUUID") or ""
 
         def uid_of(i: int) -> str:
-            e = directory.search(PEOPLE, f"(uid=bench{i:06d})", ["entryUUID"], scope="one")
+            flt = f"(uid={names.user.format(i)})"
+            e = directory.search(PEOPLE, flt, ["entryUUID"], scope="one")
             return e.entries[0].text("entryUUID") or ""
 
-        groups = {"10": gid("bench-small"), f"{args.big:,}": gid("bench-big")}
-        base = args.big + 10
+        groups = {"10": gid(names.small), f"{args.big:,}": gid(names.big)}
+        base = names.first_probe
         probe_ids = [uid_of(base + i) for i in range(2 * args.repeats)]
         no_members = Projection(exclude=frozenset({("members", None)}))
         results: list[Result] = []
