@@ -442,9 +442,12 @@ class Service:
     def delete(self, name: str, rid: str, if_match: str | None = None) -> None:
         rmap = self.rmap(name)
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
-        self._check_version(rmap, found.entry, if_match)
+        assertion = self._check_version(rmap, found.entry, if_match)
         try:
-            self.directory.delete(found.dn)
+            if assertion:
+                self.directory.delete(found.dn, assertion=assertion)
+            else:
+                self.directory.delete(found.dn)
         except DirectoryError as exc:
             if exc.code == "noSuchObject":
                 raise NotFound(f"{name} {rid} not found") from None

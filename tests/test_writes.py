@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.directory.base import Change
+from bridge.errors import DirectoryError
 from bridge.translate.patch import MAX_OPERATIONS
 from tests.conftest import Backend, make_client
 from tests.helpers import (
@@ -180,9 +181,12 @@ def test_if_match_on_rename_only_patch(client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["userName"] == "ren.b"
 
 
-def test_concurrent_change_fails_the_asserted_modify(client: TestClient, backend: Backend) -> None:
-    """RFC 4528 on the directory itself: a change between the version check and the modify
-    makes the modify fail as a whole (412), not overwrite the concurrent change."""
+@pytest.mark.parametrize("operation", ["modify", "rename", "delete"])
+def test_concurrent_change_fails_the_asserted_write(
+    client: TestClient, backend: Backend, operation: str
+) -> None:
+    """RFC 4528 on the directory itself: a change between the version check and the write
+    makes the write fail as a whole (412) instead of overwriting the concurrent change."""
     u = create_user(client, "race.user", title="v0")
     service = client.app.state.service  # type: ignore[attr-defined]
     rmap = service.rmap("User")
@@ -190,13 +194,18 @@ def test_concurrent_change_fails_the_asserted_modify(client: TestClient, backend
     assertion = service._check_version(rmap, found.entry, u["meta"]["version"])
     assert assertion is not None and assertion.startswith("(entryCSN=")
     backend.directory.modify(found.dn, [Change("replace", "title", (b"concurrent",))])
-    with pytest.raises(Exception) as info:
-        backend.directory.modify(
-            found.dn, [Change("replace", "title", (b"late",))], assertion=assertion
-        )
-    assert getattr(info.value, "code", None) == "assertionFailed"
-    assert info.value.to_scim().status == 412  # type: ignore[attr-defined]
-    assert client.get(f"{SCIM}/Users/{u['id']}").json()["title"] == "concurrent"
+    d = backend.directory
+    with pytest.raises(DirectoryError) as info:
+        if operation == "modify":
+            d.modify(found.dn, [Change("replace", "title", (b"late",))], assertion=assertion)
+        elif operation == "rename":
+            d.rename(found.dn, "uid=race.renamed", assertion=assertion)
+        else:
+            d.delete(found.dn, assertion=assertion)
+    assert info.value.code == "assertionFailed"
+    assert info.value.to_scim().status == 412
+    after = client.get(f"{SCIM}/Users/{u['id']}").json()
+    assert after["title"] == "concurrent" and after["userName"] == "race.user"
 
 
 # ---------------------------------------------------------------------------- enterprise
