@@ -492,13 +492,17 @@ def _apply_multi(
             items.clear()
         return None
     new = _elements(defn, value)
+    if sum(1 for e in new if e.get("primary") is True) > 1:
+        raise InvalidValue(f"{defn.name}: 'primary' may be true for one value only (RFC 7643 §2.4)")
     preferred = None
     if op == "replace":
         items.clear()
     for e in new:
         existing = next((x for x in items if _same_element(x, e)), None)
         if existing is not None:
-            existing.update(e)  # RFC 7644 §3.5.2.1: a value already present is not duplicated
+            # RFC 7644 §3.5.2.1: a value already present (compared as its caseExact says) is
+            # not added again; its other sub-attributes (primary, display) are updated.
+            existing.update({k: v for k, v in e.items() if k != "value"})
             e = existing
         else:
             items.append(e)
