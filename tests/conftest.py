@@ -50,8 +50,9 @@ class Backend:
             return list(self.directory.search(base, flt, attrs).entries)
         import ldap3
 
-        conn = ldap3.Connection(self.info.url, self.info.admin_dn, self.info.admin_password,
-                                auto_bind=True)
+        conn = ldap3.Connection(
+            self.info.url, self.info.admin_dn, self.info.admin_password, auto_bind=True
+        )
         try:
             conn.search(base, flt, attributes=attrs)
             return list(conn.entries)
@@ -85,8 +86,9 @@ def slapd_server() -> Iterator[Any]:
 def slapd_directory(info: Any, **overrides: Any) -> Directory:
     from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 
-    settings = ConnectionSettings(urls=(info.url,), bind_dn=info.bind_dn,
-                                  bind_password=info.bind_password, **overrides)
+    settings = ConnectionSettings(
+        urls=(info.url,), bind_dn=info.bind_dn, bind_password=info.bind_password, **overrides
+    )
     return Ldap3Directory(settings)
 
 
