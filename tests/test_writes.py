@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from bridge.directory.base import Change
 from bridge.errors import DirectoryError
-from bridge.translate.patch import MAX_OPERATIONS
+from bridge.scim.patch import MAX_OPERATIONS
 from tests.conftest import Backend, make_client
 from tests.helpers import (
     ENTERPRISE,
