@@ -489,7 +489,7 @@ def _apply_filtered(
         # element the filter describes.  Other filters without a match are noTarget.
         if seed is None or (op == "replace" and t.sub is None):
             raise NoTarget(f"no {t.name} value matches the filter")
-        element = {t.defn.sub(k).name if t.defn.sub(k) else k: v for k, v in seed.items()}  # type: ignore[union-attr]
+        element = {_sub_name(t.defn, k): v for k, v in seed.items()}
         element.update(new)
         if not is_empty(element.get(t.sub or "value")) or t.sub is None:
             items.append(element)
@@ -509,6 +509,11 @@ def _apply_filtered(
             preferred = e
     items[:] = [e for e in items if e.get("value") not in (None, "") or "value" not in _subs(t)]
     return preferred
+
+
+def _sub_name(defn: sch.AttrDef, name: str) -> str:
+    sd = defn.sub(name)
+    return sd.name if sd is not None else name
 
 
 def _subs(t: Target) -> set[str]:
