@@ -260,15 +260,15 @@ def constructive(f: Filter | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------- value shapes
 def _scalar(defn: sch.AttrDef, value: Any) -> Any:
     if isinstance(value, list):
-        # Entra ID and some Okta integrations send single-valued attributes as a one-element
-        # array ("value": ["x"]); an empty array clears the attribute.
+        # IdP tolerance: some clients send a single-valued attribute as a one-element array
+        # ("value": ["x"], seen in recorded IdP PATCH traffic); an empty array clears it.
         if len(value) > 1:
             raise InvalidValue(f"{defn.name} takes a single value, got {len(value)}")
         value = value[0] if value else None
     if isinstance(value, Mapping):
         inner = _ci_get(value, "value")
         if len(value) == 1 and inner is not None and not isinstance(inner, Mapping | list):
-            value = inner  # {"value": x} for a simple attribute (seen from Entra)
+            value = inner  # {"value": x} wrapping a simple value: unwrapped (client tolerance)
         else:
             raise InvalidValue(f"{defn.name} takes a single {defn.type} value, not an object")
     if defn.type == "boolean" and value is not None:
