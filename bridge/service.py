@@ -500,6 +500,7 @@ class Service:
         dn = found.dn
         if new_rdn_value is not None:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
+            self._check_free(rmap, dn, new_rdn_value)
         if changes:
             try:
                 self.modify(dn, changes, assertion)
@@ -514,14 +515,32 @@ class Service:
             return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
         except (ScimError, DirectoryError):
             if changes:
-                self._undo(dn, changes, found.entry)
+                self._undo(rmap, dn, changes, found.entry)
             raise
 
-    def _undo(self, dn: str, changes: list[Change], before: Entry) -> None:
-        """Best-effort compensation of a modify whose follow-up rename failed."""
+    def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
+        """A rename onto a taken name is refused before anything is written (409); the undo
+        in :meth:`write` only covers a name taken in between."""
+        new_dn = f"{rdn_of(rmap.rdn.ldap, new_rdn_value)},{split_rdn(dn)[2]}"
+        if normalize_dn(new_dn) == normalize_dn(dn):
+            return  # a case-only rename
+        if self.directory.read(new_dn, ["1.1"]) is not None:
+            raise Uniqueness(f"{rmap.rdn.source} {new_rdn_value!r} is already in use")
+
+    def _undo(self, rmap: ResourceMap, dn: str, changes: list[Change], before: Entry) -> None:
+        """Best-effort compensation of a modify whose follow-up rename failed.  A replaced
+        attribute that was not read (a PATCH never reads ``member``) cannot be restored and is
+        left as written (logged)."""
+        member = rmap.member_map
+        unread = (
+            {member.ldap.lower()} if member and member.ldap.lower() not in before.attrs else set()
+        )
         undo: list[Change] = []
         for ch in changes:
             if ch.op == "replace":
+                if ch.attr.lower() in unread:
+                    log.warning("cannot undo the replace of %s on %s", ch.attr, dn)
+                    continue
                 undo.append(Change("replace", ch.attr, tuple(before.get(ch.attr))))
             elif ch.values:
                 undo.append(Change("delete" if ch.op == "add" else "add", ch.attr, ch.values))

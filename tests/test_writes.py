@@ -10,7 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.directory.base import Change
+from bridge.directory.embedded import EmbeddedDirectory
 from bridge.errors import DirectoryError
+from bridge.runtime import seed_structure
 from bridge.scim.patch import MAX_OPERATIONS
 from tests.conftest import Backend, make_client
 from tests.helpers import (
@@ -326,3 +328,24 @@ def test_parallel_member_adds_lose_nothing(backend: Backend) -> None:
     assert errors == []
     members = setup.get(f"{SCIM}/Groups/{g['id']}").json()["members"]
     assert sorted(m["value"] for m in members) == sorted(ids)
+
+
+def test_rename_failing_after_the_modify_is_undone(openldap_mapping: Any) -> None:
+    """The name is taken between the check and the rename (injected on the embedded
+    directory): the modify that went first is compensated."""
+    directory = EmbeddedDirectory()
+    seed_structure(directory, openldap_mapping)
+    client = make_client(Backend("embedded", directory, openldap_mapping))
+    u = create_user(client, "undo.me", displayName="Before")
+    directory.fail_next["rename"] = DirectoryError("entryAlreadyExists")
+    r = patch(
+        client,
+        f"/Users/{u['id']}",
+        {"op": "replace", "path": "displayName", "value": "After"},
+        {"op": "add", "path": "title", "value": "New title"},
+        {"op": "replace", "path": "userName", "value": "undo.renamed"},
+    )
+    assert r.status_code == 409, r.text
+    again = client.get(f"{SCIM}/Users/{u['id']}").json()
+    assert again["userName"] == "undo.me" and again["displayName"] == "Before"
+    assert "title" not in again
