@@ -431,6 +431,9 @@ def _to_plan(
         if a.mutability == "immutable" and have:
             raise Mutability(f"{a.path} is immutable")
         changes.append(Change("replace", ldap_attr, tuple(want)))
+    # uniqueness (RFC 7644 §3.12 409) of attributes the mapping declares unique, when changed
+    changed = {c.attr: list(c.values) for c in changes if c.op == "replace" and c.values}
+    service._unique_check(rmap, changed, exclude_dn=entry.dn)
     when_emptied = None
     if not members.empty:
         member_changes, emptied = _member_changes(service, rmap, entry, members)
