@@ -122,15 +122,14 @@ def _apply(work: Work, t: Target, op: str, value: Any, has_value: bool) -> None:
 class Members:
     """Member operations, accumulated in order without reading the member list."""
 
-    final: list[str] | None = None  # the whole new set, after a replace / remove-all
+    final: dict[str, None] | None = None  # the whole new set, after a replace / remove-all
     adds: dict[str, None] = field(default_factory=dict)
     dels: dict[str, None] = field(default_factory=dict)
 
     def add(self, ids: list[str]) -> None:
         for i in ids:
             if self.final is not None:
-                if i not in self.final:
-                    self.final.append(i)
+                self.final[i] = None
             else:
                 self.dels.pop(i, None)
                 self.adds[i] = None
@@ -138,14 +137,13 @@ class Members:
     def remove(self, ids: list[str]) -> None:
         for i in ids:
             if self.final is not None:
-                if i in self.final:
-                    self.final.remove(i)
+                self.final.pop(i, None)
             else:
                 self.adds.pop(i, None)
                 self.dels[i] = None
 
     def replace(self, ids: list[str]) -> None:
-        self.final = list(dict.fromkeys(ids))
+        self.final = dict.fromkeys(ids)
         self.adds.clear()
         self.dels.clear()
 
@@ -227,7 +225,7 @@ def _member_changes(
     assert a is not None
     placeholder = rmap.empty_member
     if m.final is not None:
-        dns = service.resolve_ids(m.final, a.to, a.attr) if m.final else {}
+        dns = service.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
         values = tuple(dns[i].encode() for i in m.final)
         if not values and placeholder:
             values = (placeholder.encode(),)
