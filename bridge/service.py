@@ -32,6 +32,7 @@ from bridge.translate import entry as tr
 
 log = logging.getLogger("bridge.service")
 REF_BATCH = 200
+NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
 @dataclass(frozen=True)
@@ -430,14 +431,31 @@ class Service:
                 out.append(ch)
                 continue
             keep = []
+            current = self._dn_values(dn, ch) if len(ch.values) > NOOP_PROBES else None
             for v in ch.values:
-                flt = f"({ch.attr}={escape_filter(v.decode('utf-8', 'replace'))})"
-                present = bool(self.directory.search(dn, flt, ["1.1"], scope="base").entries)
+                if current is not None:
+                    present = normalize_dn(v.decode("utf-8", "replace")) in current
+                else:
+                    flt = f"({ch.attr}={escape_filter(v.decode('utf-8', 'replace'))})"
+                    present = bool(self.directory.search(dn, flt, ["1.1"], scope="base").entries)
                 if present != (ch.op == "add"):
                     keep.append(v)
             if keep:
                 out.append(Change(ch.op, ch.attr, tuple(keep)))
         return out
+
+    def _dn_values(self, dn: str, ch: Change) -> set[str] | None:
+        """For a retry of many DN values (an IdP re-sending 5,000 members): the attribute's
+        current values, read once, instead of one probe per value; None if not DN-valued."""
+        if not any(
+            a.is_reference and a.ldap.lower() == ch.attr.lower()
+            for r in self.mapping.resources.values()
+            for a in r.attributes
+        ):
+            return None
+        entry = self.directory.read(dn, [ch.attr])
+        values = entry.get(ch.attr) if entry else ()
+        return {normalize_dn(v.decode("utf-8", "replace")) for v in values}
 
     def delete(self, name: str, rid: str, if_match: str | None = None) -> None:
         rmap = self.rmap(name)

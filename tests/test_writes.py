@@ -349,3 +349,28 @@ def test_rename_failing_after_the_modify_is_undone(openldap_mapping: Any) -> Non
     again = client.get(f"{SCIM}/Users/{u['id']}").json()
     assert again["userName"] == "undo.me" and again["displayName"] == "Before"
     assert "title" not in again
+
+
+def test_resending_many_present_members_is_a_cheap_no_op(
+    client: TestClient, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Okta re-pushes whole member lists: 25 present + 5 new members in one add succeed, and
+    the retry after attributeOrValueExists sends just the 5 (the list is read once)."""
+    ids = [create_user(client, f"push{i:02d}")["id"] for i in range(30)]
+    g = create_group(client, "Pushed", ids[:25])
+    calls: list[list[Change]] = []
+    original = backend.directory.modify
+
+    def modify(dn: str, changes: Any, *, assertion: str | None = None) -> None:
+        calls.append(list(changes))
+        original(dn, changes, assertion=assertion)
+
+    monkeypatch.setattr(backend.directory, "modify", modify)
+    r = patch(
+        client,
+        f"/Groups/{g['id']}",
+        {"op": "add", "path": "members", "value": [{"value": i} for i in ids]},
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(m["value"] for m in r.json()["members"]) == sorted(ids)
+    assert [len(c[0].values) for c in calls] == [30, 5]
