@@ -59,7 +59,10 @@ class Op:
     has_value: bool
 
     def label(self) -> str:
-        where = f" {self.path_text!r}" if self.path_text is not None else ""
+        text = self.path_text
+        if text is not None and len(text) > 80:
+            text = text[:77] + "..."
+        where = f" {text!r}" if text is not None else ""
         return f"Operations[{self.index}] ({self.op}{where})"
 
 
