@@ -282,6 +282,8 @@ def _scalar(defn: sch.AttrDef, value: Any) -> Any:
 
 def _complex(defn: sch.AttrDef, value: Any) -> dict[str, Any]:
     """A complex value with canonical sub-attribute names (unknown ones dropped)."""
+    if isinstance(value, list) and not defn.multi_valued and len(value) <= 1:
+        value = value[0] if value else {}  # one-element array for a single-valued attribute
     if not isinstance(value, Mapping):
         if isinstance(value, str | int) and not isinstance(value, bool) and defn.sub("value"):
             # Entra ID and Okta send the enterprise manager as a bare id string.
