@@ -153,11 +153,15 @@ def _actions(data: Any, path: str, add: Callable[[str, str], None]) -> tuple[Act
 
 
 # ---------------------------------------------------------------------------- running
-def delete(service: Service, rmap: ResourceMap, found: Found) -> None:
-    """DELETE /{resource}/{id} under the resource's policy."""
+def delete(service: Service, rmap: ResourceMap, found: Found, assertion: str | None = None) -> None:
+    """DELETE /{resource}/{id} under the resource's policy; ``assertion`` (If-Match, RFC 4528)
+    makes the delete atomic with the version check."""
     if rmap.deprovision.deletes:
         try:
-            service.directory.delete(found.dn)
+            if assertion:
+                service.directory.delete(found.dn, assertion=assertion)
+            else:
+                service.directory.delete(found.dn)
         except DirectoryError as exc:
             if exc.code == "noSuchObject":
                 raise NotFound(f"{rmap.name} not found") from None

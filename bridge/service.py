@@ -42,6 +42,7 @@ VLV_CHUNK = 500
 VLV_REFUSED = frozenset(
     {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
 )
+NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
 @dataclass(frozen=True)
@@ -619,20 +620,38 @@ class Service:
                 out.append(ch)
                 continue
             keep = []
+            current = self._dn_values(dn, ch) if len(ch.values) > NOOP_PROBES else None
             for v in ch.values:
-                flt = f"({ch.attr}={escape_filter(v.decode('utf-8', 'replace'))})"
-                present = bool(self.directory.search(dn, flt, ["1.1"], scope="base").entries)
+                if current is not None:
+                    present = normalize_dn(v.decode("utf-8", "replace")) in current
+                else:
+                    flt = f"({ch.attr}={escape_filter(v.decode('utf-8', 'replace'))})"
+                    present = bool(self.directory.search(dn, flt, ["1.1"], scope="base").entries)
                 if present != (ch.op == "add"):
                     keep.append(v)
             if keep:
                 out.append(Change(ch.op, ch.attr, tuple(keep)))
         return out
 
+    def _dn_values(self, dn: str, ch: Change) -> set[str] | None:
+        """For a retry of many DN values (an IdP re-sending 5,000 members): the attribute's
+        current values, read once, instead of one probe per value; None if not DN-valued."""
+        if not any(
+            a.is_reference and a.ldap.lower() == ch.attr.lower()
+            for r in self.mapping.resources.values()
+            for a in r.attributes
+        ):
+            return None
+        entry = self.directory.read(dn, [ch.attr])
+        values = entry.get(ch.attr) if entry else ()
+        return {normalize_dn(v.decode("utf-8", "replace")) for v in values}
+
     def delete(self, name: str, rid: str, if_match: str | None = None) -> None:
         rmap = self.rmap(name)
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
-        self._check_version(rmap, found.entry, if_match)
-        deprovision.delete(self, rmap, found)  # delete, or disable/strip groups/move: the map says
+        assertion = self._check_version(rmap, found.entry, if_match)
+        # delete, or disable/strip groups/move: the mapping's deprovisioning policy says
+        deprovision.delete(self, rmap, found, assertion)
 
     def patch(
         self,
@@ -685,6 +704,7 @@ class Service:
             staged.check_transport(self.directory, rmap, (c.attr for c in changes))
         if new_rdn_value is not None:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
+            self._check_free(rmap, dn, new_rdn_value)
         if changes:
             try:
                 self.modify(dn, changes, assertion)
@@ -699,14 +719,32 @@ class Service:
             return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
         except (ScimError, DirectoryError):
             if changes:
-                self._undo(dn, changes, found.entry)
+                self._undo(rmap, dn, changes, found.entry)
             raise
 
-    def _undo(self, dn: str, changes: list[Change], before: Entry) -> None:
-        """Best-effort compensation of a modify whose follow-up rename failed."""
+    def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
+        """A rename onto a taken name is refused before anything is written (409); the undo
+        in :meth:`write` only covers a name taken in between."""
+        new_dn = f"{rdn_of(rmap.rdn.ldap, new_rdn_value)},{split_rdn(dn)[2]}"
+        if normalize_dn(new_dn) == normalize_dn(dn):
+            return  # a case-only rename
+        if self.directory.read(new_dn, ["1.1"]) is not None:
+            raise Uniqueness(f"{rmap.rdn.source} {new_rdn_value!r} is already in use")
+
+    def _undo(self, rmap: ResourceMap, dn: str, changes: list[Change], before: Entry) -> None:
+        """Best-effort compensation of a modify whose follow-up rename failed.  A replaced
+        attribute that was not read (a PATCH never reads ``member``) cannot be restored and is
+        left as written (logged)."""
+        member = rmap.member_map
+        unread = (
+            {member.ldap.lower()} if member and member.ldap.lower() not in before.attrs else set()
+        )
         undo: list[Change] = []
         for ch in changes:
             if ch.op == "replace":
+                if ch.attr.lower() in unread:
+                    log.warning("cannot undo the replace of %s on %s", ch.attr, dn)
+                    continue
                 undo.append(Change("replace", ch.attr, tuple(before.get(ch.attr))))
             elif ch.values:
                 undo.append(Change("delete" if ch.op == "add" else "add", ch.attr, ch.values))

@@ -172,7 +172,8 @@ class Directory(ABC):
         entry still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
 
     @abstractmethod
-    def delete(self, dn: str) -> None: ...
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        """Delete a leaf; with ``assertion`` only if the entry still matches it (RFC 4528)."""
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise DirectoryError if the directory cannot be reached and bound (readiness)."""

@@ -309,17 +309,20 @@ class DryRunDirectory(Directory):
         self._plan("modrdn", dn, [], body)
         return new_dn
 
-    def delete(self, dn: str) -> None:
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="delete")
+            if assertion and not self.overlay.search(dn, assertion, ["1.1"], scope="base").entries:
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="delete")
             for child in self._real_children(dn):
                 if self._touched.get(normalize_dn(child.dn), ("", True))[1]:
                     raise DirectoryError("notAllowedOnNonLeaf", "", dn=dn, operation="delete")
             self._materialize_referrers(dn)
             self.overlay.delete(dn)
             self._touched[normalize_dn(dn)] = (dn, False)
-        self._plan("delete", dn, [], [])
+        body = [f"control: 1.3.6.1.1.12 true: {assertion}"] if assertion else []
+        self._plan("delete", dn, [], body)
 
     def _real_children(self, dn: str) -> list[Entry]:
         try:

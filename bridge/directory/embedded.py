@@ -427,13 +427,15 @@ class EmbeddedDirectory(Directory):
             for e in self._dit.values()
         )
 
-    def delete(self, dn: str) -> None:
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
         with self._lock:
             self._injected("delete", dn)
             key = normalize_dn(dn)
             entry = self._dit.get(key)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="delete")
+            if assertion and not self._matches(entry, _parse(assertion)):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="delete")
             if self._children(dn):
                 raise DirectoryError("notAllowedOnNonLeaf", "", dn=dn, operation="delete")
             for member in self._members(entry):

@@ -201,9 +201,12 @@ class InstrumentedDirectory(Directory):
             write=op,
         )
 
-    def delete(self, dn: str) -> None:
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
         self._measure(
-            "delete", dn, lambda: self.inner.delete(dn), write=context.LdapOp("delete", dn)
+            "delete",
+            dn,
+            lambda: self.inner.delete(dn, assertion=assertion),
+            write=context.LdapOp("delete", dn),
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -587,8 +587,11 @@ class Ldap3Directory(Directory):
 
         return self._run("rename", dn, fn)
 
-    def delete(self, dn: str) -> None:
-        self._run("delete", dn, lambda c: self._check(c, c.delete(dn), "delete", dn))
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        ctrls = [controls.assertion_control(assertion)] if assertion else None
+        self._run(
+            "delete", dn, lambda c: self._check(c, c.delete(dn, controls=ctrls), "delete", dn)
+        )
 
     def close(self) -> None:
         while True:
