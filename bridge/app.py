@@ -128,8 +128,13 @@ def build_app(
 
     mapping = mapping or load_mapping(settings.mapping)
     directory = directory or make_directory(settings, mapping)
+    from bridge.translate.cursor import derive_key
+
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
+    )
+    service.cursor_key = derive_key(
+        settings.cursor_secret, settings.bind_password, settings.mapping
     )
 
     async def on_error(request: Request, exc: Exception) -> Response:

@@ -4,6 +4,7 @@ response (RFC 7644 §3).  No LDAP and no business rules here."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -138,6 +139,24 @@ async def search_resources(request: Request) -> Response:
     return ScimResponse(list_response(result, query.count))
 
 
+async def search_root(request: Request) -> Response:
+    """``POST /.search`` (RFC 7644 §3.4.3): one list over every resource type."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    mapping = request.app.state.mapping
+    schemas = tuple(dict.fromkeys(s for r in mapping.resources.values() for s in r.schemas))
+    first = next(iter(mapping.resources.values()))
+    query = list_query(first, body)
+    get = {k.lower(): v for k, v in body.items()}
+    query = replace(
+        query,
+        projection=Projection.parse(get.get("attributes"), get.get("excludedattributes"), schemas),
+    )
+    result = await run_in_threadpool(service(request).search_all, query, base_url(request))
+    return ScimResponse(list_response(result, query.count))
+
+
 async def create_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
@@ -227,6 +246,7 @@ def build_routes(base: str) -> list[Route]:
         return Route(base + path, endpoint, methods=methods)
 
     return [
+        r("/.search", search_root, ["POST"]),
         r("/{resource}/.search", search_resources, ["POST"]),
         r("/{resource}", list_resources, ["GET"]),
         r("/{resource}", create_resource, ["POST"]),

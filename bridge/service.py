@@ -19,19 +19,24 @@ from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_o
 from bridge.errors import (
     BadRequest,
     DirectoryError,
+    InvalidFilter,
     InvalidSyntax,
     InvalidValue,
     Mutability,
     NotFound,
     PreconditionFailed,
     ScimError,
+    TooMany,
     Uniqueness,
 )
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr
+from bridge.translate.cursor import Cursors, derive_key, fingerprint
 
 log = logging.getLogger("bridge.service")
 REF_BATCH = 200
+#: entries per VLV request: slapd applies the bind account's size limit (often 500) to a window
+VLV_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -73,11 +78,14 @@ class Service:
         *,
         max_results: int = 1000,
         default_count: int = 100,
+        cursor_key: bytes = b"",
     ):
         self.mapping = mapping
         self.directory = directory
         self.max_results = max_results
         self.default_count = default_count
+        #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
+        self.cursor_key = cursor_key
 
     # ------------------------------------------------------------------ lookups
     def rmap(self, name: str) -> ResourceMap:
@@ -194,48 +202,177 @@ class Service:
         return tr.version_of(rmap, found.entry)
 
     def search(self, name: str, query: ListQuery, base_url: str) -> ListResult:
+        """List / filter / sort / page (RFC 7644 §3.4.2, RFC 9865), pushed down to the directory.
+
+        The page is a VLV window (one search whose cost does not grow with ``startIndex``) when
+        the directory offers VLV + server-side sort, else an RFC 2696 paged walk that counts the
+        matches reading no attributes and then reads only the page's entries.  ``count`` is
+        capped at ``max_results`` (``filter.maxResults``: the most a response returns, RFC 7644
+        §5); ``count=0`` returns only ``totalResults``.  ``cursor`` pages are signed offsets
+        (:mod:`bridge.translate.cursor`)."""
+        from bridge.translate.filter import to_ldap
+
         rmap = self.rmap(name)
         flt = rmap.base_filter
         if query.filter:
-            from bridge.translate.filter import to_ldap  # the query planner
+            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn)
+            flt = f"(&{rmap.base_filter}{fragment})"
+        return self._list([(rmap, flt)], query, base_url)
 
-            flt = f"(&{rmap.base_filter}{to_ldap(rmap, query.filter, self.mapping)})"
-        attrs = tr.ldap_attributes(rmap, query.projection)
+    def search_all(self, query: ListQuery, base_url: str) -> ListResult:
+        """``POST /.search`` (RFC 7644 §3.4.3): every resource type, Users then Groups, paged as
+        one list.  An attribute a type does not map is absent on it (``userName`` on a Group);
+        one that no type maps is a 400 naming it."""
+        from bridge.scim.filter import parse
+        from bridge.translate.filter import to_ldap_lenient
+
+        plans: list[tuple[ResourceMap, str]] = []
+        missing: set[str] | None = None
+        ast = parse(query.filter) if query.filter else None
+        for rmap in self.mapping.resources.values():
+            if ast is None:
+                plans.append((rmap, rmap.base_filter))
+                continue
+            fragment, absent = to_ldap_lenient(rmap, ast, self.mapping, self.reference_dn)
+            missing = absent if missing is None else missing & absent
+            plans.append((rmap, f"(&{rmap.base_filter}{fragment})"))
+        if missing:
+            raise InvalidFilter(
+                f"filter attribute {sorted(missing)[0]} is not mapped for any resource type"
+            )
+        return self._list(plans, query, base_url)
+
+    def _list(
+        self, plans: Sequence[tuple[ResourceMap, str]], query: ListQuery, base_url: str
+    ) -> ListResult:
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
-        start = max(query.start_index, 1)
+        names = ",".join(r.name for r, _ in plans)
+        fp = fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
+        if query.cursor is not None:
+            if query.start_index > 1:
+                raise InvalidValue("use either startIndex or cursor, not both (RFC 9865 §2)")
+            start = self.cursors.decode(query.cursor, fp) if query.cursor else 1
+        else:
+            start = max(query.start_index, 1)
+        resources: list[dict[str, Any]] = []
+        before = 0  # matches of the resource types already walked
+        for rmap, flt in plans:
+            local = max(start - before, 1)
+            want = max(count - len(resources), 0)
+            entries, total = self._page(rmap, flt, query, local, want)
+            resources += self.render(rmap, entries, base_url, query.projection)
+            before += total
+        result = ListResult(resources, before, start)
+        if query.cursor is not None:
+            if count and start + len(resources) <= before:
+                result.next_cursor = self.cursors.encode(start + len(resources), fp)
+            if start > 1:
+                result.previous_cursor = self.cursors.encode(max(start - max(count, 1), 1), fp)
+        return result
+
+    def _page(
+        self, rmap: ResourceMap, flt: str, query: ListQuery, start: int, count: int
+    ) -> tuple[list[Entry], int]:
+        """Entries ``start .. start+count-1`` (1-based) of the sorted matches, and their total."""
         sort = self._sort_keys(rmap, query)
-        caps = self.directory.capabilities
-        if caps.vlv:
-            window = Window(start, max(count, 1))
+        attrs = tr.ldap_attributes(rmap, query.projection)
+        if self.directory.capabilities.vlv:
+            return self._vlv_page(rmap, flt, attrs, sort, start, count)
+        if query.sort_by and not self.directory.capabilities.sort:
+            raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+        return self._paged_page(rmap, flt, attrs, sort, start, count)
+
+    def _vlv_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """VLV windows of at most VLV_CHUNK entries (slapd applies the account's size limit,
+        typically 500, to a window)."""
+        entries: list[Entry] = []
+        total: int | None = None
+        offset, left = start, max(count, 1)
+        while left > 0:
+            size = min(left, VLV_CHUNK)
             res = self.directory.search(
                 rmap.base_dn,
                 flt,
-                attrs if count else [rmap.id.ldap],
+                attrs if count else ["1.1"],
                 scope=rmap.scope,
                 sort=sort,
-                window=window,
+                window=Window(offset, size),
             )
-            total = res.total if res.total is not None else len(res.entries)
-            entries = res.entries[:count]
-        else:
-            entries, total = [], 0
-            for e in self.directory.iter_search(
-                rmap.base_dn, flt, attrs, scope=rmap.scope, sort=sort if caps.sort else ()
-            ):
-                total += 1
-                if start <= total < start + count:
-                    entries.append(e)
-        resources = self.render(rmap, entries, base_url, query.projection)
-        return ListResult(resources, total, start)
+            if res.total is None:
+                raise TooMany("the directory refused the page (size or admin limit)")
+            total = res.total
+            entries.extend(res.entries[:size])
+            if len(res.entries) < size or offset + size > total:
+                break
+            offset, left = offset + size, left - size
+        return (entries if count else []), total or 0
+
+    def _paged_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """Without VLV: one RFC 2696 paged walk reading no attributes counts the matches and
+        notes the page's DNs (nothing else is held), then the page's entries are read."""
+        caps = self.directory.capabilities
+        dns: list[str] = []
+        total = 0
+        for e in self.directory.iter_search(
+            rmap.base_dn, flt, ["1.1"], scope=rmap.scope, sort=sort if caps.sort else ()
+        ):
+            total += 1
+            if start <= total < start + count:
+                dns.append(e.dn)
+        return self._read_many(rmap, dns, attrs), total
+
+    def _read_many(self, rmap: ResourceMap, dns: list[str], attrs: list[str]) -> list[Entry]:
+        dn_attr = self.mapping.dialect.dn_attribute
+        found: dict[str, Entry] = {}
+        for i in range(0, len(dns), REF_BATCH):
+            ors = "".join(f"({dn_attr}={escape_filter(d)})" for d in dns[i : i + REF_BATCH])
+            for e in self.directory.search(
+                rmap.base_dn, f"(|{ors})", attrs, scope=rmap.scope
+            ).entries:
+                found[normalize_dn(e.dn)] = e
+        return [found[k] for k in (normalize_dn(d) for d in dns) if k in found]
+
+    def reference_dn(self, targets: Sequence[str], rid: str) -> str | None:
+        """The DN of the resource with SCIM id ``rid`` among ``targets`` (filter resolver)."""
+        for name in targets:
+            rmap = self.rmap(name)
+            try:
+                flt = self.id_filter(rmap, rid)
+            except NotFound:
+                continue
+            res = self.directory.search(rmap.base_dn, flt, ["1.1"], scope=rmap.scope, size_limit=2)
+            if res.entries:
+                return res.entries[0].dn
+        return None
+
+    @property
+    def cursors(self) -> Cursors:
+        """RFC 9865 cursor signer; an unset key (a Service built without app settings, as in
+        tests and tools) falls back to the derivation from an empty configuration."""
+        return Cursors(self.cursor_key or derive_key(""))
 
     def _sort_keys(self, rmap: ResourceMap, query: ListQuery) -> tuple[SortKey, ...]:
-        reverse = query.sort_order.lower() == "descending"
-        if query.sort_by:
-            from bridge.translate.filter import sort_attribute
+        from bridge.translate.filter import sort_keys
 
-            return (SortKey(sort_attribute(rmap, query.sort_by), reverse),)
-        return (SortKey(rmap.rdn.ldap, reverse),)
+        reverse = query.sort_order.lower() == "descending"
+        return sort_keys(rmap, self.mapping, query.sort_by, reverse)
 
     # ------------------------------------------------------------------ writes
     def _body(self, body: Any) -> Mapping[str, Any]:

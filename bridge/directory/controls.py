@@ -120,6 +120,20 @@ def vlv_total(result_controls: Mapping[str, Any]) -> int | None:
     return int(decoded["contentCount"])
 
 
+def vlv_response(result_controls: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """``(targetPosition, contentCount, virtualListViewResult)`` of a VLV response control."""
+    ctrl = result_controls.get(OID_VLV_RESPONSE)
+    raw = ctrl.get("value") if ctrl else None
+    if not isinstance(raw, bytes | bytearray):
+        return None
+    decoded, _ = decoder.decode(bytes(raw), asn1Spec=_VlvResponse())
+    return (
+        int(decoded["targetPosition"]),
+        int(decoded["contentCount"]),
+        int(decoded["virtualListViewResult"]),
+    )
+
+
 def vlv_result_code(result_controls: Mapping[str, Any]) -> int | None:
     ctrl = result_controls.get(OID_VLV_RESPONSE)
     raw = ctrl.get("value") if ctrl else None

@@ -495,6 +495,12 @@ class EmbeddedDirectory(Directory):
             want = _norm_value(attr, _raw(node.assertion["value"]))
             ge = tag == MATCH_GREATER_OR_EQUAL
             return any(_ordered(_norm_value(attr, v), want, ge) for v in vals)
+        rule = str(node.assertion.get("matchingRule") or "").lower()
+        if tag == MATCH_EXTENSIBLE and rule == "caseignoreorderingmatch" and attr:
+            # an ORDERING rule in an extensible match holds when value < assertion (X.501);
+            # slapd answers string gt/lt this way (uid, cn have no ORDERING rule of their own)
+            want = _norm_value(attr, _raw(node.assertion["value"]))
+            return any(_norm_value(attr, v) < want for v in vals)
         if tag == MATCH_EXTENSIBLE:
             raise DirectoryError(
                 "inappropriateMatching",
