@@ -215,6 +215,10 @@ async def replace_resource(request: Request) -> Response:
 async def patch_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
+    params = {k.lower(): v for k, v in request.query_params.items()}
+    # RFC 7644 §3.5.2: the response honours attributes/excludedAttributes, which is pushed down
+    # so that excludedAttributes=members never reads a large member list back.
+    proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
     updated = await run_in_threadpool(
         service(request).patch,
         rmap.name,
@@ -222,6 +226,7 @@ async def patch_resource(request: Request) -> Response:
         body,
         base_url(request),
         request.headers.get("if-match"),
+        proj,
     )
     return _respond(_project(rmap, updated, request))
 

@@ -469,8 +469,10 @@ class Service:
             if a.mutability == "immutable" and have:
                 raise Mutability(f"{a.path} is immutable")
             changes.append(Change("replace", ldap_attr, tuple(want)))
-        new_dn = self._rename_if_needed(rmap, found, body)
-        return self._apply(rmap, new_dn or found.dn, changes, base_url, assertion)
+        new_rdn = tr.rdn_value(rmap, body)
+        _attr, old_rdn, _parent = split_rdn(found.dn)
+        dn = self.write(rmap, found, changes, new_rdn if new_rdn != old_rdn else None, assertion)
+        return self._read_back(rmap, dn, base_url)
 
     def _member_delta(
         self, rmap: ResourceMap, a: AttributeMap, have: list[bytes], want: list[bytes]
@@ -517,17 +519,14 @@ class Service:
                 changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
         return changes
 
-    def _rename_if_needed(
-        self, rmap: ResourceMap, found: Found, body: Mapping[str, Any]
-    ) -> str | None:
-        new_value = tr.rdn_value(rmap, body)
-        _attr, old_value, _parent = split_rdn(found.dn)
-        if new_value == old_value:
-            return None
-        return self.rename(rmap, found.dn, new_value)
-
-    def rename(self, rmap: ResourceMap, dn: str, new_value: str) -> str:
+    def rename(
+        self, rmap: ResourceMap, dn: str, new_value: str, assertion: str | None = None
+    ) -> str:
         try:
+            if assertion:
+                return self.directory.rename(
+                    dn, rdn_of(rmap.rdn.ldap, new_value), assertion=assertion
+                )
             return self.directory.rename(dn, rdn_of(rmap.rdn.ldap, new_value))
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
@@ -580,33 +579,99 @@ class Service:
     def delete(self, name: str, rid: str, if_match: str | None = None) -> None:
         rmap = self.rmap(name)
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
-        self._check_version(rmap, found.entry, if_match)
+        assertion = self._check_version(rmap, found.entry, if_match)
         try:
-            self.directory.delete(found.dn)
+            if assertion:
+                self.directory.delete(found.dn, assertion=assertion)
+            else:
+                self.directory.delete(found.dn)
         except DirectoryError as exc:
             if exc.code == "noSuchObject":
                 raise NotFound(f"{name} {rid} not found") from None
             raise
 
     def patch(
-        self, name: str, rid: str, body: Any, base_url: str, if_match: str | None = None
+        self,
+        name: str,
+        rid: str,
+        body: Any,
+        base_url: str,
+        if_match: str | None = None,
+        projection: Projection = DEFAULT,
     ) -> dict[str, Any]:
-        from bridge.translate.patch import plan_patch
+        """PATCH (RFC 7644 §3.5.2): every operation is validated and planned before anything is
+        written (translate.patch); the member list is never read."""
+        from bridge.translate.patch import plan_patch, read_attributes
 
         rmap = self.rmap(name)
         body = self._body(body)
-        read = list(
-            dict.fromkeys(
-                tr.ldap_attributes(rmap) + [a.ldap for a in rmap.attributes if a.attr != "members"]
-            )
-        )
-        found = self.find(rmap, rid, read)
+        found = self.find(rmap, rid, read_attributes(rmap))
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(self, rmap, found.entry, body, base_url)
+        dn = self.write(
+            rmap,
+            found,
+            list(plan.changes),
+            plan.new_rdn_value,
+            assertion,
+            list(plan.when_emptied) if plan.when_emptied is not None else None,
+        )
+        return self._read_back(rmap, dn, base_url, projection)
+
+    def write(
+        self,
+        rmap: ResourceMap,
+        found: Found,
+        changes: list[Change],
+        new_rdn_value: str | None,
+        assertion: str | None,
+        when_emptied: list[Change] | None = None,
+    ) -> str:
+        """One modify and, when the naming attribute changed, one rename; returns the DN.
+
+        The modify goes first, carrying the If-Match assertion (RFC 4528) so a concurrent
+        change fails it atomically; the rename follows (asserted itself when there is nothing to
+        modify).  When the rename fails (the new name is taken) the modify is undone, so a
+        request never leaves the entry half-written.  ``when_emptied`` is sent instead of
+        ``changes`` if the directory refuses to leave a groupOfNames without members."""
         dn = found.dn
-        if plan.new_rdn_value is not None:
-            dn = self.rename(rmap, dn, plan.new_rdn_value)
-        return self._apply(rmap, dn, list(plan.changes), base_url, assertion)
+        if new_rdn_value is not None:
+            changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
+        if changes:
+            try:
+                self.modify(dn, changes, assertion)
+            except DirectoryError as exc:
+                if exc.code != "objectClassViolation" or when_emptied is None:
+                    raise
+                changes = when_emptied
+                self.modify(dn, changes, assertion)
+        if new_rdn_value is None:
+            return dn
+        try:
+            return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
+        except (ScimError, DirectoryError):
+            if changes:
+                self._undo(dn, changes, found.entry)
+            raise
+
+    def _undo(self, dn: str, changes: list[Change], before: Entry) -> None:
+        """Best-effort compensation of a modify whose follow-up rename failed."""
+        undo: list[Change] = []
+        for ch in changes:
+            if ch.op == "replace":
+                undo.append(Change("replace", ch.attr, tuple(before.get(ch.attr))))
+            elif ch.values:
+                undo.append(Change("delete" if ch.op == "add" else "add", ch.attr, ch.values))
+        try:
+            self.modify(dn, undo)
+        except DirectoryError:
+            log.exception("could not undo the modify of %s after a failed rename", dn)
+
+    def _read_back(
+        self, rmap: ResourceMap, dn: str, base_url: str, projection: Projection = DEFAULT
+    ) -> dict[str, Any]:
+        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap, projection))
+        return self.render(rmap, [entry], base_url, projection)[0]
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

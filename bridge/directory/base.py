@@ -137,11 +137,20 @@ class Directory(ABC):
         still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
 
     @abstractmethod
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
-        """modify_dn with deleteoldrdn; returns the new DN."""
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        """modify_dn with deleteoldrdn; returns the new DN.  With ``assertion`` only if the
+        entry still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
 
     @abstractmethod
-    def delete(self, dn: str) -> None: ...
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        """Delete a leaf; with ``assertion`` only if the entry still matches it (RFC 4528)."""
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise DirectoryError if the directory cannot be reached and bound (readiness)."""

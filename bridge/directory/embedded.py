@@ -347,12 +347,21 @@ class EmbeddedDirectory(Directory):
         else:
             work.pop(name, None)
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
         with self._lock:
             self._injected("rename", dn)
             entry = self._get(dn)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
+            if assertion and not self._matches(entry, _parse(assertion)):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="rename")
             parent = new_superior or parent_dn(dn)
             new_dn = f"{new_rdn},{parent}" if parent else new_rdn
             new_key = normalize_dn(new_dn)
@@ -400,13 +409,15 @@ class EmbeddedDirectory(Directory):
             for e in self._dit.values()
         )
 
-    def delete(self, dn: str) -> None:
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
         with self._lock:
             self._injected("delete", dn)
             key = normalize_dn(dn)
             entry = self._dit.get(key)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="delete")
+            if assertion and not self._matches(entry, _parse(assertion)):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="delete")
             if self._children(dn):
                 raise DirectoryError("notAllowedOnNonLeaf", "", dn=dn, operation="delete")
             for member in self._members(entry):

@@ -369,16 +369,30 @@ class Ldap3Directory(Directory):
             "modify", dn, lambda c: self._check(c, c.modify(dn, spec, controls=ctrls), "modify", dn)
         )
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        ctrls = [controls.assertion_control(assertion)] if assertion else None
+
         def fn(c: ldap3.Connection) -> str:
-            ok = c.modify_dn(dn, new_rdn, delete_old_dn=True, new_superior=new_superior)
+            ok = c.modify_dn(
+                dn, new_rdn, delete_old_dn=True, new_superior=new_superior, controls=ctrls
+            )
             self._check(c, ok, "rename", dn)
             return _child(new_rdn, new_superior or parent_dn(dn))
 
         return self._run("rename", dn, fn)
 
-    def delete(self, dn: str) -> None:
-        self._run("delete", dn, lambda c: self._check(c, c.delete(dn), "delete", dn))
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        ctrls = [controls.assertion_control(assertion)] if assertion else None
+        self._run(
+            "delete", dn, lambda c: self._check(c, c.delete(dn, controls=ctrls), "delete", dn)
+        )
 
     def close(self) -> None:
         while True:

@@ -160,7 +160,14 @@ def _put(target: dict[str, Any], a: AttributeMap, values: list[Any]) -> None:
     if parent.multi_valued:
         items = target.setdefault(parent.name, [])
         for i, v in enumerate(values):
-            item: dict[str, Any] = {a.sub or "value": v}
+            sub = a.sub or "value"
+            if sub != "value" and a.type_value:
+                # addresses[type eq "work"].streetAddress / .locality / ... form ONE element
+                same = [e for e in items if e.get("type") == a.type_value and sub not in e]
+                if same:
+                    same[0][sub] = v
+                    continue
+            item: dict[str, Any] = {sub: v}
             if a.type_value:
                 item["type"] = a.type_value
             if a.primary and i == 0:

@@ -1,0 +1,324 @@
+"""PATCH add-one-member: a 50,000-member group against a 10-member group, on real slapd.
+
+    PYTHONPATH=. python bench/patch_member.py                      # starts its own slapd
+    PYTHONPATH=. python bench/patch_member.py --url ldap://127.0.0.1:39389 \\
+        --bind-dn cn=scim,dc=example,dc=org --bind-password ... \\
+        --admin-dn cn=admin,dc=example,dc=org --admin-password ...
+
+Each repeat PATCHes one new member into each group (``{"op": "add", "path": "members",
+"value": [{"value": id}]}``), through the HTTP app in-process (Starlette TestClient, as an IdP
+would, with ``excludedAttributes=members`` so the response does not list 50,000 members) and
+through ``Service.patch`` directly, and reports the median and p90.  The bridge talks to slapd
+through a counting TCP relay, so the bytes sent to (and received from) LDAP per PATCH are
+measured on the wire.  Seeding (users over LDAP, then one group add) happens once per server
+and is skipped when the bench entries exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import ldap3
+
+from bridge.app import build_app
+from bridge.config import load_mapping
+from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
+from bridge.scim.projection import Projection
+from bridge.settings import Settings, Token
+
+MAPPING = "mappings/openldap.yaml"
+PEOPLE = "ou=people,dc=example,dc=org"
+GROUPS = "ou=groups,dc=example,dc=org"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+# ---------------------------------------------------------------------------- byte counting
+class Relay:
+    """A loopback TCP relay that counts bytes in each direction."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.sent = 0  # bridge -> LDAP
+        self.received = 0  # LDAP -> bridge
+        self._lock = threading.Lock()
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self._srv.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.sent = self.received = 0
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._srv.accept()
+            upstream = socket.create_connection(self.target)
+            for s in (client, upstream):  # no Nagle delay added by the relay itself
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    if up:
+                        self.sent += len(data)
+                    else:
+                        self.received += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+
+# ---------------------------------------------------------------------------- setup
+@dataclass(frozen=True)
+class Names:
+    """How the seeded entries are called: over LDAP (``--url``) or by the fixture's LDIF."""
+
+    user: str  # format with the user's number
+    big: str
+    small: str
+    first_probe: int  # users from here on are in neither group
+
+
+@contextmanager
+def slapd(args: argparse.Namespace) -> Iterator[tuple[Any, Names]]:
+    if args.url:
+        info = SimpleNamespace(
+            url=args.url,
+            bind_dn=args.bind_dn,
+            bind_password=args.bind_password,
+            admin_dn=args.admin_dn,
+            admin_password=args.admin_password,
+        )
+        seed(info, args.big, args.repeats)
+        yield info, Names("bench{:06d}", "bench-big", "bench-small", args.big + 10)
+        return
+    from tests.integration.slapd import Slapd, generate_seed_ldif
+
+    # slapadd seeding: users 0..big-1 in cn=biggroup, users 0..9 in cn=group0000, the rest
+    # (2 * repeats) are added during the bench
+    ldif = generate_seed_ldif(
+        users=args.big + 2 * args.repeats,
+        groups=1,
+        members_per_group=10,
+        big_group_members=args.big,
+    )
+    server = Slapd(seed_ldif=ldif)
+    info = server.start()
+    try:
+        yield info, Names("user{:06d}", "biggroup", "group0000", args.big)
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def seed(info: Any, big: int, probes: int) -> None:
+    """Users bench000000.. (big + 10 members, 2*probes to add), groups bench-big/bench-small."""
+    conn = ldap3.Connection(info.url, info.admin_dn, info.admin_password, auto_bind=True)
+    have = conn.search(GROUPS, "(cn=bench-big)", attributes=["cn"])
+    if have:
+        print("bench entries exist: seeding skipped", file=sys.stderr)
+        return
+    total = big + 10 + 2 * probes
+    started = time.perf_counter()
+    workers = 4
+
+    def add_users(offset: int) -> None:
+        c = ldap3.Connection(info.url, info.admin_dn, info.admin_password, auto_bind=True)
+        for i in range(offset, total, workers):
+            uid = f"bench{i:06d}"
+            c.add(
+                f"uid={uid},{PEOPLE}",
+                ["top", "person", "organizationalPerson", "inetOrgPerson"],
+                {"uid": uid, "cn": uid, "sn": uid},
+            )
+        c.unbind()
+
+    threads = [threading.Thread(target=add_users, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"seeded {total} users in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    started = time.perf_counter()
+    members = [f"uid=bench{i:06d},{PEOPLE}" for i in range(big)]
+    conn.add(
+        f"cn=bench-big,{GROUPS}", ["top", "groupOfNames"], {"cn": "bench-big", "member": members}
+    )
+    small = [f"uid=bench{i:06d},{PEOPLE}" for i in range(big, big + 10)]
+    conn.add(
+        f"cn=bench-small,{GROUPS}", ["top", "groupOfNames"], {"cn": "bench-small", "member": small}
+    )
+    print(f"seeded the groups in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    conn.unbind()
+
+
+@dataclass
+class Result:
+    label: str
+    times: list[float]
+    sent: list[int]
+    received: list[int]
+
+    def row(self) -> str:
+        ms = sorted(t * 1e3 for t in self.times)
+        p90 = ms[min(len(ms) - 1, int(len(ms) * 0.9))]
+        return (
+            f"| {self.label} | {statistics.median(ms):.2f} | {p90:.2f} | "
+            f"{statistics.median(self.sent):.0f} | {statistics.median(self.received):.0f} |"
+        )
+
+
+def run(args: argparse.Namespace) -> None:
+    with slapd(args) as (info, names):
+        host, port = info.url.split("//", 1)[1].rsplit(":", 1)
+        relay = Relay(host.strip("/"), int(port.strip("/")))
+        directory = Ldap3Directory(
+            ConnectionSettings(
+                urls=(f"ldap://127.0.0.1:{relay.port}",),
+                bind_dn=info.bind_dn,
+                bind_password=info.bind_password,
+                pool_size=2,
+            )
+        )
+        mapping = load_mapping(MAPPING)
+        settings = Settings(tokens=(Token("bench", "bench-token"),))
+        app = build_app(settings, directory=directory, mapping=mapping)
+        from starlette.testclient import TestClient
+
+        client = TestClient(app, base_url="https://bench.test")
+        client.headers["Authorization"] = "Bearer bench-token"
+        service = app.state.service
+
+        def gid(cn: str) -> str:
+            e = directory.search(GROUPS, f"(cn={cn})", ["entryUUID"], scope="one").entries[0]
+            return e.text("entryUUID") or ""
+
+        def uid_of(i: int) -> str:
+            flt = f"(uid={names.user.format(i)})"
+            e = directory.search(PEOPLE, flt, ["entryUUID"], scope="one")
+            return e.entries[0].text("entryUUID") or ""
+
+        groups = {"10": gid(names.small), f"{args.big:,}": gid(names.big)}
+        base = names.first_probe
+        probe_ids = [uid_of(base + i) for i in range(2 * args.repeats)]
+        no_members = Projection(exclude=frozenset({("members", None)}))
+        results: list[Result] = []
+
+        def body(rid: str) -> dict[str, Any]:
+            return {
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": rid}]}],
+            }
+
+        def measure(label: str, call: Callable[[str, str], None], probes: list[str]) -> None:
+            """Small and big group alternate on every probe, so machine noise hits both."""
+            rows = {g: Result(f"{label}, {g}-member group", [], [], []) for g in groups}
+            for n, rid in enumerate(probes):
+                order = list(groups.items()) if n % 2 == 0 else list(groups.items())[::-1]
+                for group_label, group_id in order:
+                    relay.reset()
+                    t0 = time.perf_counter()
+                    call(group_id, rid)
+                    rows[group_label].times.append(time.perf_counter() - t0)
+                    rows[group_label].sent.append(relay.sent)
+                    rows[group_label].received.append(relay.received)
+            results.extend(rows.values())
+
+        def via_http(group_id: str, rid: str) -> None:
+            r = client.patch(
+                f"/scim/v2/Groups/{group_id}",
+                params={"excludedAttributes": "members"},
+                json=body(rid),
+            )
+            assert r.status_code == 200, r.text
+
+        def via_service(group_id: str, rid: str) -> None:
+            service.patch("Group", group_id, body(rid), "https://bench.test", None, no_members)
+
+        raw = ldap3.Connection(
+            f"ldap://127.0.0.1:{relay.port}", info.bind_dn, info.bind_password, auto_bind=True
+        )
+        dns = {
+            gid_: directory.search(GROUPS, f"(entryUUID={gid_})", ["1.1"]).entries[0].dn
+            for gid_ in groups.values()
+        }
+
+        user_dns = {
+            rid: directory.search(PEOPLE, f"(entryUUID={rid})", ["1.1"]).entries[0].dn
+            for rid in probe_ids
+        }
+
+        def via_ldap3(group_id: str, rid: str) -> None:
+            """The floor: the same MODIFY_ADD sent by a bare ldap3 connection, no bridge."""
+            ok = raw.modify(dns[group_id], {"member": [(ldap3.MODIFY_ADD, [user_dns[rid]])]})
+            assert ok, raw.result
+
+        def undo(group_id: str, rid: str) -> None:
+            service.patch(
+                "Group",
+                group_id,
+                {
+                    "schemas": [PATCH_OP],
+                    "Operations": [{"op": "remove", "path": f'members[value eq "{rid}"]'}],
+                },
+                "https://bench.test",
+                None,
+                no_members,
+            )
+
+        # warm-up: connections, capabilities, slapd entry cache
+        for gid_ in groups.values():
+            via_service(gid_, probe_ids[0])
+            undo(gid_, probe_ids[0])
+        first, second = probe_ids[: args.repeats], probe_ids[args.repeats :]
+        measure("HTTP PATCH", via_http, first)
+        measure("Service.patch", via_service, second)
+        for gid_ in groups.values():
+            for rid in first:
+                undo(gid_, rid)
+        measure("bare ldap3 MODIFY_ADD (no bridge)", via_ldap3, first)
+        for gid_ in groups.values():  # leave the groups as seeded
+            for rid in probe_ids:
+                undo(gid_, rid)
+        print(f"PATCH add one member (repeats={args.repeats}, slapd {info.url})\n")
+        print("| case | median ms | p90 ms | bytes to LDAP | bytes from LDAP |")
+        print("|---|---|---|---|---|")
+        for r in results:
+            print(r.row())
+        big = [r for r in results if "HTTP" in r.label]
+        ratio = statistics.median(big[1].times) / statistics.median(big[0].times)
+        print(f"\nHTTP median ratio {args.big:,} / 10 members: {ratio:.2f}x")
+        directory.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--url", help="an existing slapd (else one is started)")
+    p.add_argument("--bind-dn", default="cn=scim,dc=example,dc=org")
+    p.add_argument("--bind-password", default="")
+    p.add_argument("--admin-dn", default="cn=admin,dc=example,dc=org")
+    p.add_argument("--admin-password", default="")
+    p.add_argument("--big", type=int, default=50_000)
+    p.add_argument("--repeats", type=int, default=30)
+    run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
