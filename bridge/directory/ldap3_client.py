@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import select
 import ssl
 import threading
 import time
@@ -128,16 +129,27 @@ class Ldap3Directory(Directory):
             raise DirectoryError(code, conn.result.get("message", ""), operation="bind")
         return conn
 
+    def _borrow(self) -> ldap3.Connection:
+        """A pooled connection that is still open, else a new one.  A directory that restarted
+        closed every pooled connection; writes are never retried (they may have been applied),
+        so a dead connection must be noticed before it is used, not after."""
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                _forget_failures(self._server)
+                return self._connect()
+            if _alive(conn):
+                return conn
+            _close(conn)
+
     @contextmanager
     def _connection(self) -> Iterator[ldap3.Connection]:
         if not self._slots.acquire(timeout=self.settings.operation_timeout):
             raise DirectoryError("busy", "no free directory connection", operation="pool")
         conn: ldap3.Connection | None = None
         try:
-            try:
-                conn = self._pool.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
+            conn = self._borrow()
             yield conn
         except DirectoryError as exc:
             if exc.transient and conn is not None:
@@ -427,6 +439,30 @@ def _client_side_code(exc: Exception) -> str:
     if isinstance(exc, lx.LDAPObjectClassError):
         return "objectClassViolation"
     return "invalidAttributeSyntax"
+
+
+def _alive(conn: ldap3.Connection) -> bool:
+    """An idle LDAP connection has nothing to read: a readable socket means the server closed
+    it (EOF) or sent a Notice of Disconnection (RFC 4511 §4.4.1)."""
+    sock = getattr(conn, "socket", None)
+    if conn.closed or sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _forget_failures(server: ldap3.Server | ldap3.ServerPool) -> None:
+    """ldap3 marks an address that refused a connection unusable for 5 s
+    (RESET_AVAILABILITY_TIMEOUT) and fails at once meanwhile; the bridge only connects when it
+    needs a connection, so it always tries: a restarted directory is used as soon as it is up."""
+    for srv in getattr(server, "servers", None) or [server]:
+        for address in getattr(srv, "_address_info", None) or []:
+            if len(address) > 6:
+                address[5] = None
+                address[6] = None
 
 
 def _child(rdn: str, parent: str) -> str:
