@@ -167,7 +167,11 @@ def run_writes(backend: Backend, n: int) -> None:
     )
     def run(kind: str, method: str, user: Any, group: Any, ops: Any, query: Any) -> None:
         body = ops if method == "PATCH" else (user if kind == "Users" else group)
-        url = f"{SCIM}/{kind}" if method == "POST" else f"{SCIM}/{kind}/{uid if kind == 'Users' else gid}"
+        url = (
+            f"{SCIM}/{kind}"
+            if method == "POST"
+            else f"{SCIM}/{kind}/{uid if kind == 'Users' else gid}"
+        )
         r = client.request(method, url, content=json.dumps(body), params=query)
         assert_scim_answer(r, f"{method} {url} {body!r}")
         if method == "POST" and r.status_code == 201:

@@ -45,8 +45,16 @@ class Codec:
         check_text(value)
         return [value.encode("utf-8")]
 
+    def _assertion_bytes(self, value: object) -> list[bytes]:
+        """Like ``encode`` but for a filter value: NUL is allowed there (escaped as ``\\00``
+        by the translator), since entries written by other tools may hold one."""
+        if isinstance(value, str) and "\x00" in value and type(self).encode is Codec.encode:
+            check_text(value.replace("\x00", ""))
+            return [value.encode("utf-8")]
+        return self.encode(value)
+
     def assertion(self, value: object) -> str | bytes:
-        out = self.encode(value)
+        out = self._assertion_bytes(value)
         if not out:
             raise InvalidFilter("an empty string cannot be compared")
         return out[0].decode("utf-8") if not self.binary else out[0]
