@@ -54,10 +54,18 @@ json_values = st.recursive(
 
 
 def resource_bodies(attrs: list[str], schema: str) -> st.SearchStrategy[Any]:
+    from tests.test_hostile_values import hostile_text
+
     shaped = st.dictionaries(st.sampled_from(attrs), json_values, max_size=6).map(
         lambda d: {"schemas": [schema], **d}
     )
-    return st.one_of(shaped, json_values)
+    # mostly valid: the naming attribute set, the rest random - reaches the writes
+    named = st.builds(
+        lambda name, d: {"schemas": [schema], **d, attrs[0]: name},
+        hostile_text,
+        st.dictionaries(st.sampled_from(attrs[1:]), json_values, max_size=3),
+    )
+    return st.one_of(named, shaped, json_values)
 
 
 operations = st.fixed_dictionaries(
@@ -209,3 +217,83 @@ def test_fuzz_heavy(backend: Backend, watched: _Unhandled) -> None:
     n = int(os.environ.get("BRIDGE_FUZZ_EXAMPLES", "20000"))
     run_writes(backend, n)
     run_queries(backend, n)
+
+
+# ------------------------------------------------------------- PATCH shaped like real traffic
+def shaped_ops(member_ids: list[str]) -> st.SearchStrategy[list[dict[str, Any]]]:
+    from tests.test_hostile_values import hostile_text
+
+    ids = st.sampled_from([*member_ids, "00000000-0000-0000-0000-000000000000", "nope", ""])
+    member_values = st.lists(
+        st.fixed_dictionaries({"value": ids}, optional={"type": st.sampled_from(["User", "x"])}),
+        max_size=3,
+    )
+    user_op = st.one_of(
+        st.fixed_dictionaries(
+            {
+                "op": st.sampled_from(["add", "replace", "Replace", "remove"]),
+                "path": st.sampled_from(
+                    ["title", "displayName", "name.givenName", 'emails[type eq "work"].value',
+                     "userName", "active", f"{ENTERPRISE}:employeeNumber", "externalId"]
+                ),
+            },
+            optional={"value": hostile_text | st.booleans() | st.just("False")},
+        ),
+        st.fixed_dictionaries(
+            {"op": st.sampled_from(["add", "replace"]),
+             "value": st.dictionaries(
+                 st.sampled_from(["title", "displayName", "active", "name", "emails"]),
+                 hostile_text | st.booleans(), max_size=3)}
+        ),
+    )  # fmt: skip
+    group_op = st.one_of(
+        st.fixed_dictionaries(
+            {"op": st.sampled_from(["add", "replace", "remove"]), "path": st.just("members")},
+            optional={"value": member_values},
+        ),
+        st.builds(
+            lambda op, i: {"op": op, "path": f'members[value eq "{i}"]'},
+            st.sampled_from(["remove", "replace"]),
+            ids,
+        ),
+        st.fixed_dictionaries(
+            {"op": st.just("replace"), "path": st.just("displayName"), "value": hostile_text}
+        ),
+    )
+    return st.lists(st.one_of(user_op, group_op), min_size=1, max_size=4)
+
+
+def run_shaped_patches(backend: Backend, n: int) -> None:
+    client = fuzz_client(backend)
+    uid, gid = seeded(client)
+    others = [
+        client.post(f"{SCIM}/Users", json={"schemas": [USER_SCHEMA], "userName": f"m{i}"}).json()[
+            "id"
+        ]
+        for i in range(3)
+    ]
+
+    @fuzz_settings(n)
+    @given(ops=shaped_ops([uid, *others]), on_group=st.booleans())
+    def run(ops: list[dict[str, Any]], on_group: bool) -> None:
+        url = f"{SCIM}/Groups/{gid}" if on_group else f"{SCIM}/Users/{uid}"
+        before = client.get(url)
+        r = client.patch(url, content=json.dumps({"schemas": [PATCH_SCHEMA], "Operations": ops}))
+        assert_scim_answer(r, f"PATCH {url} {ops!r}")
+        after = client.get(url)
+        assert after.status_code == 200, after.text
+        if r.status_code >= 400:  # a refused PATCH changes nothing (RFC 7644 §3.5.2)
+            a, b = after.json(), before.json()
+            a.pop("meta"), b.pop("meta")
+            assert a == b, (ops, r.text)
+        elif r.status_code == 200:  # the answer is what a GET shows
+            a, b = after.json(), r.json()
+            assert {k: v for k, v in a.items() if k != "meta"} == {
+                k: v for k, v in b.items() if k != "meta"
+            }
+
+    run()
+
+
+def test_fuzz_shaped_patches(backend: Backend, watched: _Unhandled) -> None:
+    run_shaped_patches(backend, examples(backend) // 2)
