@@ -139,7 +139,10 @@ def test_put_group_members_restored_when_rename_fails(
 
 
 def test_failed_undo_is_reported_exactly(
-    fclient: TestClient, faulty: FaultyDirectory, backend: Backend
+    fclient: TestClient,
+    faulty: FaultyDirectory,
+    backend: Backend,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = create_user(fclient, "half", displayName="Old Name", title="Old Title")
     faulty.fail("rename", "unavailable")
@@ -153,6 +156,22 @@ def test_failed_undo_is_reported_exactly(
     assert "New Title" not in detail  # attribute names, never values
     now = state(fclient, "Users", user["id"])
     assert (now["userName"], now["displayName"], now["title"]) == ("half", "New Name", "New Title")
+    logged = [r for r in caplog.records if r.getMessage() == "partial write left behind"]
+    assert len(logged) == 1 and logged[0].levelname == "ERROR"
+    assert logged[0].dn == "uid=half,ou=people,dc=example,dc=org"  # type: ignore[attr-defined]
+
+
+def test_unknown_directory_failure_is_502_and_changes_nothing(
+    fclient: TestClient, faulty: FaultyDirectory
+) -> None:
+    user = create_user(fclient, "gw", title="Old Title")
+    was = state(fclient, "Users", user["id"])
+    faulty.fail("modify", "operationsError")
+    r = patch(fclient, f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": "x"})
+    assert r.status_code == 502, r.text
+    assert r.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert "operationsError" in r.json()["detail"]
+    assert state(fclient, "Users", user["id"]) == was
 
 
 def test_failed_create_leaves_nothing(
