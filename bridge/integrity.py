@@ -11,8 +11,9 @@ LDAP makes one operation atomic, never two.  The service's writes that take two 
 * create + unique check for a unique attribute that is *not* the RDN: the directory decides
   uniqueness of the RDN itself (entryAlreadyExists, atomic), but a pre-check on another
   attribute races.  :func:`duplicates_after_create` re-checks after the add; the loser (the
-  later entry, by creation time then entryUUID - the same answer for every observer) deletes
-  its own entry and answers 409.
+  later entry, by creation time then change sequence number - the same answer for every
+  observer) deletes its own entry and answers 409.  (Known limit: between the add and that
+  delete the duplicate is visible to readers.)
 """
 
 from __future__ import annotations
@@ -89,17 +90,27 @@ def duplicates_after_create(
     scope: str,
     mine: str,
     created: str,
-    uuid_attr: str,
+    version: str,
 ) -> bool:
     """True when the entry ``mine`` just created lost a uniqueness race: another entry matching
-    ``flt`` was created earlier (``created``/``uuid_attr`` order; ties broken the same way by
-    every racer, so exactly one survives)."""
-    found = directory.search(base, flt, [created, uuid_attr], scope=scope).entries  # type: ignore[arg-type]
+    ``flt`` was created before it.  Order: the creation time (``createTimestamp``/
+    ``whenCreated``, whole seconds), then the change sequence (``entryCSN`` - microseconds and a
+    counter - or AD's ``uSNChanged``), which a single directory server assigns in increasing
+    order.  Every racer computes the same order, and the first entry wins even when its own
+    request re-checked before the second entry existed."""
+    found = directory.search(base, flt, [created, version], scope=scope).entries  # type: ignore[arg-type]
     if len(found) < 2:
         return False
 
-    def key(e: Entry) -> tuple[bytes, bytes]:
-        return (e.first(created) or b"~", e.first(uuid_attr) or b"~")
+    def key(e: Entry) -> tuple[tuple[int, bytes], tuple[int, bytes], str]:
+        return (_ordered(e.first(created)), _ordered(e.first(version)), normalize_dn(e.dn))
 
     winner = min(found, key=key)
     return normalize_dn(winner.dn) != normalize_dn(mine)
+
+
+def _ordered(raw: bytes | None) -> tuple[int, bytes]:
+    """A sortable form: numbers (uSNChanged) by value, text (GeneralizedTime, entryCSN) as is."""
+    if raw is None:
+        return (2**63, b"")
+    return (int(raw), b"") if raw.isdigit() else (0, raw)

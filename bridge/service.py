@@ -412,7 +412,7 @@ class Service:
             value = attrs[a.ldap][0]
             flt = f"(&{rmap.base_filter}({a.ldap}={escape_filter(value.decode('utf-8'))}))"
             if integrity.duplicates_after_create(
-                self.directory, rmap.base_dn, flt, rmap.scope, dn, rmap.created, rmap.id.ldap
+                self.directory, rmap.base_dn, flt, rmap.scope, dn, rmap.created, rmap.version
             ):
                 self.directory.delete(dn)
                 raise Uniqueness(f"{a.path} {value.decode('utf-8')!r} is already in use")
