@@ -33,6 +33,7 @@ from bridge.errors import (
 )
 from bridge.service import Service
 from bridge.settings import Settings, Token
+from bridge.translate.cursor import derive_key
 
 log = logging.getLogger("bridge.http")
 SCIM_JSON = "application/scim+json"
@@ -131,8 +132,6 @@ def build_app(
 
     mapping = mapping or load_mapping(settings.mapping)
     directory = directory or make_directory(settings, mapping)
-    from bridge.translate.cursor import derive_key
-
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
     )

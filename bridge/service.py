@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
@@ -38,6 +38,10 @@ log = logging.getLogger("bridge.service")
 REF_BATCH = 200
 #: entries per VLV request: slapd applies the bind account's size limit (often 500) to a window
 VLV_CHUNK = 500
+#: VLV failures that mean "not for this request" rather than "the directory is broken"
+VLV_REFUSED = frozenset(
+    {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
+)
 
 
 @dataclass(frozen=True)
@@ -256,12 +260,13 @@ class Service:
             start = self.cursors.decode(query.cursor, fp) if query.cursor else 1
         else:
             start = max(query.start_index, 1)
+        sorts = self._plan_sorts([rmap for rmap, _ in plans], query)
         resources: list[dict[str, Any]] = []
         before = 0  # matches of the resource types already walked
-        for rmap, flt in plans:
+        for (rmap, flt), sort in zip(plans, sorts, strict=True):
             local = max(start - before, 1)
             want = max(count - len(resources), 0)
-            entries, total = self._page(rmap, flt, query, local, want)
+            entries, total = self._page(rmap, flt, query, sort, local, want)
             resources += self.render(rmap, entries, base_url, query.projection)
             before += total
         result = ListResult(resources, before, start)
@@ -272,17 +277,60 @@ class Service:
                 result.previous_cursor = self.cursors.encode(max(start - max(count, 1), 1), fp)
         return result
 
+    def _plan_sorts(
+        self, rmaps: Sequence[ResourceMap], query: ListQuery
+    ) -> list[tuple[SortKey, ...]]:
+        """Sort keys per resource type; across types (``POST /.search``) a ``sortBy`` that one
+        type does not map sorts that type in its default order, unless no type maps it."""
+        out: list[tuple[SortKey, ...] | None] = []
+        refused: InvalidValue | None = None
+        for rmap in rmaps:
+            try:
+                out.append(self._sort_keys(rmap, query))
+            except InvalidValue as exc:
+                if len(rmaps) == 1:
+                    raise
+                refused = refused or exc
+                out.append(None)
+        if refused is not None and all(keys is None for keys in out):
+            raise refused
+        default = replace(query, sort_by=None)
+        return [
+            k if k is not None else self._sort_keys(r, default)
+            for k, r in zip(out, rmaps, strict=True)
+        ]
+
     def _page(
-        self, rmap: ResourceMap, flt: str, query: ListQuery, start: int, count: int
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        query: ListQuery,
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
     ) -> tuple[list[Entry], int]:
         """Entries ``start .. start+count-1`` (1-based) of the sorted matches, and their total."""
-        sort = self._sort_keys(rmap, query)
         attrs = tr.ldap_attributes(rmap, query.projection)
-        if self.directory.capabilities.vlv:
-            return self._vlv_page(rmap, flt, attrs, sort, start, count)
-        if query.sort_by and not self.directory.capabilities.sort:
-            raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
-        return self._paged_page(rmap, flt, attrs, sort, start, count)
+        try:
+            if self.directory.capabilities.vlv:
+                try:
+                    return self._vlv_page(rmap, flt, attrs, sort, start, count)
+                except DirectoryError as exc:
+                    if exc.code not in VLV_REFUSED:
+                        raise
+                    # advertised but refused for this account or query: page without it
+                    log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
+            if query.sort_by and not self.directory.capabilities.sort:
+                raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+            return self._paged_page(rmap, flt, attrs, sort, start, count)
+        except DirectoryError as exc:
+            if exc.code == "inappropriateMatching":
+                # slapd: "serverSort control: No ordering rule" for the sort attribute
+                raise InvalidValue(
+                    f"sortBy {query.sort_by or sort[0].attr}: the directory cannot order "
+                    f"{sort[0].attr} ({exc.message or exc.code})"
+                ) from None
+            raise
 
     def _vlv_page(
         self,

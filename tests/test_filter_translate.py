@@ -213,3 +213,14 @@ def test_binary_id_and_plain_ordering_on_active_directory() -> None:
     assert to_ldap(rmap, 'userName le "m"', m) == "(sAMAccountName<=m)"
     keys = sort_keys(rmap, m, "displayName", False)
     assert [(k.attr, k.ordering_rule) for k in keys] == [("displayName", None)]
+
+
+def test_string_id_sorts_with_an_ordering_rule() -> None:
+    """An id mapped to a plain string attribute (uid) has no ordering rule of its own on
+    OpenLDAP, unlike entryUUID."""
+    from bridge.config import parse_mapping
+
+    text = (ROOT / "mappings/openldap.yaml").read_text(encoding="utf-8")
+    m = parse_mapping(text.replace("id: {ldap: entryUUID, type: uuid}", "id: {ldap: uid}", 1))
+    keys = sort_keys(m.resource("User"), m, None, False)
+    assert [(k.attr, k.ordering_rule) for k in keys] == [("uid", "caseIgnoreOrderingMatch")]

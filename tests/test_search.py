@@ -10,13 +10,28 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from bridge.config import parse_mapping
 from bridge.directory.base import Capabilities, Directory, Entry, SearchResult
-from bridge.scim.filter import parse
-from tests.conftest import Backend, make_client
+from bridge.errors import DirectoryError
+from bridge.scim.filter import (
+    And,
+    AttrPath,
+    Compare,
+    Filter,
+    Not,
+    Or,
+    Present,
+    ValuePath,
+    parse,
+    render,
+)
+from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.helpers import ENTERPRISE, SCIM, USER_SCHEMA, create_group
-from tests.scim_eval import matches
+from tests.scim_eval import matches, values
 
 TITLES = ["Tour Guide", "Engineer", "engineer", "Manager", None]
 DEPTS = ["Tour Operations", "R&D (core)", None]
@@ -215,6 +230,13 @@ def test_search_endpoint_and_root_search(client: TestClient, seeded: dict[str, A
     assert [x["displayName"] for x in r.json()["Resources"]] == ["Group Two"]
     r = client.post(f"{SCIM}/.search", json={"startIndex": N_USERS, "count": 2})
     assert [x["meta"]["resourceType"] for x in r.json()["Resources"]] == ["User", "Group"]
+    # sortBy that only Users map: Users sorted by it, Groups in their default order
+    r = client.post(f"{SCIM}/.search", json={"sortBy": "userName", "sortOrder": "descending"})
+    assert r.status_code == 200, r.text
+    got = [x.get("userName") for x in r.json()["Resources"] if "userName" in x]
+    assert got == sorted(got, key=str.lower, reverse=True) and len(got) == N_USERS
+    r = client.post(f"{SCIM}/.search", json={"sortBy": "nickName"})
+    assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
     r = client.post(f"{SCIM}/.search", json={"filter": 'nickName eq "x"'})
     assert r.status_code == 400 and "nickName" in r.json()["detail"]
 
@@ -377,3 +399,120 @@ def test_paged_fallback_without_vlv(backend: Backend, client: TestClient, seeded
         body = unsorted.get(f"{SCIM}/Users", params={"startIndex": start, "count": 10}).json()
         seen += [u["id"] for u in body["Resources"]]
     assert len(seen) == len(set(seen)) == N_USERS
+
+
+RANDOM_PATHS = [
+    ("userName", None, None),
+    ("title", None, None),
+    ("displayName", None, None),
+    ("name", "givenName", None),
+    ("name", "familyName", None),
+    ("emails", "value", None),
+    ("emails", None, None),
+    ("active", None, None),
+    ("department", None, ENTERPRISE),
+    ("employeeNumber", None, ENTERPRISE),
+]
+
+
+@st.composite
+def seed_filters(draw: st.DrawFn, users: list[dict[str, Any]]) -> Filter:
+    """Random filters over the seed's own values (so they hit), in random case, or fragments
+    of them, combined with and/or/not and value paths."""
+
+    def leaf() -> Filter:
+        attr, sub, schema = draw(st.sampled_from(RANDOM_PATHS))
+        path = AttrPath(schema, attr, sub)
+        op = draw(st.sampled_from(["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"]))
+        if op == "pr":
+            return Present(path)
+        seen = [v for u in users for v in values(u, path)]
+        if attr == "active":
+            return Compare(path, draw(st.sampled_from(["eq", "ne"])), draw(st.booleans()))
+        if attr == "emails" and op in ("gt", "ge", "lt", "le"):
+            op = "eq"  # mail has no ordering rule on OpenLDAP (refused with a 400)
+        value = str(draw(st.sampled_from(seen))) if seen else "x"
+        cut = draw(st.integers(0, 3))
+        value = value[cut:] if op in ("co", "ew") else value[: len(value) - cut] or value
+        if draw(st.booleans()):
+            value = value.upper()
+        return Compare(path, op, value)
+
+    def tree(depth: int) -> Filter:
+        kind = draw(st.sampled_from(["leaf", "leaf", "and", "or", "not", "vpath"]))
+        if depth <= 0 or kind == "leaf":
+            return leaf()
+        if kind == "not":
+            return Not(tree(depth - 1))
+        if kind == "vpath":
+            inner = Compare(
+                AttrPath(None, "value"), "co", draw(st.sampled_from(["u1", "@x", "y."]))
+            )
+            if draw(st.booleans()):
+                inner = And(Compare(AttrPath(None, "type"), "eq", "work"), inner)  # type: ignore[assignment]
+            return ValuePath(AttrPath(None, "emails"), inner)
+        node = And if kind == "and" else Or
+        return node(tree(depth - 1), tree(depth - 1))
+
+    return tree(3)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_random_filters_match_python_evaluation(
+    client: TestClient, seeded: dict[str, Any], data: st.DataObject
+) -> None:
+    users = seeded["users"]
+    f = data.draw(seed_filters(users))
+    text = render(f)
+    expected = {u["userName"] for u in users if matches(u, parse(text))}
+    r = client.get(f"{SCIM}/Users", params={"filter": text, "count": 1000})
+    assert r.status_code == 200, (text, r.text)
+    assert _names(r.json()["Resources"]) == expected, text
+
+
+class RefusesVlv(NoVlv):
+    """Advertises VLV but refuses it (as an AD account without the right, or a busy sssvlv)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> SearchResult:
+        if kw.get("window") is not None:
+            raise DirectoryError("unwillingToPerform", "no VLV for you", operation="search")
+        return self.inner.search(base, filter, attributes, **kw)
+
+
+def test_refused_vlv_falls_back_to_paging(
+    backend: Backend, client: TestClient, seeded: Any
+) -> None:
+    refusing = make_client(replace(backend, directory=RefusesVlv(backend.directory)))
+    params = {"startIndex": 4, "count": 6, "sortBy": "userName", "filter": "userName pr"}
+    a = client.get(f"{SCIM}/Users", params=params).json()
+    b = refusing.get(f"{SCIM}/Users", params=params).json()
+    assert b["totalResults"] == a["totalResults"] == N_USERS
+    assert [u["id"] for u in b["Resources"]] == [u["id"] for u in a["Resources"]]
+
+
+def test_sort_without_ordering_rule_is_400_not_500(backend: Backend, seeded: Any) -> None:
+    """A mapping that types employeeNumber as integer asks slapd to sort it without an ordering
+    rule (employeeNumber is a directoryString with none): slapd answers 18
+    inappropriateMatching, which must become a 400 naming the attribute (the embedded directory
+    orders anything)."""
+    text = OPENLDAP_MAP.read_text(encoding="utf-8").replace(
+        "employeeNumber: {ldap: employeeNumber}",
+        "employeeNumber: {ldap: employeeNumber, type: integer}",
+    )
+    mapping = parse_mapping(text)
+    c = make_client(replace(backend, mapping=mapping))
+    r = c.get(f"{SCIM}/Users", params={"sortBy": f"{ENTERPRISE}:employeeNumber", "count": 3})
+    if backend.name == "slapd":
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        assert "employeeNumber" in r.json()["detail"]
+    else:
+        assert r.status_code == 200 and len(r.json()["Resources"]) == 3

@@ -78,6 +78,22 @@ Expr: TypeAlias = str | bool
 #: the ordering rule string comparisons and sorts need, per dialect (None: the server's default)
 ORDERING_RULE = {"openldap": "caseIgnoreOrderingMatch"}
 
+#: attributes caseIgnoreOrderingMatch applies to in slapd 2.5's stock schemas (core, cosine,
+#: inetorgperson, nis; ``matchingRuleUse`` of cn=subschema).  In a filter, the rule on any other
+#: attribute (``mail``: IA5String) evaluates to Undefined and silently matches nothing, so an
+#: ordering comparison on those is refused instead.  (Sorting by them works: sssvlv accepts it.)
+OPENLDAP_ORDERING = frozenset(
+    a.lower()
+    for a in """buildingName businessCategory c carLicense cn co departmentNumber description
+    destinationIndicator displayName dmdName dnQualifier documentIdentifier documentLocation
+    documentPublisher documentTitle documentVersion drink employeeNumber employeeType
+    generationQualifier givenName homePhone host houseIdentifier info initials
+    ipServiceProtocol knowledgeInformation l labeledURI mobile name nisMapName o
+    organizationalStatus ou pager personalTitle physicalDeliveryOfficeName postOfficeBox
+    postalCode preferredLanguage pseudonym ref roomNumber serialNumber sn st street
+    telephoneNumber textEncodedORAddress title uid uniqueIdentifier userClass""".split()  # noqa: SIM905 - a list to compare with `ldapsearch` output
+)
+
 _ORDERED_OPS = ("gt", "ge", "lt", "le")
 _SUBSTRING_OPS = ("co", "sw", "ew")
 
@@ -121,6 +137,7 @@ def _final(expr: Expr) -> str:
 
 # ---------------------------------------------------------------------------- combinators
 def _and(parts: Sequence[Expr]) -> Expr:
+    """AND with constants folded, nested ANDs flattened and repeated operands dropped."""
     out: list[str] = []
     for p in parts:
         if p is False:
@@ -130,10 +147,12 @@ def _and(parts: Sequence[Expr]) -> Expr:
             out.extend(_children(p, "&"))
     if not out:
         return True
-    return out[0] if len(out) == 1 else "(&" + "".join(dict.fromkeys(out)) + ")"
+    uniq = list(dict.fromkeys(out))
+    return uniq[0] if len(uniq) == 1 else "(&" + "".join(uniq) + ")"
 
 
 def _or(parts: Sequence[Expr]) -> Expr:
+    """OR with constants folded, nested ORs flattened and repeated operands dropped."""
     out: list[str] = []
     for p in parts:
         if p is True:
@@ -432,14 +451,21 @@ class _Translator:
         if op == "ne":
             return _and([present, _not(eq)])
         if op in _ORDERED_OPS:
-            return self.ordered(ldap, codec, op, v, eq, present)
+            return self.ordered(ldap, codec, op, v, eq, present, shown)
         raise InvalidFilter(f"unknown operator {op!r}")
 
-    def ordered(self, ldap: str, codec: object, op: str, v: str, eq: str, present: str) -> Expr:
+    def ordered(
+        self, ldap: str, codec: object, op: str, v: str, eq: str, present: str, shown: str
+    ) -> Expr:
         from bridge.translate.values import Codec
 
         assert isinstance(codec, Codec)
         if codec.name == "string" and self.ordering_rule:
+            if self.mapping.dialect.name == "openldap" and ldap.lower() not in OPENLDAP_ORDERING:
+                raise InvalidFilter(
+                    f"operator {op!r} is not supported on {shown}: OpenLDAP has no ordering "
+                    f"rule for {ldap}"
+                )
             # OpenLDAP: no ORDERING rule on uid/cn/...; the extensible ordering match is
             # "attribute value < assertion value" (X.501 ordering rule semantics)
             lt = f"({ldap}:{self.ordering_rule}:={v})"
@@ -627,11 +653,10 @@ def sort_keys(
 
 def _ordering_rule(rmap: ResourceMap, mapping: MappingConfig, attr: str) -> str | None:
     rule = ORDERING_RULE.get(mapping.dialect.name)
-    if rule is None or attr.lower() in (
-        rmap.id.ldap.lower(),
-        rmap.created.lower(),
-        rmap.last_modified.lower(),
-    ):
+    own_order = {rmap.created.lower(), rmap.last_modified.lower()}  # generalizedTimeOrdering
+    if rmap.id.codec.name in ("uuid", "guid"):
+        own_order.add(rmap.id.ldap.lower())  # entryUUID: UUIDOrderingMatch
+    if rule is None or attr.lower() in own_order:
         return None
     codecs = {m.codec.name for m in rmap.maps_for_ldap(attr)}
     return rule if not codecs or codecs <= {"string"} else None
