@@ -42,6 +42,7 @@ VLV_CHUNK = 500
 VLV_REFUSED = frozenset(
     {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
 )
+NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
 @dataclass(frozen=True)
@@ -656,14 +657,31 @@ class Service:
                 out.append(ch)
                 continue
             keep = []
+            current = self._dn_values(dn, ch) if len(ch.values) > NOOP_PROBES else None
             for v in ch.values:
-                flt = f"({ch.attr}={escape_filter(v.decode('utf-8', 'replace'))})"
-                present = bool(self.directory.search(dn, flt, ["1.1"], scope="base").entries)
+                if current is not None:
+                    present = normalize_dn(v.decode("utf-8", "replace")) in current
+                else:
+                    flt = f"({ch.attr}={escape_filter(v.decode('utf-8', 'replace'))})"
+                    present = bool(self.directory.search(dn, flt, ["1.1"], scope="base").entries)
                 if present != (ch.op == "add"):
                     keep.append(v)
             if keep:
                 out.append(Change(ch.op, ch.attr, tuple(keep)))
         return out
+
+    def _dn_values(self, dn: str, ch: Change) -> set[str] | None:
+        """For a retry of many DN values (an IdP re-sending 5,000 members): the attribute's
+        current values, read once, instead of one probe per value; None if not DN-valued."""
+        if not any(
+            a.is_reference and a.ldap.lower() == ch.attr.lower()
+            for r in self.mapping.resources.values()
+            for a in r.attributes
+        ):
+            return None
+        entry = self.directory.read(dn, [ch.attr])
+        values = entry.get(ch.attr) if entry else ()
+        return {normalize_dn(v.decode("utf-8", "replace")) for v in values}
 
     def delete(self, name: str, rid: str, if_match: str | None = None) -> None:
         rmap = self.rmap(name)
@@ -728,6 +746,7 @@ class Service:
         dn = found.dn
         if new_rdn_value is not None:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
+            self._check_free(rmap, dn, new_rdn_value)
         before = None
         if new_rdn_value is not None and changes:
             before = integrity.before_image(self.directory, dn, changes)
@@ -750,6 +769,15 @@ class Service:
             if applied and before is not None:
                 self._undo(dn, applied, before, exc)
             raise
+
+    def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
+        """A rename onto a taken name is refused before anything is written (409); the undo
+        in :meth:`write` only covers a name taken in between."""
+        new_dn = f"{rdn_of(rmap.rdn.ldap, new_rdn_value)},{split_rdn(dn)[2]}"
+        if normalize_dn(new_dn) == normalize_dn(dn):
+            return  # a case-only rename
+        if self.directory.read(new_dn, ["1.1"]) is not None:
+            raise Uniqueness(f"{rmap.rdn.source} {new_rdn_value!r} is already in use")
 
     def _undo(
         self,

@@ -10,8 +10,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.directory.base import Change
+from bridge.directory.embedded import EmbeddedDirectory
 from bridge.errors import DirectoryError
-from bridge.translate.patch import MAX_OPERATIONS
+from bridge.runtime import seed_structure
+from bridge.scim.patch import MAX_OPERATIONS
 from tests.conftest import Backend, make_client
 from tests.helpers import (
     ENTERPRISE,
@@ -326,3 +328,49 @@ def test_parallel_member_adds_lose_nothing(backend: Backend) -> None:
     assert errors == []
     members = setup.get(f"{SCIM}/Groups/{g['id']}").json()["members"]
     assert sorted(m["value"] for m in members) == sorted(ids)
+
+
+def test_rename_failing_after_the_modify_is_undone(openldap_mapping: Any) -> None:
+    """The name is taken between the check and the rename (injected on the embedded
+    directory): the modify that went first is compensated."""
+    directory = EmbeddedDirectory()
+    seed_structure(directory, openldap_mapping)
+    client = make_client(Backend("embedded", directory, openldap_mapping))
+    u = create_user(client, "undo.me", displayName="Before")
+    directory.fail_next["rename"] = DirectoryError("entryAlreadyExists")
+    r = patch(
+        client,
+        f"/Users/{u['id']}",
+        {"op": "replace", "path": "displayName", "value": "After"},
+        {"op": "add", "path": "title", "value": "New title"},
+        {"op": "replace", "path": "userName", "value": "undo.renamed"},
+    )
+    assert r.status_code == 409, r.text
+    again = client.get(f"{SCIM}/Users/{u['id']}").json()
+    assert again["userName"] == "undo.me" and again["displayName"] == "Before"
+    assert "title" not in again
+
+
+def test_resending_many_present_members_is_a_cheap_no_op(
+    client: TestClient, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Okta re-pushes whole member lists: 25 present + 5 new members in one add succeed, and
+    the retry after attributeOrValueExists sends just the 5 (the list is read once)."""
+    ids = [create_user(client, f"push{i:02d}")["id"] for i in range(30)]
+    g = create_group(client, "Pushed", ids[:25])
+    calls: list[list[Change]] = []
+    original = backend.directory.modify
+
+    def modify(dn: str, changes: Any, *, assertion: str | None = None) -> None:
+        calls.append(list(changes))
+        original(dn, changes, assertion=assertion)
+
+    monkeypatch.setattr(backend.directory, "modify", modify)
+    r = patch(
+        client,
+        f"/Groups/{g['id']}",
+        {"op": "add", "path": "members", "value": [{"value": i} for i in ids]},
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(m["value"] for m in r.json()["members"]) == sorted(ids)
+    assert [len(c[0].values) for c in calls] == [30, 5]
