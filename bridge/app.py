@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,6 +61,8 @@ def to_scim_error(exc: BaseException) -> ScimError | None:
         return exc
     if isinstance(exc, DirectoryError):
         return exc.to_scim()
+    if isinstance(exc, HTTPException):  # Starlette's own 404 (no route) / 405: SCIM bodies too
+        return ScimError(exc.detail or "request refused", status=exc.status_code)
     return None
 
 
@@ -166,7 +169,12 @@ def build_app(
 
     app = Starlette(
         routes=routes.build_routes(settings.base_path),
-        exception_handlers={Exception: on_error, ScimError: on_error, DirectoryError: on_error},
+        exception_handlers={
+            Exception: on_error,
+            ScimError: on_error,
+            DirectoryError: on_error,
+            HTTPException: on_error,
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings

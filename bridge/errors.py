@@ -21,6 +21,7 @@
     │   ├── PreconditionFailed (412)
     │   ├── PayloadTooLarge (413)
     │   ├── NotImplemented_ (501)
+    │   ├── BadGateway (502)           the directory failed (not transient, not the client)
     │   └── Unavailable (503)          carries retry_after
     ├── ConfigError                    a mapping/settings file is wrong; lists every problem
     └── DirectoryError                 raised by directory clients; ``code`` is the LDAP result name
@@ -134,6 +135,13 @@ class NotImplemented_(ScimError):
     status = 501
 
 
+class BadGateway(ScimError):
+    """The directory failed in a way that is neither the client's fault nor a transient
+    outage (LDAP operationsError/other/protocolError...): the bridge is a gateway, so 502."""
+
+    status = 502
+
+
 class Unavailable(ScimError):
     status = 503
 
@@ -161,9 +169,12 @@ class ConfigError(BridgeError):
         super().__init__(head + "; ".join(str(p) for p in self.problems))
 
 
-# LDAP result name -> (SCIM error class, scimType override or None).  The one table.
+# LDAP result name -> (SCIM error class, scimType override or None).  The one table; it is
+# documented, row by row, in docs/errors.md.  Results not listed are BadGateway (502), except the
+# transient ones in _UNAVAILABLE (503 + Retry-After).
 _LDAP_TO_SCIM: dict[str, tuple[type[ScimError], str | None]] = {
     "entryAlreadyExists": (Uniqueness, None),
+    # the *target* is gone; the service turns it into a 400 when a referenced entry is meant
     "noSuchObject": (NotFound, None),
     "constraintViolation": (InvalidValue, None),
     "objectClassViolation": (InvalidValue, None),
@@ -181,6 +192,11 @@ _LDAP_TO_SCIM: dict[str, tuple[type[ScimError], str | None]] = {
     "assertionFailed": (PreconditionFailed, None),
     "sizeLimitExceeded": (TooMany, None),
     "adminLimitExceeded": (TooMany, None),
+    "resultsTooLarge": (TooMany, None),
+    "inappropriateMatching": (InvalidFilter, None),
+    "filterError": (InvalidFilter, None),
+    "affectsMultipleDSAs": (InvalidValue, None),
+    "virtualListViewError": (InvalidValue, None),
 }
 # Active Directory (and Samba AD) put a Win32 error code in front of the diagnostic
 # ("0000052D: Constraint violation - check_password_restrictions ...", "0000052D: SvcErr:
@@ -213,6 +229,12 @@ _UNAVAILABLE = {
     "timeLimitExceeded",
     "connectError",
     "other-unavailable",
+    # the bridge's own bind is refused (rotated secret, TLS required): nothing a client can
+    # fix, and the readiness probe reports it
+    "invalidCredentials",
+    "inappropriateAuthentication",
+    "confidentialityRequired",
+    "cancelled",
 }
 
 
@@ -242,7 +264,7 @@ class DirectoryError(BridgeError):
         directory's own diagnostic so an admin can act on it (no secrets ever reach here)."""
         if self.transient:
             return Unavailable(detail or f"directory unavailable ({self.code})")
-        cls, scim_type = _LDAP_TO_SCIM.get(self.code, (ScimError, None))
+        cls, scim_type = _LDAP_TO_SCIM.get(self.code, (BadGateway, None))
         text = detail or f"directory refused the {self.operation or 'operation'}: {self.code}"
         ad = self.ad_code
         if ad is not None and ad in _AD_CODES:

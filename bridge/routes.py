@@ -63,6 +63,9 @@ def projection(rmap: ResourceMap, attributes: Any, excluded: Any) -> Projection:
     return Projection.parse(attributes, excluded, rmap.schemas)
 
 
+MAX_INT = 2**31 - 1
+
+
 def list_query(rmap: ResourceMap, params: dict[str, Any]) -> ListQuery:
     """Query parameters (GET) or a SearchRequest body (POST .search, RFC 7644 §3.4.3)."""
     get = {k.lower(): v for k, v in params.items()}
@@ -78,7 +81,9 @@ def list_query(rmap: ResourceMap, params: dict[str, Any]) -> ListQuery:
         raise InvalidValue("filter must be a string")
     return ListQuery(
         filter=flt or None,
-        start_index=max(start, 1),
+        # LDAP's VLV offset is an INTEGER (0..2^31-1, RFC 4511 maxInt): beyond it slapd answers
+        # protocolError; every index past the end gives the same empty page anyway
+        start_index=min(max(start, 1), MAX_INT),
         count=count,
         sort_by=_s(get.get("sortby")) or None,
         sort_order=sort_order,

@@ -18,6 +18,7 @@ from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import Change, Directory, Entry, SortKey, Window
 from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_of, split_rdn
 from bridge.errors import (
+    BadGateway,
     BadRequest,
     DirectoryError,
     InvalidFilter,
@@ -456,6 +457,28 @@ class Service:
                 if exclude_dn is None or normalize_dn(e.dn) != normalize_dn(exclude_dn):
                     raise Uniqueness(f"{a.path} {value.decode('utf-8')!r} is already in use")
 
+    def _missing_on_add(self, rmap: ResourceMap, exc: DirectoryError) -> ScimError:
+        if self.directory.read(rmap.base_dn, ["1.1"]) is None:
+            log.error("the mapped base DN %s does not exist", rmap.base_dn)
+            return BadGateway(f"the directory has no {rmap.base_dn} (check the mapping)")
+        return InvalidValue(f"a referenced entry does not exist ({exc.message or exc.code})")
+
+    def _unique_recheck(self, rmap: ResourceMap, dn: str, attrs: Mapping[str, list[bytes]]) -> None:
+        """Uniqueness of a non-RDN attribute under races (the RDN is unique by the directory's
+        own entryAlreadyExists): re-check after the add; the later duplicate removes itself."""
+        from bridge import integrity
+
+        for a in rmap.attributes:
+            if not a.unique or not attrs.get(a.ldap) or a.ldap.lower() == rmap.rdn.ldap.lower():
+                continue
+            value = attrs[a.ldap][0]
+            flt = f"(&{rmap.base_filter}({a.ldap}={escape_filter(value.decode('utf-8'))}))"
+            if integrity.duplicates_after_create(
+                self.directory, rmap.base_dn, flt, rmap.scope, dn, rmap.created, rmap.version
+            ):
+                self.directory.delete(dn)
+                raise Uniqueness(f"{a.path} {value.decode('utf-8')!r} is already in use")
+
     def create(self, name: str, body: Any, base_url: str) -> dict[str, Any]:
         rmap = self.rmap(name)
         body = self._body(body)
@@ -481,7 +504,10 @@ class Service:
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
+            if exc.code == "noSuchObject":
+                raise self._missing_on_add(rmap, exc) from None
             raise
+        self._unique_recheck(rmap, dn, attrs)
         entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
         return self.render(rmap, [entry], base_url)[0]
 
@@ -599,19 +625,34 @@ class Service:
                 raise Uniqueness(f"{rmap.rdn.source} {new_value!r} is already in use") from None
             raise
 
-    def modify(self, dn: str, changes: list[Change], assertion: str | None = None) -> None:
+    def modify(self, dn: str, changes: list[Change], assertion: str | None = None) -> list[Change]:
         """Apply changes; a retry of an add of a present value or a delete of an absent one is
-        a successful no-op (IdPs retry), so those values are dropped and the rest re-applied."""
+        a successful no-op (IdPs retry), so those values are dropped and the rest re-applied.
+        Returns the changes the directory actually applied (what an undo must invert)."""
         try:
-            self.directory.modify(dn, changes, assertion=assertion)
+            try:
+                self.directory.modify(dn, changes, assertion=assertion)
+                return changes
+            except DirectoryError as exc:
+                if exc.code not in ("attributeOrValueExists", "noSuchAttribute"):
+                    raise
+                retry = self._drop_noops(dn, changes)
+                if retry == changes:
+                    raise
+                if retry:
+                    self.directory.modify(dn, retry, assertion=assertion)
+                return retry
         except DirectoryError as exc:
-            if exc.code not in ("attributeOrValueExists", "noSuchAttribute"):
-                raise
-            retry = self._drop_noops(dn, changes)
-            if retry == changes:
-                raise
-            if retry:
-                self.directory.modify(dn, retry, assertion=assertion)
+            if exc.code == "noSuchObject":
+                raise self._missing(dn, exc) from None
+            raise
+
+    def _missing(self, dn: str, exc: DirectoryError) -> ScimError:
+        """noSuchObject names either the target (404) or an entry a value refers to, e.g. a
+        member or manager DN on directories that check references (400; RFC 7644 §3.12)."""
+        if self.directory.read(dn, ["1.1"]) is None:
+            return NotFound(f"the entry {dn} no longer exists")
+        return InvalidValue(f"a referenced entry does not exist ({exc.message or exc.code})")
 
     def _drop_noops(self, dn: str, changes: list[Change]) -> list[Change]:
         out: list[Change] = []
@@ -698,6 +739,8 @@ class Service:
         modify).  When the rename fails (the new name is taken) the modify is undone, so a
         request never leaves the entry half-written.  ``when_emptied`` is sent instead of
         ``changes`` if the directory refuses to leave a groupOfNames without members."""
+        from bridge import integrity
+
         dn = found.dn
         if changes:
             changes = staged.with_password_policy(self.mapping.dialect, rmap, changes)
@@ -705,21 +748,27 @@ class Service:
         if new_rdn_value is not None:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
             self._check_free(rmap, dn, new_rdn_value)
+        before = None
+        if new_rdn_value is not None and changes:
+            before = integrity.before_image(self.directory, dn, changes)
+        applied: list[Change] = []
         if changes:
             try:
-                self.modify(dn, changes, assertion)
+                applied = self.modify(dn, changes, assertion)
             except DirectoryError as exc:
                 if exc.code != "objectClassViolation" or when_emptied is None:
                     raise
                 changes = when_emptied
-                self.modify(dn, changes, assertion)
+                if new_rdn_value is not None:
+                    before = integrity.before_image(self.directory, dn, changes)
+                applied = self.modify(dn, changes, assertion)
         if new_rdn_value is None:
             return dn
         try:
             return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
-        except (ScimError, DirectoryError):
-            if changes:
-                self._undo(rmap, dn, changes, found.entry)
+        except (ScimError, DirectoryError) as exc:
+            if applied and before is not None:
+                self._undo(dn, applied, before, exc)
             raise
 
     def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
@@ -731,27 +780,21 @@ class Service:
         if self.directory.read(new_dn, ["1.1"]) is not None:
             raise Uniqueness(f"{rmap.rdn.source} {new_rdn_value!r} is already in use")
 
-    def _undo(self, rmap: ResourceMap, dn: str, changes: list[Change], before: Entry) -> None:
-        """Best-effort compensation of a modify whose follow-up rename failed.  A replaced
-        attribute that was not read (a PATCH never reads ``member``) cannot be restored and is
-        left as written (logged)."""
-        member = rmap.member_map
-        unread = (
-            {member.ldap.lower()} if member and member.ldap.lower() not in before.attrs else set()
-        )
-        undo: list[Change] = []
-        for ch in changes:
-            if ch.op == "replace":
-                if ch.attr.lower() in unread:
-                    log.warning("cannot undo the replace of %s on %s", ch.attr, dn)
-                    continue
-                undo.append(Change("replace", ch.attr, tuple(before.get(ch.attr))))
-            elif ch.values:
-                undo.append(Change("delete" if ch.op == "add" else "add", ch.attr, ch.values))
+    def _undo(
+        self,
+        dn: str,
+        applied: list[Change],
+        before: Entry,
+        cause: ScimError | DirectoryError,
+    ) -> None:
+        """Compensate a modify whose follow-up rename failed; when that fails too, the error
+        the client gets says exactly what was left (integrity.left_behind)."""
+        from bridge import integrity
+
         try:
-            self.modify(dn, undo)
-        except DirectoryError:
-            log.exception("could not undo the modify of %s after a failed rename", dn)
+            self.directory.modify(dn, integrity.inverse(applied, before))
+        except DirectoryError as undo_error:
+            raise integrity.left_behind(cause, dn, applied, undo_error) from None
 
     def _read_back(
         self, rmap: ResourceMap, dn: str, base_url: str, projection: Projection = DEFAULT

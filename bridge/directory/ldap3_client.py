@@ -338,6 +338,10 @@ class Ldap3Directory(Directory):
                         raise DirectoryError(
                             "timeout", "no answer in time", dn=dn, operation=operation
                         ) from None
+                    except _CLIENT_SIDE as exc:  # refused by ldap3 before anything was sent
+                        raise DirectoryError(
+                            _client_side_code(exc), str(exc)[:200], dn=dn, operation=operation
+                        ) from None
                     except lx.LDAPException as exc:
                         raise DirectoryError(
                             "other", type(exc).__name__, dn=dn, operation=operation
@@ -615,6 +619,29 @@ def _split_extended(value: bytes, guids: dict[str, bytes]) -> bytes:
     dn = m.group(2)
     guids[normalize_dn(dn.decode("utf-8", "replace"))] = bytes.fromhex(m.group(1).decode())
     return dn
+
+
+# ldap3 validates DNs, filters and values client-side; those failures are the request's (400 via
+# the one table), not an unreachable directory (503).
+_CLIENT_SIDE = (
+    lx.LDAPInvalidDnError,
+    lx.LDAPInvalidFilterError,
+    lx.LDAPInvalidValueError,
+    lx.LDAPAttributeError,
+    lx.LDAPObjectClassError,
+)
+
+
+def _client_side_code(exc: Exception) -> str:
+    if isinstance(exc, lx.LDAPInvalidDnError):
+        return "invalidDNSyntax"
+    if isinstance(exc, lx.LDAPInvalidFilterError):
+        return "filterError"
+    if isinstance(exc, lx.LDAPAttributeError):
+        return "undefinedAttributeType"
+    if isinstance(exc, lx.LDAPObjectClassError):
+        return "objectClassViolation"
+    return "invalidAttributeSyntax"
 
 
 def _child(rdn: str, parent: str) -> str:

@@ -21,24 +21,48 @@ __all__ = [
 
 
 def escape_filter(value: str | bytes) -> str:
-    """An assertion value escaped per RFC 4515 §3 (``*()\\`` and NUL; bytes hex-escaped)."""
+    """An assertion value escaped per RFC 4515 §3 (``*()\\`` and NUL; bytes hex-escaped).
+
+    Control characters, and whitespace at either end, are hex-escaped as well (RFC 4515 allows
+    escaping any octet): ldap3's filter parser strips unescaped whitespace around an assertion
+    value, so ``userName eq "alice\\n"`` would otherwise be sent as ``(uid=alice)``."""
     if isinstance(value, bytes):
         return "".join(f"\\{b:02x}" for b in value)
-    return escape_filter_chars(value, encoding="utf-8")
+    escaped = escape_filter_chars(value, encoding="utf-8")
+    core = escaped.strip()
+    if core == escaped and not any(_is_control(ch) for ch in escaped):
+        return escaped
+    lead = len(escaped) - len(escaped.lstrip())
+    trail = len(core) + lead
+    return "".join(
+        _hex(ch) if _is_control(ch) or i < lead or i >= trail else ch
+        for i, ch in enumerate(escaped)
+    )
+
+
+def _is_control(ch: str) -> bool:
+    return ch < " " or "\x7f" <= ch <= "\x9f"
+
+
+def _hex(ch: str) -> str:
+    return "".join(f"\\{b:02x}" for b in ch.encode("utf-8"))
 
 
 def escape_rdn_value(value: str) -> str:
     """An attribute value escaped for use in an RDN (RFC 4514 §2.4)."""
     if value == "":
         raise InvalidValue("an empty value cannot name an entry")
+    if "\x00" in value:
+        raise InvalidValue("a value naming an entry must not contain NUL (U+0000)")
     out: list[str] = []
+    lead = len(value) - len(value.lstrip())
+    trail = lead + len(value.strip())
     for i, ch in enumerate(value):
-        if ch in '\\,+"<>;=#' or ch == "\x00":
-            out.append("\\00" if ch == "\x00" else "\\" + ch)
-        elif ch == " " and i in (0, len(value) - 1):
+        if ch in '\\,+"<>;=#' or (ch == " " and i in (0, len(value) - 1)):
             out.append("\\" + ch)
-        elif ch in "\r\n" or ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append("".join(f"\\{b:02x}" for b in ch.encode()))
+        elif _is_control(ch) or (ch.isspace() and (i < lead or i >= trail)):
+            # ldap3's DN parser strips unescaped whitespace around a value, not just spaces
+            out.append(_hex(ch))
         else:
             out.append(ch)
     return "".join(out)
@@ -52,7 +76,7 @@ def _rdns(dn: str) -> list[tuple[str, str, str]]:
     """RFC 4514 parse: ``(attr, unescaped value, raw rdn text)`` per RDN, left to right.
     Multi-valued RDNs (``a=1+b=2``) keep their first AVA as ``attr``/``value``."""
     out: list[tuple[str, str, str]] = []
-    raw = dn.strip()
+    raw = dn.strip(" ")
     if not raw:
         return out
     i, n = 0, len(raw)
@@ -63,16 +87,16 @@ def _rdns(dn: str) -> list[tuple[str, str, str]]:
         rdn_text = _strip(raw[start : min(i, n)])
         i += 1
         attr, sep, value = _split_unescaped(rdn_text, "=")
-        if not sep or not attr.strip():
+        if not sep or not attr.strip(" "):
             raise InvalidValue(f"not a DN: {dn!r}")
         value = _split_unescaped(value, "+")[0]
-        out.append((attr.strip(), _unescape(_strip(value)), rdn_text))
+        out.append((attr.strip(" "), _unescape(_strip(value)), rdn_text))
     return out
 
 
 def _strip(text: str) -> str:
     """Strip insignificant spaces; a trailing space escaped as ``\\ `` is significant."""
-    text = text.lstrip()
+    text = text.lstrip(" ")
     while text.endswith(" "):
         body = text[:-1]
         slashes = len(body) - len(body.rstrip("\\"))

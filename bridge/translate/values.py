@@ -49,10 +49,19 @@ class Codec:
             raise InvalidValue(f"expected a string, got {type(value).__name__}")
         if value == "":
             return []
+        check_text(value)
         return [value.encode("utf-8")]
 
+    def _assertion_bytes(self, value: object) -> list[bytes]:
+        """Like ``encode`` but for a filter value: NUL is allowed there (escaped as ``\\00``
+        by the translator), since entries written by other tools may hold one."""
+        if isinstance(value, str) and "\x00" in value and type(self).encode is Codec.encode:
+            check_text(value.replace("\x00", ""))
+            return [value.encode("utf-8")]
+        return self.encode(value)
+
     def assertion(self, value: object) -> str | bytes:
-        out = self.encode(value)
+        out = self._assertion_bytes(value)
         if not out:
             raise InvalidFilter("an empty string cannot be compared")
         return out[0].decode("utf-8") if not self.binary else out[0]
@@ -63,6 +72,20 @@ class Codec:
     def filter_for(self, ldap: str, op: str, value: object) -> str | None:
         """A complete LDAP filter for a comparison this codec handles specially, else None."""
         return None
+
+
+def check_text(value: str) -> None:
+    """Refuse, before anything is written, what must not reach the directory: NUL (U+0000) -
+    slapd 2.5 stores it as sent (verified), but every C consumer of the directory (libldap
+    tools, NSS/PAM, AD's own APIs) reads it as the end of the string, so ``"admin\x00x"``
+    would be ``admin`` to them - and lone surrogates, which are not encodable as UTF-8
+    (RFC 4517 §3.3.6: a DirectoryString is UTF-8)."""
+    if "\x00" in value:
+        raise InvalidValue("a string value must not contain NUL (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("a string value must be valid Unicode (no lone surrogates)") from None
 
 
 class StringCodec(Codec):

@@ -1,0 +1,108 @@
+"""Fault injection for any Directory (embedded or slapd): fail the Nth call of an operation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from bridge.directory.base import (
+    Capabilities,
+    Change,
+    Directory,
+    Entry,
+    Scope,
+    SearchResult,
+    SortKey,
+    Window,
+)
+from bridge.errors import DirectoryError
+
+
+class FaultyDirectory(Directory):
+    """Delegates to ``inner``; ``fail(op, code, nth=1)`` makes the nth next call of ``op``
+    (add/modify/rename/delete/search) raise DirectoryError(code) *instead of* running it, or
+    run ``before`` first (e.g. to delete the target behind the service's back)."""
+
+    name = "faulty"
+
+    def __init__(self, inner: Directory):
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+        self._plan: dict[str, list[tuple[int, str, Callable[[], None] | None]]] = {}
+        self._lock = threading.Lock()
+
+    def fail(
+        self, op: str, code: str, nth: int = 1, before: Callable[[], None] | None = None
+    ) -> None:
+        seen = sum(1 for o, _ in self.calls if o == op)
+        self._plan.setdefault(op, []).append((seen + nth, code, before))
+
+    def _hit(self, op: str, dn: str) -> None:
+        with self._lock:
+            self.calls.append((op, dn))
+            count = sum(1 for o, _ in self.calls if o == op)
+            plan = self._plan.get(op, [])
+            due = [p for p in plan if p[0] == count]
+        for p in due:
+            plan.remove(p)
+            if p[2] is not None:
+                p[2]()
+            raise DirectoryError(p[1], "injected fault", dn=dn, operation=op)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        size_limit: int = 0,
+        sort: Sequence[SortKey] = (),
+        window: Window | None = None,
+    ) -> SearchResult:
+        self._hit("search", base)
+        return self.inner.search(
+            base, filter, attributes, scope=scope, size_limit=size_limit, sort=sort, window=window
+        )
+
+    def iter_search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        page_size: int = 500,
+        sort: Sequence[SortKey] = (),
+    ) -> Iterator[Entry]:
+        self._hit("search", base)
+        yield from self.inner.iter_search(
+            base, filter, attributes, scope=scope, page_size=page_size, sort=sort
+        )
+
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+        self._hit("add", dn)
+        self.inner.add(dn, attributes)
+
+    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+        self._hit("modify", dn)
+        self.inner.modify(dn, changes, assertion=assertion)
+
+    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None, **kw: Any) -> str:
+        self._hit("rename", dn)
+        return self.inner.rename(dn, new_rdn, new_superior, **kw)
+
+    def delete(self, dn: str, **kw: Any) -> None:
+        self._hit("delete", dn)
+        self.inner.delete(dn, **kw)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,56 @@
+"""Laws of the one escaping module (bridge/directory/syntax.py), for any Unicode string:
+
+* a value escaped with ``escape_filter`` reaches the wire as exactly its UTF-8 bytes, through
+  ldap3's own filter parser and encoder (which strips unescaped whitespace);
+* a value escaped with ``rdn_of`` is parsed back identically by our RFC 4514 parser AND by
+  ldap3's ``safe_dn`` (which Connection.add/modify_dn run on every DN), and never adds an RDN.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from ldap3.operation.search import parse_filter
+from ldap3.utils.dn import parse_dn, safe_dn
+
+from bridge.directory.syntax import escape_filter, rdn_of, split_rdn
+from tests.test_hostile_values import hostile_text
+
+names = hostile_text.filter(lambda s: "\x00" not in s and s != "")
+
+
+def unescape(value: bytes) -> bytes:
+    out, i = bytearray(), 0
+    while i < len(value):
+        if value[i : i + 1] == b"\\":
+            out.append(int(value[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(value[i])
+            i += 1
+    return bytes(out)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=hostile_text)
+def test_filter_value_reaches_the_wire_unchanged(value: str) -> None:
+    for flt in (f"(uid={escape_filter(value)})", f"(&(objectClass=*)(uid={escape_filter(value)}))"):
+        node = parse_filter(flt, None, True, True, None, False)
+        leaf = node.elements[0]
+        while leaf.elements:
+            leaf = leaf.elements[-1]
+        assert leaf.assertion["attr"] == "uid"
+        raw = leaf.assertion["value"]
+        raw = raw if isinstance(raw, bytes) else raw.encode("utf-8")
+        assert unescape(raw) == value.encode("utf-8")
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=names)
+def test_rdn_round_trips_through_both_parsers(value: str) -> None:
+    dn = f"{rdn_of('uid', value)},ou=people,dc=example,dc=org"
+    attr, back, parent = split_rdn(dn)
+    assert (attr, back, parent) == ("uid", value, "ou=people,dc=example,dc=org")
+    parts = parse_dn(safe_dn(dn), escape=False)
+    assert len(parts) == 4, parts
+    assert parts[1:] == [("ou", "people", ","), ("dc", "example", ","), ("dc", "org", "")]
+    assert split_rdn(safe_dn(dn))[1] == value
