@@ -227,7 +227,8 @@ class Ldap3Directory(Directory):
             try:
                 conn = self._open(srv.server)
             except DirectoryError as exc:
-                if not exc.transient:  # wrong credentials are wrong on every replica
+                # a refused bind (wrong credentials) is wrong on every replica: no failover
+                if not exc.transient or exc.operation == "bind":
                     raise
                 reason = exc.message or exc.code
             except Exception as exc:  # ldap3 raises socket, ssl, struct errors here too
