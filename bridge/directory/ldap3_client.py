@@ -9,6 +9,7 @@ are translated to :class:`DirectoryError` in :meth:`Ldap3Directory._run` — now
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import ssl
 import threading
@@ -109,7 +110,7 @@ class Ldap3Directory(Directory):
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            receive_timeout=s.operation_timeout,
+            receive_timeout=max(1, math.ceil(s.operation_timeout)),  # ldap3 packs it as an int
             auto_range=True,
             return_empty_attributes=False,
         )
