@@ -239,12 +239,13 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _p(*parts: str | int) -> str:
-    out = ""
+def _p(base: str, *parts: str | int) -> str:
+    """Extend the YAML path ``base`` with keys/indexes: ``a.b``, ``a[0]``, ``a['x[y]']``."""
+    out = base
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][\w-]*", part):
+        elif re.fullmatch(r"[A-Za-z_$][\w$-]*", part):
             out += ("." if out else "") + part
         else:
             out += f"[{part!r}]"

@@ -50,8 +50,9 @@ class Backend:
             return list(self.directory.search(base, flt, attrs).entries)
         import ldap3
 
-        conn = ldap3.Connection(self.info.url, self.info.admin_dn, self.info.admin_password,
-                                auto_bind=True)
+        conn = ldap3.Connection(
+            self.info.url, self.info.admin_dn, self.info.admin_password, auto_bind=True
+        )
         try:
             conn.search(base, flt, attributes=attrs)
             return list(conn.entries)

@@ -20,15 +20,24 @@ def create_user(client: TestClient, user_name: str, **extra: Any) -> dict[str, A
     return r.json()  # type: ignore[no-any-return]
 
 
-def create_group(client: TestClient, name: str, members: list[str] = (),  # type: ignore[assignment]
-                 **extra: Any) -> dict[str, Any]:
-    body = {"schemas": [GROUP_SCHEMA], "displayName": name,
-            "members": [{"value": m} for m in members], **extra}
+def create_group(
+    client: TestClient,
+    name: str,
+    members: list[str] = (),  # type: ignore[assignment]
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "schemas": [GROUP_SCHEMA],
+        "displayName": name,
+        "members": [{"value": m} for m in members],
+        **extra,
+    }
     r = client.post(f"{SCIM}/Groups", json=body)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
 def patch(client: TestClient, path: str, *ops: dict[str, Any], **kw: Any) -> Any:
-    return client.patch(f"{SCIM}{path}", json={"schemas": [PATCH_SCHEMA], "Operations": list(ops)},
-                        **kw)
+    return client.patch(
+        f"{SCIM}{path}", json={"schemas": [PATCH_SCHEMA], "Operations": list(ops)}, **kw
+    )

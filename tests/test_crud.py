@@ -9,8 +9,19 @@ from tests.conftest import Backend
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user
 
 NASTY_NAMES = [
-    "a,b", "plus+sign", "eq=ual", "#hash", "back\\slash", 'quo"te', "<angle>", "semi;colon",
-    " leading", "trailing ", "Zoë Ångström", "日本語", "mix,+=#\\\"<>; é ",
+    "a,b",
+    "plus+sign",
+    "eq=ual",
+    "#hash",
+    "back\\slash",
+    'quo"te',
+    "<angle>",
+    "semi;colon",
+    " leading",
+    "trailing ",
+    "Zoë Ångström",
+    "日本語",
+    'mix,+=#\\"<>; é ',
 ]
 
 
@@ -18,11 +29,17 @@ def test_create_get_delete_user(client: TestClient, backend: Backend) -> None:
     body = {
         "schemas": [USER_SCHEMA, ENTERPRISE],
         "userName": "bjensen",
-        "name": {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Ms. Barbara J Jensen"},
+        "name": {
+            "givenName": "Barbara",
+            "familyName": "Jensen",
+            "formatted": "Ms. Barbara J Jensen",
+        },
         "displayName": "Babs Jensen",
         "emails": [{"value": "bjensen@example.com", "type": "work", "primary": True}],
-        "phoneNumbers": [{"value": "555-555-8377", "type": "work"},
-                         {"value": "555-555-0000", "type": "mobile"}],
+        "phoneNumbers": [
+            {"value": "555-555-8377", "type": "work"},
+            {"value": "555-555-0000", "type": "mobile"},
+        ],
         "title": "Tour Guide",
         "password": "t1meMa$heen",
         ENTERPRISE: {"employeeNumber": "701984", "department": "Tour Operations"},
@@ -38,18 +55,24 @@ def test_create_get_delete_user(client: TestClient, backend: Backend) -> None:
     assert r.headers["ETag"] == user["meta"]["version"]
     assert user["schemas"] == [USER_SCHEMA, ENTERPRISE]
     assert user["userName"] == "bjensen"
-    assert user["name"] == {"givenName": "Barbara", "familyName": "Jensen",
-                            "formatted": "Ms. Barbara J Jensen"}
+    assert user["name"] == {
+        "givenName": "Barbara",
+        "familyName": "Jensen",
+        "formatted": "Ms. Barbara J Jensen",
+    }
     assert user["emails"] == [{"value": "bjensen@example.com", "type": "work", "primary": True}]
     assert {(p["type"], p["value"]) for p in user["phoneNumbers"]} == {
-        ("work", "555-555-8377"), ("mobile", "555-555-0000")}
+        ("work", "555-555-8377"),
+        ("mobile", "555-555-0000"),
+    }
     assert user[ENTERPRISE] == {"employeeNumber": "701984", "department": "Tour Operations"}
     assert user["active"] is True
     assert "password" not in user
 
     # it is a real entry, named by userName, with the mapped attributes
-    found = backend.independent_search("ou=people,dc=example,dc=org", "(uid=bjensen)",
-                                       ["mail", "sn", "employeeNumber"])
+    found = backend.independent_search(
+        "ou=people,dc=example,dc=org", "(uid=bjensen)", ["mail", "sn", "employeeNumber"]
+    )
     assert len(found) == 1
     if backend.info is not None:
         e = found[0]
@@ -71,8 +94,9 @@ def test_minimal_rfc_user_gets_must_attributes_from_fallbacks(client: TestClient
 
 
 @pytest.mark.parametrize("name", NASTY_NAMES)
-def test_special_characters_in_names_round_trip(client: TestClient, backend: Backend,
-                                                 name: str) -> None:
+def test_special_characters_in_names_round_trip(
+    client: TestClient, backend: Backend, name: str
+) -> None:
     user = create_user(client, name, displayName=name)
     assert user["userName"] == name
     again = client.get(f"{SCIM}/Users/{user['id']}").json()
@@ -80,7 +104,8 @@ def test_special_characters_in_names_round_trip(client: TestClient, backend: Bac
     group = create_group(client, name, [user["id"]])
     assert group["displayName"] == name
     assert [m["value"] for m in client.get(f"{SCIM}/Groups/{group['id']}").json()["members"]] == [
-        user["id"]]
+        user["id"]
+    ]
     assert client.get(f"{SCIM}/Users/{user['id']}").json()["groups"][0]["value"] == group["id"]
     assert client.delete(f"{SCIM}/Groups/{group['id']}").status_code == 204
     assert client.delete(f"{SCIM}/Users/{user['id']}").status_code == 204
@@ -107,15 +132,29 @@ def test_group_crud_and_membership(client: TestClient, backend: Backend) -> None
     assert sorted(m["value"] for m in g["members"]) == sorted([a["id"], b["id"]])
     assert all(m["type"] == "User" and m["$ref"].endswith(m["value"]) for m in g["members"])
     groups = client.get(f"{SCIM}/Users/{a['id']}").json()["groups"]
-    assert groups == [{"value": g["id"], "$ref": f"https://scim.example.test{SCIM}/Groups/{g['id']}",
-                       "display": "Engineering", "type": "direct"}]
-    put = client.put(f"{SCIM}/Groups/{g['id']}", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "Engineering", "members": [{"value": b["id"]}]})
+    assert groups == [
+        {
+            "value": g["id"],
+            "$ref": f"https://scim.example.test{SCIM}/Groups/{g['id']}",
+            "display": "Engineering",
+            "type": "direct",
+        }
+    ]
+    put = client.put(
+        f"{SCIM}/Groups/{g['id']}",
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Engineering",
+            "members": [{"value": b["id"]}],
+        },
+    )
     assert put.status_code == 200, put.text
     assert [m["value"] for m in put.json()["members"]] == [b["id"]]
     assert "groups" not in client.get(f"{SCIM}/Users/{a['id']}").json()
-    empty = client.put(f"{SCIM}/Groups/{g['id']}", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "Engineering", "members": []})
+    empty = client.put(
+        f"{SCIM}/Groups/{g['id']}",
+        json={"schemas": [GROUP_SCHEMA], "displayName": "Engineering", "members": []},
+    )
     assert empty.status_code == 200, empty.text
     assert "members" not in empty.json()
     assert client.delete(f"{SCIM}/Groups/{g['id']}").status_code == 204
@@ -128,19 +167,37 @@ def test_empty_group_create(client: TestClient) -> None:
 
 
 def test_unknown_member_id_is_400_naming_it(client: TestClient) -> None:
-    r = client.post(f"{SCIM}/Groups", json={
-        "schemas": [GROUP_SCHEMA], "displayName": "X",
-        "members": [{"value": "6b3a0a51-0000-4000-8000-000000000000"}]})
+    r = client.post(
+        f"{SCIM}/Groups",
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "X",
+            "members": [{"value": "6b3a0a51-0000-4000-8000-000000000000"}],
+        },
+    )
     assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
     assert "6b3a0a51-0000-4000-8000-000000000000" in r.json()["detail"]
 
 
 def test_put_replaces_and_clears(client: TestClient) -> None:
-    u = create_user(client, "carol", displayName="Carol", title="Eng",
-                    emails=[{"value": "c@example.com", "type": "work"}])
-    r = client.put(f"{SCIM}/Users/{u['id']}", json={
-        "schemas": [USER_SCHEMA], "userName": "carol", "displayName": "Carol C", "groups": [],
-        "id": u["id"], "meta": {"resourceType": "User"}})
+    u = create_user(
+        client,
+        "carol",
+        displayName="Carol",
+        title="Eng",
+        emails=[{"value": "c@example.com", "type": "work"}],
+    )
+    r = client.put(
+        f"{SCIM}/Users/{u['id']}",
+        json={
+            "schemas": [USER_SCHEMA],
+            "userName": "carol",
+            "displayName": "Carol C",
+            "groups": [],
+            "id": u["id"],
+            "meta": {"resourceType": "User"},
+        },
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["displayName"] == "Carol C"
@@ -187,6 +244,9 @@ def test_auth_required(client: TestClient) -> None:
 
 
 def test_accepts_application_json_and_scim_json(client: TestClient) -> None:
-    r = client.post(f"{SCIM}/Users", content=b'{"userName": "ct"}',
-                    headers={"content-type": "application/scim+json"})
+    r = client.post(
+        f"{SCIM}/Users",
+        content=b'{"userName": "ct"}',
+        headers={"content-type": "application/scim+json"},
+    )
     assert r.status_code == 201, r.text

@@ -202,8 +202,11 @@ def scim_values(rmap: ResourceMap, a: AttributeMap, resource: Mapping[str, Any])
         return out
     if parent.type == "complex":
         if not isinstance(value, Mapping):
-            # Entra and Okta send the enterprise manager as a bare id string ("manager": "id")
-            return [value] if a.sub == "value" and value != "" else []
+            if a.attr == "manager" and isinstance(value, str):
+                # Entra and Okta send the enterprise manager as a bare id string
+                # ("manager": "id"), and clear it with ""
+                return [value] if a.sub == "value" and value != "" else []
+            raise InvalidValue(f"{a.attr} must be a complex value (a JSON object)")
         v = ci_get(value, a.sub or "value")
         return [] if v is None or v == "" else [v]
     if isinstance(value, list | dict):
