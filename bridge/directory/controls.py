@@ -117,10 +117,15 @@ def vlv_value(offset: int, count: int) -> bytes:
     return bytes(encoder.encode(value))
 
 
-def vlv_response(raw: bytes | bytearray) -> tuple[int, int]:
-    """(virtualListViewResult, contentCount) of a VLV response control value."""
+def decode_vlv(raw: bytes | bytearray) -> tuple[int, int, int]:
+    """``(targetPosition, contentCount, virtualListViewResult)`` of a VLV response control's
+    BER value (whichever client received it)."""
     decoded, _ = decoder.decode(bytes(raw), asn1Spec=_VlvResponse())
-    return int(decoded["virtualListViewResult"]), int(decoded["contentCount"])
+    return (
+        int(decoded["targetPosition"]),
+        int(decoded["contentCount"]),
+        int(decoded["virtualListViewResult"]),
+    )
 
 
 def sort_control(keys: Sequence[SortKey], critical: bool = True) -> Any:
@@ -140,8 +145,17 @@ def vlv_total(result_controls: Mapping[str, Any]) -> int | None:
     raw = ctrl.get("value")
     if not isinstance(raw, bytes | bytearray):
         return None
-    result, total = vlv_response(raw)
+    _pos, total, result = decode_vlv(raw)
     return total if result == 0 else None
+
+
+def vlv_response(result_controls: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """``(targetPosition, contentCount, virtualListViewResult)`` of a VLV response control."""
+    ctrl = result_controls.get(OID_VLV_RESPONSE)
+    raw = ctrl.get("value") if ctrl else None
+    if not isinstance(raw, bytes | bytearray):
+        return None
+    return decode_vlv(raw)
 
 
 def vlv_result_code(result_controls: Mapping[str, Any]) -> int | None:
@@ -149,7 +163,7 @@ def vlv_result_code(result_controls: Mapping[str, Any]) -> int | None:
     raw = ctrl.get("value") if ctrl else None
     if not isinstance(raw, bytes | bytearray):
         return None
-    return vlv_response(raw)[0]
+    return decode_vlv(raw)[2]
 
 
 def assertion_control(ldap_filter: str) -> Any:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import ldap3
 from ldap3.core import exceptions as lx
+from ldap3.core.results import RESULT_CODES
 
 from bridge.directory import controls
 from bridge.directory.base import (
@@ -41,6 +42,10 @@ from bridge.directory.syntax import parent_dn
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
+
+# ldap3 2.9.1 has no name for result 76 and crashes (KeyError) decoding it; slapd's sssvlv
+# returns it for a VLV offset beyond the end of the list.
+RESULT_CODES.setdefault(76, "virtualListViewError")
 T = TypeVar("T")
 
 _SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
@@ -110,7 +115,8 @@ class Ldap3Directory(Directory):
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            receive_timeout=max(1, math.ceil(s.operation_timeout)),  # ldap3 packs it as an int
+            # ldap3 packs SO_RCVTIMEO with struct 'LL': a float raises struct.error
+            receive_timeout=max(1, math.ceil(s.operation_timeout)),
             auto_range=True,
             return_empty_attributes=False,
         )
@@ -339,6 +345,10 @@ class Ldap3Directory(Directory):
             controls.vlv_control(window.offset, window.count),
         ]
         ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
+        response = controls.vlv_response(conn.result.get("controls", {}))
+        if conn.result.get("result") == 76 and response is not None:
+            # slapd: offsetRangeError for an offset past the end; the count is still exact
+            return SearchResult([], response[1])
         self._check(conn, ok or conn.result.get("result") == 0, "search", base)
         total = controls.vlv_total(conn.result.get("controls", {}))
         return SearchResult(self._entries(conn), total)

@@ -393,11 +393,19 @@ class LibldapDirectory(Directory):
             _sort(sort or (SortKey("cn"),)),
             RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
         ]
-        found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
+        try:
+            found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
+        except ldap.VLV_ERROR as exc:
+            # slapd: offsetRangeError (76) for an offset past the end; the count is still exact
+            info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            for oid, _crit, value in info.get("ctrls") or ():
+                if oid == controls.OID_VLV_RESPONSE and value:
+                    return SearchResult([], controls.decode_vlv(value)[1])
+            raise
         total = None
         for c in rctrls:
             if c.controlType == controls.OID_VLV_RESPONSE:
-                result, count = controls.vlv_response(c.encodedControlValue)
+                _pos, count, result = controls.decode_vlv(c.encodedControlValue)
                 total = count if result == 0 else None
         return SearchResult(self._entries(conn, found), total)
 

@@ -331,3 +331,13 @@ def _other_ca() -> str:
         capture_output=True,
     )
     return f"{d}/ca.crt"
+
+
+def test_vlv_offset_past_the_end_is_an_empty_page_with_the_count(
+    directory: Directory, people: str
+) -> None:
+    for i in range(3):
+        _person(directory, people, f"e{i}")
+    keys = (SortKey("uid", ordering_rule="caseIgnoreOrderingMatch"),)
+    res = directory.search(people, "(uid=e*)", ["uid"], scope="one", sort=keys, window=Window(9, 5))
+    assert res.entries == [] and res.total == 3
