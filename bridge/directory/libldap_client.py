@@ -69,6 +69,7 @@ DEAD_SECONDS = 10.0
 _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
 _OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
 _NO_ATTRS = ["1.1"]  # RFC 4511 §4.5.1.8: no attributes
+_SPENT = "_bridge_spent"  # marks a connection that must not go back to the pool
 
 
 class _RawControl(ResponseControl):
@@ -176,7 +177,9 @@ class LibldapDirectory(Directory):
                 conn = None
             raise
         finally:
-            if conn is not None:
+            if conn is not None and conn.__dict__.get(_SPENT):
+                _close(conn)
+            elif conn is not None:
                 self._pool.put(conn)
             self._slots.release()
 
@@ -393,6 +396,12 @@ class LibldapDirectory(Directory):
             _sort(sort or (SortKey("cn"),)),
             RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
         ]
+        # OpenLDAP's sssvlv keeps every VLV result set (the whole sorted list) as a session of
+        # the connection until it is closed; a pooled connection would pile them up until slapd
+        # answers busy ("Other sort requests already in progress").  Sending the context ID
+        # back would page through the OLD sorted list, a stale result.  So the connection is
+        # closed after a VLV search instead of returning to the pool.
+        conn.__dict__[_SPENT] = True
         try:
             found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
         except ldap.VLV_ERROR as exc:

@@ -341,3 +341,18 @@ def test_vlv_offset_past_the_end_is_an_empty_page_with_the_count(
     keys = (SortKey("uid", ordering_rule="caseIgnoreOrderingMatch"),)
     res = directory.search(people, "(uid=e*)", ["uid"], scope="one", sort=keys, window=Window(9, 5))
     assert res.entries == [] and res.total == 3
+
+
+def test_many_vlv_pages_never_exhaust_the_servers_sort_sessions(
+    directory: Directory, people: str
+) -> None:
+    """slapd keeps each VLV result set as a session of its connection; a client that reused
+    pooled connections would get 'busy' after a handful of pages."""
+    for i in range(3):
+        _person(directory, people, f"w{i}")
+    keys = (SortKey("uid", ordering_rule="caseIgnoreOrderingMatch"),)
+    for _ in range(40):
+        res = directory.search(
+            people, "(uid=w*)", ["uid"], scope="one", sort=keys, window=Window(1, 2)
+        )
+        assert res.total == 3
