@@ -333,6 +333,14 @@ class LibldapDirectory(Directory):
     ) -> SearchResult:
         attrs = list(attributes) or _NO_ATTRS
         if window is not None:
+            small = self._run(
+                "search",
+                base,
+                lambda c: self._probe(c, base, filter, attrs, scope, window),
+                retry=True,
+            )
+            if small is not None:
+                return small
             return self._run(
                 "search",
                 base,
@@ -381,6 +389,28 @@ class LibldapDirectory(Directory):
                 paged.cookie = cookie
 
         yield from self._run("search", base, walk, retry=True)
+
+    def _probe(
+        self,
+        conn: SimpleLDAPObject,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        window: Window,
+    ) -> SearchResult | None:
+        """The answer to a VLV request over at most one match, without the VLV.
+
+        Most filtered lists are IdP lookups (``userName eq "x"``, ``externalId eq "y"``) that
+        match one entry or none.  A sort + VLV search makes slapd build and keep a sorted result
+        set for it (and costs the connection, see :meth:`_vlv`); a plain search bounded to two
+        entries answers the same question exactly: zero or one match needs no sorting, and the
+        window holds that entry only if it starts at 1.  None means "more than one match"."""
+        found, _ = self._search(conn, base, scope, filter, attrs, None, size_limit=2)
+        if len(found) > 1:
+            return None
+        entries = self._entries(conn, found) if window.offset <= 1 else []
+        return SearchResult(entries, len(found))
 
     def _vlv(
         self,

@@ -167,6 +167,7 @@ def test_sort_without_ordering_rule_is_inappropriate_matching(
     directory: Directory, people: str
 ) -> None:
     _person(directory, people, "s1")
+    _person(directory, people, "s2")  # two matches: the server must sort
     with pytest.raises(DirectoryError) as info:
         directory.search(
             people, "(uid=*)", ["uid"], scope="one", sort=(SortKey("uid"),), window=Window(1, 1)
@@ -356,3 +357,19 @@ def test_many_vlv_pages_never_exhaust_the_servers_sort_sessions(
             people, "(uid=w*)", ["uid"], scope="one", sort=keys, window=Window(1, 2)
         )
         assert res.total == 3
+
+
+@pytest.mark.parametrize(("flt", "offset", "want", "total"), [
+    ("(uid=one0)", 1, [b"one0"], 1),
+    ("(uid=one0)", 2, [], 1),
+    ("(uid=nobody)", 1, [], 0),
+])  # fmt: skip
+def test_window_over_one_or_no_match(
+    directory: Directory, people: str, flt: str, offset: int, want: list[bytes], total: int
+) -> None:
+    """A lookup through the list path (VLV window) over zero or one match: same answer as VLV."""
+    _person(directory, people, "one0")
+    keys = (SortKey("uid", ordering_rule="caseIgnoreOrderingMatch"),)
+    res = directory.search(people, flt, ["uid"], scope="one", sort=keys, window=Window(offset, 10))
+    assert [e.attrs["uid"][0] for e in res.entries] == want
+    assert res.total == total
