@@ -154,37 +154,56 @@ def _thread(lib: str, op: str, data: dict[str, Any], until: float, seq: Any, out
     out.append((lat, errors))
 
 
-def _process(lib: str, op: str, data: dict[str, Any], threads: int, start: float, duration: float,
-             first: int, stride: int, q: Any) -> None:  # fmt: skip
+def _process(
+    lib: str,
+    op: str,
+    data: dict[str, Any],
+    threads: int,
+    start: float,
+    duration: float,
+    first: int,
+    stride: int,
+    q: Any,
+) -> None:
     import itertools
 
     # a disjoint sequence of item numbers per process (victims, outsiders, names)
     seq = itertools.count(first, stride)
     lock = threading.Lock()
 
-    def locked() -> Any:
-        while True:
+    class Locked:
+        def __next__(self) -> int:
             with lock:
-                n = next(seq)
-            yield n
+                return next(seq)
 
-    gen = locked()
+    gen = Locked()
     out: list = []
     while time.time() < start:
         time.sleep(0.001)
     until = time.perf_counter() + duration
-    ts = [threading.Thread(target=_thread, args=(lib, op, data, until, gen, out)) for _ in range(threads)]
+    ts = [
+        threading.Thread(target=_thread, args=(lib, op, data, until, gen, out))
+        for _ in range(threads)
+    ]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     lat = sorted(x for lats, _ in out for x in lats)
-    q.put({"lat": lat, "errors": sum(e for _, e in out), "cpu": usage.ru_utime + usage.ru_stime,
-           "rss_kb": usage.ru_maxrss})  # fmt: skip
+    q.put(
+        {
+            "lat": lat,
+            "errors": sum(e for _, e in out),
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_kb": usage.ru_maxrss,
+        }
+    )
 
 
-def run(lib: str, op: str, connections: int, duration: float, data: dict[str, Any]) -> dict[str, Any]:
+def run(
+    lib: str, op: str, connections: int, duration: float, data: dict[str, Any]
+) -> dict[str, Any]:
     procs = max(1, min(connections, os.cpu_count() or 1))
     per = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
     ctx = mp.get_context("fork")

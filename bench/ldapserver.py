@@ -88,9 +88,12 @@ def seed_ldif(seed: Seed) -> str:
             f"sn: Del\n"
         )
     for g in range(GROUP_COUNT):
-        members = "".join(
-            f"member: uid=user{i:06d},{PEOPLE}\n" for i in range(g, seed.users, GROUP_COUNT)
-        ) or f"member: {ADMIN_DN}\n"
+        members = (
+            "".join(
+                f"member: uid=user{i:06d},{PEOPLE}\n" for i in range(g, seed.users, GROUP_COUNT)
+            )
+            or f"member: {ADMIN_DN}\n"
+        )
         out.append(
             f"dn: cn=group{g:04d},{GROUPS}\nobjectClass: groupOfNames\ncn: group{g:04d}\n{members}"
         )
@@ -145,9 +148,7 @@ def start(seed: Seed, workdir: str | None = None) -> Server:
     d = Path(workdir or tempfile.mkdtemp(prefix="scim-bench-slapd-"))
     (d / "data").mkdir(parents=True, exist_ok=True)
     conf = d / "slapd.conf"
-    conf.write_text(
-        _CONF.format(dir=d, base=BASE, admin=ADMIN_DN, admin_pw=ADMIN_PW, bind=BIND_DN)
-    )
+    conf.write_text(_CONF.format(dir=d, base=BASE, admin=ADMIN_DN, admin_pw=ADMIN_PW, bind=BIND_DN))
     ldif = d / "seed.ldif"
     ldif.write_text(seed_ldif(seed))
     subprocess.run(
@@ -182,7 +183,9 @@ def completed_operations(server: Server) -> int:
     c = ldap.initialize(server.url)
     try:
         c.simple_bind_s(ADMIN_DN, ADMIN_PW)
-        found = c.search_s("cn=Operations,cn=Monitor", ldap.SCOPE_BASE, attrlist=["monitorOpCompleted"])
+        found = c.search_s(
+            "cn=Operations,cn=Monitor", ldap.SCOPE_BASE, attrlist=["monitorOpCompleted"]
+        )
         return int(found[0][1]["monitorOpCompleted"][0])
     finally:
         c.unbind_s()

@@ -17,6 +17,7 @@ Performance is a benchmark result, not a test: nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -161,9 +162,13 @@ def make_victims(server: ldapserver.Server, tag: str, count: int) -> list[tuple[
         uid = f"v{tag}-{i}"
         c.add_s(
             f"uid={uid},{server.people_dn}",
-            [("objectClass", [b"inetOrgPerson"]), ("uid", [uid.encode()]), ("cn", [b"v"]),
-             ("sn", [b"v"])],
-        )  # fmt: skip
+            [
+                ("objectClass", [b"inetOrgPerson"]),
+                ("uid", [uid.encode()]),
+                ("cn", [b"v"]),
+                ("sn", [b"v"]),
+            ],
+        )
 
     parallel(add, list(range(count)))
     return uuids(server, f"(uid=v{tag}-*)", count)
@@ -173,10 +178,8 @@ def remove(server: ldapserver.Server, dns: list[str]) -> None:
     import ldap
 
     def delete(c: Any, dn: str) -> None:
-        try:
+        with contextlib.suppress(ldap.NO_SUCH_OBJECT):
             c.delete_s(dn)
-        except ldap.NO_SUCH_OBJECT:
-            pass
 
     parallel(delete, dns)
 
@@ -202,7 +205,9 @@ def lua_table(values: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- bridge
-def start_bridge(server: ldapserver.Server, client: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_bridge(
+    server: ldapserver.Server, client: str, workers: int
+) -> tuple[subprocess.Popen[bytes], int]:
     port = ldapserver.free_port()
     env = {
         **os.environ,
@@ -222,8 +227,21 @@ def start_bridge(server: ldapserver.Server, client: str, workers: int) -> tuple[
         target = "bridge.asgi:app"
     except ImportError:
         target = "bench.asgi:app"
-    cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
     import urllib.request
 
@@ -258,10 +276,27 @@ def stop_bridge(proc: subprocess.Popen[bytes]) -> None:
 
 def run_wrk(port: int, op: str, conns: int, duration: float, data_file: str) -> dict[str, Any]:
     threads = 1 if conns == 1 else 2
-    env = {**os.environ, "BENCH_OP": op, "BENCH_DATA": data_file, "BENCH_TOKEN": TOKEN,
-           "BENCH_THREADS": str(threads)}  # fmt: skip
-    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{max(1, round(duration))}s", "--timeout", "10s",
-           "-s", str(ROOT / "bench" / "wrk" / "scenario.lua"), f"http://127.0.0.1:{port}"]  # fmt: skip
+    env = {
+        **os.environ,
+        "BENCH_OP": op,
+        "BENCH_DATA": data_file,
+        "BENCH_TOKEN": TOKEN,
+        "BENCH_THREADS": str(threads),
+    }
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(conns),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(ROOT / "bench" / "wrk" / "scenario.lua"),
+        f"http://127.0.0.1:{port}",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
@@ -284,16 +319,20 @@ def bench_size(size: int, args: argparse.Namespace, rows: list[Row]) -> None:
     t0 = time.monotonic()
     server = ldapserver.start(ldapserver.Seed(size, 0, big))
     server_ref[:] = [server]
-    print(f"\n== {size:,} users (big group {big:,} members): slapd ready in "
-          f"{time.monotonic() - t0:.1f}s at {server.url}", flush=True)  # fmt: skip
+    print(
+        f"\n== {size:,} users (big group {big:,} members): slapd ready in "
+        f"{time.monotonic() - t0:.1f}s at {server.url}",
+        flush=True,
+    )
     try:
         _bench_size(server, size, big, args, rows)
     finally:
         ldapserver.stop(server)
 
 
-def _bench_size(server: ldapserver.Server, size: int, big: int, args: argparse.Namespace,
-                rows: list[Row]) -> None:  # fmt: skip
+def _bench_size(
+    server: ldapserver.Server, size: int, big: int, args: argparse.Namespace, rows: list[Row]
+) -> None:
     import random
 
     from bridge.config import load_mapping
@@ -311,17 +350,26 @@ def _bench_size(server: ldapserver.Server, size: int, big: int, args: argparse.N
     slapd_pid = [server.pid]
     tmp = Path(tempfile.mkdtemp(prefix="scim-bench-"))
     common = {
-        "url": server.url, "bind_dn": server.bind_dn, "bind_password": server.bind_password,
-        "users": size, "ids": ids, "attrs": attrs, "root": str(ROOT),
-        "deep_index": int(size * 0.9) + 1, "outsiders": [dn for dn, _ in outside],
-    }  # fmt: skip
+        "url": server.url,
+        "bind_dn": server.bind_dn,
+        "bind_password": server.bind_password,
+        "users": size,
+        "ids": ids,
+        "attrs": attrs,
+        "root": str(ROOT),
+        "deep_index": int(size * 0.9) + 1,
+        "outsiders": [dn for dn, _ in outside],
+    }
     outsider_keys = {dn.lower() for dn, _ in outside}
     run_no = 0
-    for scenario in args.scenarios:
-        for conns in args.connections:
-            row = Row(size, scenario, conns)
-            rows.append(row)
-            for client in args.clients:
+    table = {(sc, c): Row(size, sc, c) for sc in args.scenarios for c in args.connections}
+    rows += table.values()
+    for client in args.clients:  # one bridge per client, as production runs: warm, long-lived
+        proc, port = start_bridge(server, client, args.workers)
+        try:
+            pids = descendants(proc.pid)
+            workers = [p for p in pids if p != proc.pid] or [proc.pid]
+            for (scenario, conns), row in table.items():
                 run_no += 1
                 tag = f"{size}{run_no}"
                 victims: list[tuple[str, str]] = []
@@ -329,25 +377,19 @@ def _bench_size(server: ldapserver.Server, size: int, big: int, args: argparse.N
                     victims = make_victims(server, tag, victim_count(args.duration, conns))
                 data_file = tmp / f"data{run_no}.lua"
                 data_file.write_text(
-                    "return {users=%d, deep=%d, tag=%s, big=%s, ids=%s, outsiders=%s, victims=%s}"
-                    % (size, common["deep_index"], json.dumps(tag), json.dumps(big_id),
-                       lua_table(ids), lua_table([u for _, u in outside]),
-                       lua_table([u for _, u in victims]))
-                )  # fmt: skip
-                proc, port = start_bridge(server, client, args.workers)
-                try:
-                    pids = descendants(proc.pid)
-                    workers = [p for p in pids if p != proc.pid] or [proc.pid]
-                    sampler = RssSampler(workers)
-                    sampler.start()
-                    ops0 = ldapserver.completed_operations(server)
-                    c0, s0 = cpu_seconds(pids), cpu_seconds(slapd_pid)
-                    res = run_wrk(port, scenario, conns, args.duration, str(data_file))
-                    c1, s1 = cpu_seconds(pids), cpu_seconds(slapd_pid)
-                    ops1 = ldapserver.completed_operations(server)
-                    peak = sampler.stop()
-                finally:
-                    stop_bridge(proc)
+                    f"return {{users={size}, deep={common['deep_index']}, tag={json.dumps(tag)}, "
+                    f"big={json.dumps(big_id)}, ids={lua_table(ids)}, "
+                    f"outsiders={lua_table([u for _, u in outside])}, "
+                    f"victims={lua_table([u for _, u in victims])}}}"
+                )
+                sampler = RssSampler(workers)
+                sampler.start()
+                ops0 = ldapserver.completed_operations(server)
+                c0, s0 = cpu_seconds(pids), cpu_seconds(slapd_pid)
+                res = run_wrk(port, scenario, conns, args.duration, str(data_file))
+                c1, s1 = cpu_seconds(pids), cpu_seconds(slapd_pid)
+                ops1 = ldapserver.completed_operations(server)
+                peak = sampler.stop()
                 ok = res["requests"] - res["status_errors"] - res["socket_errors"]
                 secs = res["duration_us"] / 1e6
                 n = max(res["requests"], 1)
@@ -361,29 +403,32 @@ def _bench_size(server: ldapserver.Server, size: int, big: int, args: argparse.N
                     "ldap_ops_per_req": (ops1 - ops0 - 2) / n,
                     "rss_mb_per_worker": max(peak.values(), default=0.0),
                 }
-                print(f"   bridge[{client}] {scenario:9s} c={conns:<2d} {fmt_bridge(row.bridge[client])}",
-                      flush=True)  # fmt: skip
+                line = fmt_bridge(row.bridge[client])
+                print(f"   bridge[{client}] {scenario:9s} c={conns:<2d} {line}", flush=True)
                 if scenario == "addmember":
                     reset_big_group(server, outsider_keys)
                 if victims:
                     remove(server, [dn for dn, _ in victims])
-            for lib in args.floor:
-                run_no += 1
-                data = dict(common, tag=f"{size}{run_no}")
-                victims = []
-                if scenario == "delete":
-                    victims = make_victims(server, data["tag"], victim_count(args.duration, conns) * 2)
-                    data["victims"] = [dn for dn, _ in victims]
-                s0 = cpu_seconds(slapd_pid)
-                res = floor_run(lib, scenario, conns, args.duration, data)
-                s1 = cpu_seconds(slapd_pid)
-                res["slapd_us_per_op"] = (s1 - s0) / max(res["ops"], 1) * 1e6
-                row.floor[lib] = res
-                print(f"   floor[{lib}]  {scenario:9s} c={conns:<2d} {fmt_floor(res)}", flush=True)
-                if scenario == "addmember":
-                    reset_big_group(server, outsider_keys)
-                if victims:
-                    remove(server, [dn for dn, _ in victims])
+        finally:
+            stop_bridge(proc)
+    for (scenario, conns), row in table.items():
+        for lib in args.floor:
+            run_no += 1
+            data = dict(common, tag=f"{size}{run_no}")
+            victims = []
+            if scenario == "delete":
+                victims = make_victims(server, data["tag"], victim_count(args.duration, conns) * 2)
+                data["victims"] = [dn for dn, _ in victims]
+            s0 = cpu_seconds(slapd_pid)
+            fres = floor_run(lib, scenario, conns, args.duration, data)
+            s1 = cpu_seconds(slapd_pid)
+            fres["slapd_us_per_op"] = (s1 - s0) / max(fres["ops"], 1) * 1e6
+            row.floor[lib] = fres
+            print(f"   floor[{lib}]  {scenario:9s} c={conns:<2d} {fmt_floor(fres)}", flush=True)
+            if scenario == "addmember":
+                reset_big_group(server, outsider_keys)
+            if victims:
+                remove(server, [dn for dn, _ in victims])
 
 
 def uuids_group(server: ldapserver.Server) -> str:
@@ -403,21 +448,32 @@ def victim_count(duration: float, conns: int) -> int:
 
 # ---------------------------------------------------------------------------- report
 def fmt_bridge(m: dict[str, Any]) -> str:
-    return (f"{m['rate']:8.0f}/s  p50 {m['p50_ms']:6.2f} ms  p99 {m['p99_ms']:6.2f} ms  "
-            f"cpu {m['cpu_ms_per_req']:.2f} ms/req  slapd {m['slapd_us_per_req']:.0f} µs/req  "
-            f"ldap ops {m['ldap_ops_per_req']:.1f}/req  rss {m['rss_mb_per_worker']:.0f} MB"
-            + (f"  ERRORS {m['errors']}" if m["errors"] else ""))  # fmt: skip
+    return (
+        f"{m['rate']:8.0f}/s  p50 {m['p50_ms']:6.2f} ms  p99 {m['p99_ms']:6.2f} ms  "
+        f"cpu {m['cpu_ms_per_req']:.2f} ms/req  slapd {m['slapd_us_per_req']:.0f} µs/req  "
+        f"ldap ops {m['ldap_ops_per_req']:.1f}/req  rss {m['rss_mb_per_worker']:.0f} MB"
+        + (f"  ERRORS {m['errors']}" if m["errors"] else "")
+    )
 
 
 def fmt_floor(m: dict[str, Any]) -> str:
-    return (f"{m['rate']:8.0f}/s  p50 {m['p50_ms'] or 0:6.2f} ms  p99 {m['p99_ms'] or 0:6.2f} ms  "
-            f"client cpu {m['client_cpu_us_per_op'] or 0:.0f} µs/op  slapd {m['slapd_us_per_op']:.0f} µs/op"
-            + (f"  ERRORS {m['errors']}" if m["errors"] else ""))  # fmt: skip
+    return (
+        f"{m['rate']:8.0f}/s  p50 {m['p50_ms'] or 0:6.2f} ms  p99 {m['p99_ms'] or 0:6.2f} ms  "
+        f"client cpu {m['client_cpu_us_per_op'] or 0:.0f} µs/op  "
+        f"slapd {m['slapd_us_per_op']:.0f} µs/op"
+        + (f"  ERRORS {m['errors']}" if m["errors"] else "")
+    )
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
     slapd = subprocess.run(["slapd", "-VV"], capture_output=True, text=True).stderr.split("\n")[0]
     versions = {}
@@ -427,29 +483,45 @@ def machine() -> dict[str, str]:
         except (ImportError, AttributeError):
             versions[mod] = "absent"
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     return {
-        "cpu": f"{cpu}, {os.cpu_count()} CPUs", "memory": f"{mem} MB",
-        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-        "slapd": slapd.strip(), "wrk": wrk.strip(), "commit": commit,
+        "cpu": f"{cpu}, {os.cpu_count()} CPUs",
+        "memory": f"{mem} MB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "slapd": slapd.strip(),
+        "wrk": wrk.strip(),
+        "commit": commit,
         "libraries": ", ".join(f"{k} {v}" for k, v in versions.items()),
-    }  # fmt: skip
+    }
 
 
 def markdown(rows: list[Row], args: argparse.Namespace, info: dict[str, str], command: str) -> str:
     out = ["# Benchmark results", "", f"Command: `{command}`", ""]
     out += [f"- {k}: {v}" for k, v in info.items()]
-    out += ["", f"Bridge: uvicorn, {args.workers} workers, LDAP pool 16 per worker; load: wrk on "
-            f"loopback, {args.duration:g} s per cell; floor: bench/floor.py (processes x threads, one "
-            "connection each).  `cpu` = CPU of all bridge processes per request; `slapd` = slapd "
-            "CPU per request; `ops` = LDAP operations per request (slapd monitor); `x floor` = "
-            "bridge req/s / floor op/s with the same library.", ""]  # fmt: skip
+    out += [
+        "",
+        f"Bridge: uvicorn, {args.workers} workers, LDAP pool 16 per worker; load: wrk on "
+        f"loopback, {args.duration:g} s per cell; floor: bench/floor.py (processes x threads, one "
+        "connection each).  `cpu` = CPU of all bridge processes per request; `slapd` = slapd "
+        "CPU per request; `ops` = LDAP operations per request (slapd monitor); `x floor` = "
+        "bridge req/s / floor op/s with the same library.",
+        "",
+    ]
     for size in sorted({r.size for r in rows}):
         out += [f"## {size:,} users", ""]
         head = ["scenario", "c"]
         for client in args.clients:
-            head += [f"bridge[{client}] req/s", "p50/p99 ms", "cpu ms/req", "slapd µs", "ops", "RSS MB"]
+            head += [
+                f"bridge[{client}] req/s",
+                "p50/p99 ms",
+                "cpu ms/req",
+                "slapd µs",
+                "ops",
+                "RSS MB",
+            ]
         for lib in args.floor:
             head += [f"floor[{lib}] op/s", "p50/p99 ms", "client µs/op"]
         for client in args.clients:
@@ -462,14 +534,29 @@ def markdown(rows: list[Row], args: argparse.Namespace, info: dict[str, str], co
             cells = [LABELS[r.scenario], str(r.conns)]
             for client in args.clients:
                 m = r.bridge.get(client)
-                cells += ([f"{m['rate']:.0f}" + (f" ({m['errors']} err)" if m["errors"] else ""),
-                           f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f}", f"{m['cpu_ms_per_req']:.2f}",
-                           f"{m['slapd_us_per_req']:.0f}", f"{m['ldap_ops_per_req']:.1f}",
-                           f"{m['rss_mb_per_worker']:.0f}"] if m else ["-"] * 6)  # fmt: skip
+                cells += (
+                    [
+                        f"{m['rate']:.0f}" + (f" ({m['errors']} err)" if m["errors"] else ""),
+                        f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f}",
+                        f"{m['cpu_ms_per_req']:.2f}",
+                        f"{m['slapd_us_per_req']:.0f}",
+                        f"{m['ldap_ops_per_req']:.1f}",
+                        f"{m['rss_mb_per_worker']:.0f}",
+                    ]
+                    if m
+                    else ["-"] * 6
+                )
             for lib in args.floor:
                 f = r.floor.get(lib)
-                cells += ([f"{f['rate']:.0f}", f"{f['p50_ms'] or 0:.2f} / {f['p99_ms'] or 0:.2f}",
-                           f"{f['client_cpu_us_per_op'] or 0:.0f}"] if f else ["-"] * 3)  # fmt: skip
+                cells += (
+                    [
+                        f"{f['rate']:.0f}",
+                        f"{f['p50_ms'] or 0:.2f} / {f['p99_ms'] or 0:.2f}",
+                        f"{f['client_cpu_us_per_op'] or 0:.0f}",
+                    ]
+                    if f
+                    else ["-"] * 3
+                )
             for client in args.clients:
                 if client in args.floor:
                     m, f = r.bridge.get(client), r.floor.get(client)
@@ -480,9 +567,17 @@ def markdown(rows: list[Row], args: argparse.Namespace, info: dict[str, str], co
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    import signal
+
+    # SIGTERM (timeout, CI) unwinds like Ctrl-C, so slapd and the bridge are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke (CI)")
-    ap.add_argument("--sizes", default=None, help="comma-separated user counts (full: 10000,100000)")
+    ap.add_argument(
+        "--sizes", default=None, help="comma-separated user counts (full: 10000,100000)"
+    )
     ap.add_argument("--duration", type=float, default=None, help="seconds per cell (full: 5)")
     ap.add_argument("--connections", default=None, help="e.g. 1,16")
     ap.add_argument("--clients", default=None, help="bridge LDAP clients: libldap,ldap3")
@@ -501,7 +596,9 @@ def main() -> int:
     quick = args.quick
     args.sizes = [int(x) for x in (args.sizes or ("1000" if quick else "10000,100000")).split(",")]
     args.duration = args.duration or (1.0 if quick else 5.0)
-    args.connections = [int(x) for x in (args.connections or ("16" if quick else "1,16")).split(",")]
+    args.connections = [
+        int(x) for x in (args.connections or ("16" if quick else "1,16")).split(",")
+    ]
     args.clients = (args.clients or ",".join(libs[:1] if quick else libs)).split(",")
     args.floor = (args.floor or ",".join(libs)).split(",")
     args.scenarios = args.scenarios.split(",")
