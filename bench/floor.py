@@ -33,6 +33,11 @@ class Ops:
         self.lib = lib
         self.data = data
         self.attrs = data["attrs"]
+        self.connect()
+
+    def connect(self) -> None:
+        data = self.data
+        lib = self.lib
         if lib == "libldap":
             import ldap
 
@@ -86,7 +91,11 @@ class Ops:
             ]
         else:
             ctrls = [controls.sort_control(keys), controls.vlv_control(offset, 100)]
-        return self.search(PEOPLE, USER_FILTER, "one", self.attrs, ctrls) == 100
+        ok = self.search(PEOPLE, USER_FILTER, "one", self.attrs, ctrls) == 100
+        # like the bridge: slapd keeps a VLV result set per connection, so use a fresh one
+        self.c.unbind_s() if self.lib == "libldap" else self.c.unbind()
+        self.connect()
+        return ok
 
     def list(self, rnd: random.Random, _n: int) -> bool:
         return self._list(1)
@@ -122,7 +131,7 @@ class Ops:
 
     def addmember(self, rnd: random.Random, n: int) -> bool:
         who = self.data["outsiders"][n % len(self.data["outsiders"])]
-        return self._modify(f"cn=big,{GROUPS}", "add", "member", who.encode())
+        return self._modify(f"cn=biggroup,{GROUPS}", "add", "member", who.encode())
 
     def delete(self, rnd: random.Random, n: int) -> bool:
         victims = self.data["victims"]

@@ -6,10 +6,10 @@ same shape: OpenLDAP 2.5 mdb, memberof + refint + sssvlv overlays, equality inde
 attributes the bridge searches, a service account ``cn=scim`` with the production-like limits
 (size.hard=500, unlimited paged results).
 
-Seed (``N`` users): ``uid=user000042,ou=people`` inetOrgPerson users, 200 groups (user i in
-group i mod 200), one big group holding users 0..K-1 (K = min(50,000, N/2)) for the add-member
-scenario, and ``D`` extra users ``del000042`` that the DELETE scenario consumes.  slapadd does not
-run overlays, so ``memberOf`` is written into the LDIF.
+Seed (``N`` users): the test suite's ``generate_seed_ldif`` (users ``uid=user000042``, 200
+groups, ``cn=biggroup`` with K = min(50,000, N/2) members for the add-member scenario, memberOf
+written into the LDIF since slapadd runs no overlays).  Its own slapd config (rather than the
+fixture's ``Slapd``) adds back_monitor, from which the bench counts LDAP operations per request.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ BIND_DN = f"cn=scim,{BASE}"
 BIND_PW = "bench-scim-secret"
 ADMIN_DN = f"cn=admin,{BASE}"
 ADMIN_PW = "bench-admin-secret"
-SSHA = "{SSHA}4kHbDqDVjR0B7bGUjDbbYQq1gIFfCpyW"  # placeholder: nobody binds as a bench user
 GROUP_COUNT = 200
 
 
@@ -63,44 +62,21 @@ def free_port() -> int:
 
 
 def seed_ldif(seed: Seed) -> str:
-    """The whole DIT as LDIF text (10k users: ~0.1 s, 100k: ~1 s)."""
-    out = [
+    """The whole DIT as LDIF text: base entries and the service account, then users and groups
+    from the test suite's generator (``tests/integration/slapd.py``), the same shape the
+    behaviour suites see: ``uid=user000042`` users, ``cn=group0042`` groups of
+    ``users / GROUP_COUNT`` members each, ``cn=biggroup`` holding users ``0 .. big_group-1``."""
+    from tests.integration.slapd import generate_seed_ldif
+
+    base = [
         f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n",
         f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n",
         f"dn: {GROUPS}\nobjectClass: organizationalUnit\nou: groups\n",
         f"dn: {BIND_DN}\nobjectClass: person\ncn: scim\nsn: scim\nuserPassword: {BIND_PW}\n",
     ]
-    big = f"cn=big,{GROUPS}"
-    for i in range(seed.users):
-        uid = f"user{i:06d}"
-        groups = [f"cn=group{i % GROUP_COUNT:04d},{GROUPS}"] + ([big] if i < seed.big_group else [])
-        out.append(
-            f"dn: uid={uid},{PEOPLE}\nobjectClass: top\nobjectClass: person\n"
-            f"objectClass: organizationalPerson\nobjectClass: inetOrgPerson\nuid: {uid}\n"
-            f"cn: User {i}\nsn: Number{i}\ngivenName: User\ndisplayName: User Number {i}\n"
-            f"mail: {uid}@example.org\nemployeeNumber: {i}\ntitle: Engineer\n"
-            f"userPassword: {SSHA}\n" + "".join(f"memberOf: {g}\n" for g in groups)
-        )
-    for i in range(seed.delete_pool):
-        uid = f"del{i:06d}"
-        out.append(
-            f"dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: Del {i}\n"
-            f"sn: Del\n"
-        )
-    for g in range(GROUP_COUNT):
-        members = (
-            "".join(
-                f"member: uid=user{i:06d},{PEOPLE}\n" for i in range(g, seed.users, GROUP_COUNT)
-            )
-            or f"member: {ADMIN_DN}\n"
-        )
-        out.append(
-            f"dn: cn=group{g:04d},{GROUPS}\nobjectClass: groupOfNames\ncn: group{g:04d}\n{members}"
-        )
-    members = "".join(f"member: uid=user{i:06d},{PEOPLE}\n" for i in range(seed.big_group))
-    members = members or f"member: {ADMIN_DN}\n"
-    out.append(f"dn: {big}\nobjectClass: groupOfNames\ncn: big\n{members}")
-    return "\n".join(out)
+    per_group = seed.users // GROUP_COUNT
+    users = generate_seed_ldif(seed.users, GROUP_COUNT, per_group, seed.big_group)
+    return "\n".join(base) + "\n" + users
 
 
 _CONF = """include /etc/ldap/schema/core.schema

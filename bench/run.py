@@ -190,7 +190,7 @@ def reset_big_group(server: ldapserver.Server, outsiders: set[str]) -> None:
 
     c = ldap_conn(server)
     try:
-        big = f"cn=big,{server.groups_dn}"
+        big = f"cn=biggroup,{server.groups_dn}"
         found = c.search_s(big, ldap.SCOPE_BASE, attrlist=["member"])
         have = {v.decode().lower(): v for v in found[0][1].get("member", [])}
         drop = [v for k, v in have.items() if k in outsiders]
@@ -343,7 +343,7 @@ def _bench_size(
     users = uuids(server, "(uid=user*)", size)
     rnd = random.Random(7)
     ids = [u for _, u in rnd.sample(users, min(len(users), 20_000))]
-    outside = users[big:]
+    outside = [(dn, u) for dn, u in users if int(dn[8:14]) >= big]  # not in biggroup
     rnd.shuffle(outside)
     outside = outside[:20_000]
     big_id = uuids_group(server)
@@ -436,7 +436,9 @@ def uuids_group(server: ldapserver.Server) -> str:
 
     c = ldap_conn(server)
     try:
-        found = c.search_s(f"cn=big,{server.groups_dn}", ldap.SCOPE_BASE, attrlist=["entryUUID"])
+        found = c.search_s(
+            f"cn=biggroup,{server.groups_dn}", ldap.SCOPE_BASE, attrlist=["entryUUID"]
+        )
         return str(found[0][1]["entryUUID"][0].decode())
     finally:
         c.unbind_s()
