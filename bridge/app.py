@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge.bulk import payload_too_large
 from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
 from bridge.errors import (
@@ -32,6 +33,7 @@ from bridge.errors import (
 )
 from bridge.service import Service
 from bridge.settings import Settings, Token
+from bridge.translate.cursor import derive_key
 
 log = logging.getLogger("bridge.http")
 SCIM_JSON = "application/scim+json"
@@ -83,15 +85,28 @@ class ScimMiddleware:
             raise Unauthorized("invalid bearer token")
         return found
 
+    def body_limit(self, path: str) -> tuple[int, Callable[[], ScimError]]:
+        """The byte limit for a request body and the error beyond it: /Bulk has its own,
+        ``maxPayloadSize`` (RFC 7644 §3.7.4), checked here before the body is read."""
+        if path.rstrip("/") == self.settings.base_path + "/Bulk":
+            bulk = self.settings.bulk_max_payload_bytes
+            return bulk, lambda: payload_too_large(bulk)
+        limit = self.settings.max_body_bytes
+        return limit, lambda: PayloadTooLarge(f"request body exceeds {limit} bytes")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.settings.base_path):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         scope.setdefault("state", {})
-        scope["state"]["request_id"] = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        # TelemetryMiddleware (outermost) has usually set a sanitised request id already
+        scope["state"].setdefault(
+            "request_id", headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        )
         try:
             token = self.authenticate(headers.get("authorization"))
+            scope["state"]["token"] = token.name  # also for a refused write's audit record
             if (
                 token.read_only
                 and scope["method"] not in ("GET", "HEAD", "OPTIONS")
@@ -99,13 +114,13 @@ class ScimMiddleware:
             ):
                 raise Forbidden(f"token {token.name!r} is read-only")
             scope["state"]["token"] = token.name
+            limit, too_large = self.body_limit(scope["path"])
             length = headers.get("content-length")
-            if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
-                raise PayloadTooLarge(f"request body exceeds {self.settings.max_body_bytes} bytes")
+            if length and length.isdigit() and int(length) > limit:
+                raise too_large()
         except ScimError as err:
             await error_response(err)(scope, receive, send)
             return
-        limit = self.settings.max_body_bytes
         received = 0
 
         async def limited() -> Any:
@@ -114,7 +129,7 @@ class ScimMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+                    raise too_large()
             return message
 
         await self.app(scope, limited, send)
@@ -124,12 +139,15 @@ def build_app(
     settings: Settings, *, directory: Directory | None = None, mapping: MappingConfig | None = None
 ) -> Starlette:
     from bridge import routes
-    from bridge.runtime import make_directory
+    from bridge.runtime import make_directory, wrap_directory
 
     mapping = mapping or load_mapping(settings.mapping)
-    directory = directory or make_directory(settings, mapping)
+    directory = wrap_directory(settings, mapping, directory or make_directory(settings, mapping))
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
+    )
+    service.cursor_key = derive_key(
+        settings.cursor_secret, settings.bind_password, settings.mapping
     )
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -156,6 +174,9 @@ def build_app(
     app.state.directory = directory
     app.state.service = service
     app.add_middleware(ScimMiddleware, settings=settings)
+    from bridge.telemetry import TelemetryMiddleware
+
+    app.add_middleware(TelemetryMiddleware, settings=settings, mapping=mapping, routes=app.routes)
 
     return app
 

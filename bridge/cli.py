@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         "YAML path; exit 1 on problems.",
     )
     c.add_argument("mapping", help="path to the mapping YAML")
+    c.add_argument(
+        "--connect",
+        action="store_true",
+        help="also bind with the BRIDGE_* settings and check base DNs, attributes and "
+        "object classes against the server's schema",
+    )
 
     t = sub.add_parser("translate-filter", help="show the LDAP filter for a SCIM filter")
     t.add_argument("filter", help="a SCIM filter, e.g. 'userName eq \"bjensen\"'")
@@ -68,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-mapping":
-            return check_mapping(args.mapping)
+            code = check_mapping(args.mapping)
+            if code == 0 and args.connect:
+                return check_mapping_live(args.mapping)
+            return code
         if args.command == "translate-filter":
             return translate_filter(args.mapping, args.resource, args.filter)
         return serve(args)
@@ -96,6 +106,32 @@ def check_mapping(path: str) -> int:
         f"{r.name} ({len(r.attributes)} attributes)" for r in mapping.resources.values()
     )
     print(f"{path}: OK — dialect {mapping.dialect.name}; {kinds}")
+    return 0
+
+
+def check_mapping_live(path: str) -> int:
+    """``check-mapping --connect``: every problem against the live directory, exit 1 if any."""
+    from bridge.config import load_mapping
+    from bridge.mapcheck import check
+    from bridge.runtime import make_directory
+
+    settings = Settings.from_env()
+    if settings.embedded:
+        print("--connect needs BRIDGE_LDAP_URL (and BRIDGE_BIND_DN/_PASSWORD)", file=sys.stderr)
+        return 2
+    mapping = load_mapping(path)
+    directory = make_directory(settings, mapping)
+    try:
+        problems = check(directory, mapping)
+    finally:
+        directory.close()
+    where = ", ".join(settings.ldap_urls)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s) against {where}")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"{path}: OK against {where} — base DNs exist, schema has every attribute and class")
     return 0
 
 
@@ -141,9 +177,23 @@ def serve(args: argparse.Namespace) -> int:
 
     setup_logging(settings)
     log = logging.getLogger("bridge")
-    app = make_served_app(settings)
-    url = f"http://{settings.host}:{settings.port}{settings.base_path}"
-    banner = [f"scim-ldap-bridge {__version__} serving SCIM at {url}"]
+    workers = max(args.workers, 1)
+    notes: list[str] = []
+    if workers > 1 and settings.embedded:
+        notes.append(
+            "--workers ignored: the embedded directory lives in one process's memory, so "
+            "several workers would be several unrelated directories (running 1 worker)"
+        )
+        workers = 1
+    if workers > 1 and settings.dry_run:
+        notes.append(
+            "--workers ignored: planned dry-run writes live in one process's memory, so "
+            "several workers would answer inconsistently (running 1 worker)"
+        )
+        workers = 1
+    scheme = "https" if settings.tls_cert else "http"
+    url = f"{scheme}://{settings.host}:{settings.port}{settings.base_path}"
+    banner = [f"scim-ldap-bridge {__version__} serving SCIM at {url}", *notes]
     if settings.embedded:
         banner.append(
             "directory: EMBEDDED in-memory directory (demo data; nothing is persisted "
@@ -151,22 +201,50 @@ def serve(args: argparse.Namespace) -> int:
         )
     else:
         banner.append(f"directory: {', '.join(settings.ldap_urls)} (client {settings.client})")
+    if settings.dry_run:
+        banner.append("DRY RUN: writes are planned and logged, never applied")
+    if settings.tls_client_ca:
+        banner.append(f"mutual TLS: client certificates must chain to {settings.tls_client_ca}")
+    if workers > 1:
+        banner.append(f"{workers} worker processes (bridge.asgi:app)")
     if generated:
         banner.append(
             f"bearer token (generated; set BRIDGE_TOKEN to choose one): {settings.tokens[0].secret}"
         )
     for line in banner:
         print(line, flush=True)
-    log.info("starting", extra={"url": url, "embedded": settings.embedded})
-    uvicorn.run(
-        app,
+    log.info("starting", extra={"url": url, "embedded": settings.embedded, "workers": workers})
+    options: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
         log_level="warning",
         access_log=False,
         proxy_headers=True,
     )
+    options.update(tls_options(settings))
+    if workers > 1:
+        # workers import bridge.asgi:app and read BRIDGE_* themselves: hand over the overrides
+        os.environ["BRIDGE_MAPPING"] = settings.mapping
+        if generated:
+            os.environ["BRIDGE_TOKEN"] = settings.tokens[0].secret
+        uvicorn.run("bridge.asgi:app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(make_served_app(settings), **options)
     return 0
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options: HTTPS with BRIDGE_TLS_CERT/KEY, and mutual TLS (a client
+    certificate signed by BRIDGE_TLS_CLIENT_CA is required) when that is set too."""
+    if not settings.tls_cert:
+        return {}
+    import ssl
+
+    out: dict[str, Any] = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+    if settings.tls_client_ca:
+        out["ssl_ca_certs"] = settings.tls_client_ca
+        out["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return out
 
 
 def make_served_app(settings: Settings) -> Any:

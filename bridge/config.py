@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from bridge import deprovision as dp
 from bridge.directory.base import Scope
 from bridge.errors import ConfigError, Problem
 from bridge.scim import schema as sch
@@ -31,13 +32,34 @@ class Dialect:
     created: str
     last_modified: str
     version: str
+    #: default create_steps: LDAP attributes held back from the add and written afterwards, one
+    #: modify per step, in order (AD: the password, then the enabled flag)
+    create_steps: tuple[tuple[str, ...], ...] = ()
+    #: (attribute, value) that makes the user change a password the bridge set
+    #: (``password_must_change: true``)
+    must_change: tuple[str, bytes] | None = None
 
 
 DIALECTS = {
-    "openldap": Dialect("openldap", "entryDN", "createTimestamp", "modifyTimestamp", "entryCSN"),
+    "openldap": Dialect(
+        "openldap",
+        "entryDN",
+        "createTimestamp",
+        "modifyTimestamp",
+        "entryCSN",
+        must_change=("pwdReset", b"TRUE"),
+    ),
     "389ds": Dialect("389ds", "entrydn", "createTimestamp", "modifyTimestamp", "modifyTimestamp"),
+    # AD refuses to enable an account without a password (52D): create it disabled, set the
+    # password, then enable it.  pwdLastSet=0 means "must change at next sign-in".
     "active-directory": Dialect(
-        "active-directory", "distinguishedName", "whenCreated", "whenChanged", "uSNChanged"
+        "active-directory",
+        "distinguishedName",
+        "whenCreated",
+        "whenChanged",
+        "uSNChanged",
+        create_steps=(("unicodePwd", "pwdLastSet"), ("userAccountControl",)),
+        must_change=("pwdLastSet", b"0"),
     ),
 }
 
@@ -110,6 +132,19 @@ class ResourceMap:
     attributes: tuple[AttributeMap, ...]
     empty_member: str | None = None
     description: str = ""
+    #: LDAP values written on every create and never read (e.g. AD groupType)
+    constants: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
+    #: LDAP attributes computed on create from a SCIM value: (ldap, source path, codec)
+    derived: tuple[tuple[str, str, Codec], ...] = ()
+    #: see Dialect.create_steps
+    create_steps: tuple[tuple[str, ...], ...] = ()
+    password_must_change: bool = False
+    #: a create without a password gets a random one nobody knows (AD refuses to enable an
+    #: account without a password; Entra sends none for SSO-only users)
+    generate_missing_password: bool = False
+    #: users' ``groups`` also lists groups reached through nested groups (AD only)
+    transitive_groups: bool = False
+    deprovision: dp.Policy = dp.DEFAULT
     _by_attr: dict[str, tuple[AttributeMap, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -202,6 +237,13 @@ _RES_KEYS = {
     "attributes",
     "empty_member",
     "description",
+    "constants",
+    "derived",
+    "create_steps",
+    "password_must_change",
+    "generate_missing_password",
+    "transitive_groups",
+    "deprovision",
 }
 _ATTR_KEYS = {
     "ldap",
@@ -391,6 +433,15 @@ def _resource(
     if empty_member is not None and (not isinstance(empty_member, str) or "=" not in empty_member):
         c.add(_p(here, "empty_member"), f"expected a DN, got {empty_member!r}")
         empty_member = None
+    writes = _write_options(data, here, attributes, dialect, c)
+    policy = dp.parse_policy(
+        data.get("deprovision"),
+        _p(here, "deprovision"),
+        c.add,
+        base_dn=base_dn,
+        scope=str(scope),
+        has_active=any(a.attr == "active" for a in attributes),
+    )
     if id_map is None or rdn is None:
         return None
     return ResourceMap(
@@ -410,7 +461,59 @@ def _resource(
         attributes=tuple(attributes),
         empty_member=empty_member,
         description=str(data.get("description", "")),
+        deprovision=policy,
+        **writes,
     )
+
+
+def _write_options(
+    data: dict[str, Any], here: str, attributes: list[AttributeMap], dialect: Dialect, c: _Collector
+) -> dict[str, Any]:
+    """constants, derived, create_steps, password_must_change, transitive_groups."""
+    out: dict[str, Any] = {}
+    constants = []
+    for attr, value in (data.get("constants") or {}).items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+            c.add(_p(here, "constants", attr), f"expected a string or a list, got {value!r}")
+            continue
+        constants.append((str(attr), tuple(str(v).encode() for v in values)))
+    out["constants"] = tuple(constants)
+    derived = []
+    paths = {a.path.lower() for a in attributes}
+    for attr, spec in (data.get("derived") or {}).items():
+        where = _p(here, "derived", attr)
+        if not isinstance(spec, dict) or not isinstance(spec.get("from"), str):
+            c.add(where, "expected {from: <scim path>, type: <codec>}")
+            continue
+        c.unknown(spec, {"from", "type"}, where)
+        if spec["from"].lower() not in paths:
+            c.add(_p(where, "from"), f"{spec['from']!r} is not a mapped attribute")
+        codec = _codec(spec.get("type"), _p(where, "type"), c)
+        if codec is not None:
+            derived.append((str(attr), spec["from"], codec))
+    out["derived"] = tuple(derived)
+    steps = data.get("create_steps", [list(s) for s in dialect.create_steps])
+    if not isinstance(steps, list) or not all(
+        isinstance(s, list) and s and all(isinstance(a, str) for a in s) for s in steps
+    ):
+        c.add(_p(here, "create_steps"), "expected a list of lists of LDAP attribute names")
+        steps = []
+    out["create_steps"] = tuple(tuple(s) for s in steps)
+    for flag in ("password_must_change", "generate_missing_password", "transitive_groups"):
+        value = data.get(flag, False)
+        if not isinstance(value, bool):
+            c.add(_p(here, flag), f"expected true or false, got {value!r}")
+            value = False
+        out[flag] = value
+    if out["transitive_groups"] and dialect.name != "active-directory":
+        c.add(
+            _p(here, "transitive_groups"),
+            "needs dialect active-directory (LDAP_MATCHING_RULE_IN_CHAIN)",
+        )
+    if out["password_must_change"] and dialect.must_change is None:
+        c.add(_p(here, "password_must_change"), f"not supported by dialect {dialect.name}")
+    return out
 
 
 def _balanced(f: str) -> bool:

@@ -32,6 +32,7 @@ layer renders ScimError and converts DirectoryError through :func:`DirectoryErro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -181,6 +182,29 @@ _LDAP_TO_SCIM: dict[str, tuple[type[ScimError], str | None]] = {
     "sizeLimitExceeded": (TooMany, None),
     "adminLimitExceeded": (TooMany, None),
 }
+# Active Directory (and Samba AD) put a Win32 error code in front of the diagnostic
+# ("0000052D: Constraint violation - check_password_restrictions ...", "0000052D: SvcErr:
+# DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM)").  It says more than the LDAP result code, so it
+# refines the answer: the code -> (SCIM error class, what it means in plain words).
+_AD_CODES: dict[int, tuple[type[ScimError], str]] = {
+    # ERROR_PASSWORD_RESTRICTION (1325).  Windows AD also answers so when an account is enabled
+    # before it has a password.
+    0x52D: (
+        InvalidValue,
+        "the password does not meet the domain's password policy (too short, not complex "
+        "enough, used before, or changed too recently), or the account was to be enabled "
+        "without a password",
+    ),
+    0x524: (Uniqueness, "an account with this sAMAccountName already exists in the domain"),
+    0x2071: (Uniqueness, "an account with this sAMAccountName already exists in the domain"),
+    0x5: (Forbidden, "the bridge's service account lacks the permission for this change"),
+    0x57: (InvalidValue, "AD rejected a value as invalid"),
+    0x202F: (InvalidValue, "AD's constraints reject a value"),
+    0x2035: (InvalidValue, "AD is unwilling to perform this change"),
+    0x2077: (InvalidValue, "AD does not allow this change to the attribute"),
+    0x208D: (NotFound, "the directory object does not exist"),
+}
+_AD_CODE = re.compile(r"^\s*([0-9A-Fa-f]{8}):")
 _UNAVAILABLE = {
     "busy",
     "unavailable",
@@ -204,6 +228,12 @@ class DirectoryError(BridgeError):
         super().__init__(f"{operation} {dn}: {code} {message}".strip())
 
     @property
+    def ad_code(self) -> int | None:
+        """The Win32 error code Active Directory puts in front of its message, if any."""
+        m = _AD_CODE.match(self.message or "")
+        return int(m.group(1), 16) if m else None
+
+    @property
     def transient(self) -> bool:
         return self.code in _UNAVAILABLE
 
@@ -214,8 +244,14 @@ class DirectoryError(BridgeError):
             return Unavailable(detail or f"directory unavailable ({self.code})")
         cls, scim_type = _LDAP_TO_SCIM.get(self.code, (ScimError, None))
         text = detail or f"directory refused the {self.operation or 'operation'}: {self.code}"
+        ad = self.ad_code
+        if ad is not None and ad in _AD_CODES:
+            cls, meaning = _AD_CODES[ad]
+            scim_type = None
+            if not detail:
+                text = f"directory refused the {self.operation or 'operation'}: {meaning}"
         if self.message and not detail:
-            text += f" ({self.message})"
+            text += f" ({self.message.strip()})"
         err = cls(text)
         if scim_type:
             err.scim_type = scim_type

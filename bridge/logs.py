@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from bridge.context import current_request_id
 from bridge.settings import Settings
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -33,8 +34,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+class RequestIdFilter(logging.Filter):
+    """Stamp every record with the current request id (contextvar), unless it carries one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            rid = current_request_id()
+            if rid is not None:
+                record.request_id = rid
+        return True
+
+
 def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
     handler.setFormatter(
         JsonFormatter()
         if settings.log_json
@@ -44,3 +57,5 @@ def setup_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     root.propagate = False
+    # the audit trail is not optional: it stays on when BRIDGE_LOG_LEVEL is WARNING or ERROR
+    logging.getLogger("bridge.audit").setLevel(logging.INFO)

@@ -4,14 +4,16 @@ response (RFC 7644 §3).  No LDAP and no business rules here."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from bridge import bulk
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
@@ -138,6 +140,24 @@ async def search_resources(request: Request) -> Response:
     return ScimResponse(list_response(result, query.count))
 
 
+async def search_root(request: Request) -> Response:
+    """``POST /.search`` (RFC 7644 §3.4.3): one list over every resource type."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    mapping = request.app.state.mapping
+    schemas = tuple(dict.fromkeys(s for r in mapping.resources.values() for s in r.schemas))
+    first = next(iter(mapping.resources.values()))
+    query = list_query(first, body)
+    get = {k.lower(): v for k, v in body.items()}
+    query = replace(
+        query,
+        projection=Projection.parse(get.get("attributes"), get.get("excludedattributes"), schemas),
+    )
+    result = await run_in_threadpool(service(request).search_all, query, base_url(request))
+    return ScimResponse(list_response(result, query.count))
+
+
 async def create_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
@@ -196,6 +216,10 @@ async def replace_resource(request: Request) -> Response:
 async def patch_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
+    params = {k.lower(): v for k, v in request.query_params.items()}
+    # RFC 7644 §3.5.2: the response honours attributes/excludedAttributes, which is pushed down
+    # so that excludedAttributes=members never reads a large member list back.
+    proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
     updated = await run_in_threadpool(
         service(request).patch,
         rmap.name,
@@ -203,6 +227,7 @@ async def patch_resource(request: Request) -> Response:
         body,
         base_url(request),
         request.headers.get("if-match"),
+        proj,
     )
     return _respond(_project(rmap, updated, request))
 
@@ -218,15 +243,39 @@ async def delete_resource(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def bulk_request(request: Request) -> Response:
+    """POST /Bulk (RFC 7644 §3.7): one threadpool hop runs every operation (bridge/bulk.py)."""
+    settings = request.app.state.settings
+    limits = bulk.Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
+    if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length
+        raise bulk.payload_too_large(limits.max_payload_bytes)
+    body = await json_body(request)
+    caller = bulk.Caller(
+        token=request.scope.get("state", {}).get("token"),
+        client=request.client.host if request.client else None,
+        dry_run=settings.dry_run,
+    )
+    result = await run_in_threadpool(
+        bulk.run_bulk, service(request), body, base_url(request), limits, caller
+    )
+    return ScimResponse(result)
+
+
 async def method_not_allowed(request: Request) -> Response:
     raise BadRequest("method not allowed on this endpoint", status=405)
 
 
-def build_routes(base: str) -> list[Route]:
+def build_routes(base: str) -> list[BaseRoute]:
     def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
         return Route(base + path, endpoint, methods=methods)
 
+    from bridge.routes_ops import ops_routes  # discovery/probes: before /{resource}
+
     return [
+        *ops_routes(base),
+        r("/.search", search_root, ["POST"]),
+        r("/Bulk", bulk_request, ["POST"]),
+        r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
         r("/{resource}/.search", search_resources, ["POST"]),
         r("/{resource}", list_resources, ["GET"]),
         r("/{resource}", create_resource, ["POST"]),

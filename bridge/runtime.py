@@ -51,6 +51,39 @@ def make_directory(settings: Settings, mapping: MappingConfig) -> Directory:
     return Ldap3Directory(connection_settings(settings))
 
 
+def wrap_directory(settings: Settings, mapping: MappingConfig, directory: Directory) -> Directory:
+    """The decorators every served directory gets: metrics/logging/audit at the seam, and the
+    dry-run overlay when ``settings.dry_run`` (writes planned and logged, never applied)."""
+    from bridge.directory.dryrun import DryRunDirectory
+    from bridge.directory.instrumented import InstrumentedDirectory
+
+    if not isinstance(directory, (InstrumentedDirectory, DryRunDirectory)):
+        directory = InstrumentedDirectory(directory)
+    if settings.dry_run and not isinstance(directory, DryRunDirectory):
+        secret = {
+            a.ldap
+            for r in mapping.resources.values()
+            for a in r.attributes
+            if a.codec.name == "password"
+        }
+        read = [
+            name
+            for r in mapping.resources.values()
+            for name in (
+                r.id.ldap,
+                r.created,
+                r.last_modified,
+                r.version,
+                *r.attribute_ldap_names(),
+            )
+        ]
+        bases = [r.base_dn for r in mapping.resources.values()]
+        directory = DryRunDirectory(
+            directory, secret_attributes=secret, read_attributes=read, search_bases=bases
+        )
+    return directory
+
+
 def connection_settings(settings: Settings) -> Any:
     from bridge.directory.ldap3_client import ConnectionSettings
 
@@ -66,6 +99,8 @@ def connection_settings(settings: Settings) -> Any:
         operation_timeout=settings.operation_timeout,
         pool_size=settings.pool_size,
         page_size=settings.page_size,
+        idle_timeout=settings.idle_timeout,
+        server_backoff=settings.server_backoff,
     )
 
 

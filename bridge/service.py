@@ -10,28 +10,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bridge import deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import Change, Directory, Entry, SortKey, Window
 from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_of, split_rdn
 from bridge.errors import (
     BadRequest,
     DirectoryError,
+    InvalidFilter,
     InvalidSyntax,
     InvalidValue,
     Mutability,
     NotFound,
     PreconditionFailed,
     ScimError,
+    TooMany,
     Uniqueness,
 )
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr
+from bridge.translate.cursor import Cursors, derive_key, fingerprint
 
 log = logging.getLogger("bridge.service")
 REF_BATCH = 200
+#: entries per VLV request: slapd applies the bind account's size limit (often 500) to a window
+VLV_CHUNK = 500
+#: VLV failures that mean "not for this request" rather than "the directory is broken"
+VLV_REFUSED = frozenset(
+    {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +83,14 @@ class Service:
         *,
         max_results: int = 1000,
         default_count: int = 100,
+        cursor_key: bytes = b"",
     ):
         self.mapping = mapping
         self.directory = directory
         self.max_results = max_results
         self.default_count = default_count
+        #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
+        self.cursor_key = cursor_key
 
     # ------------------------------------------------------------------ lookups
     def rmap(self, name: str) -> ResourceMap:
@@ -171,14 +184,26 @@ class Service:
         base_url: str,
         projection: Projection = DEFAULT,
     ) -> list[dict[str, Any]]:
-        dns: list[str] = []
-        for e in entries:
-            dns.extend(tr.reference_dns(rmap, e, projection))
+        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
+        dns = [d for found in per_entry for d in found]
         refs: dict[str, tr.Ref] = {}
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
-            refs = self.resolve_dns(dns, targets)
-        return [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
+            # a large group: member ids from the values themselves (AD's extended DN)
+            big = [
+                (e, found)
+                for e, found in zip(entries, per_entry, strict=True)
+                if len(found) > REF_BATCH
+            ]
+            if big:
+                refs = nested.known_refs(
+                    self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                )
+            rest = [d for d in dns if normalize_dn(d) not in refs]
+            refs.update(self.resolve_dns(rest, targets))
+        out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
+        nested.add_indirect_groups(self, rmap, entries, out, base_url, projection)
+        return out
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -194,48 +219,221 @@ class Service:
         return tr.version_of(rmap, found.entry)
 
     def search(self, name: str, query: ListQuery, base_url: str) -> ListResult:
+        """List / filter / sort / page (RFC 7644 §3.4.2, RFC 9865), pushed down to the directory.
+
+        The page is a VLV window (one search whose cost does not grow with ``startIndex``) when
+        the directory offers VLV + server-side sort, else an RFC 2696 paged walk that counts the
+        matches reading no attributes and then reads only the page's entries.  ``count`` is
+        capped at ``max_results`` (``filter.maxResults``: the most a response returns, RFC 7644
+        §5); ``count=0`` returns only ``totalResults``.  ``cursor`` pages are signed offsets
+        (:mod:`bridge.translate.cursor`)."""
+        from bridge.translate.filter import to_ldap
+
         rmap = self.rmap(name)
         flt = rmap.base_filter
         if query.filter:
-            from bridge.translate.filter import to_ldap  # the query planner
+            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn)
+            flt = f"(&{rmap.base_filter}{fragment})"
+        return self._list([(rmap, flt)], query, base_url)
 
-            flt = f"(&{rmap.base_filter}{to_ldap(rmap, query.filter, self.mapping)})"
-        attrs = tr.ldap_attributes(rmap, query.projection)
+    def search_all(self, query: ListQuery, base_url: str) -> ListResult:
+        """``POST /.search`` (RFC 7644 §3.4.3): every resource type, Users then Groups, paged as
+        one list.  An attribute a type does not map is absent on it (``userName`` on a Group);
+        one that no type maps is a 400 naming it."""
+        from bridge.scim.filter import parse
+        from bridge.translate.filter import to_ldap_lenient
+
+        plans: list[tuple[ResourceMap, str]] = []
+        missing: set[str] | None = None
+        ast = parse(query.filter) if query.filter else None
+        for rmap in self.mapping.resources.values():
+            if ast is None:
+                plans.append((rmap, rmap.base_filter))
+                continue
+            fragment, absent = to_ldap_lenient(rmap, ast, self.mapping, self.reference_dn)
+            missing = absent if missing is None else missing & absent
+            plans.append((rmap, f"(&{rmap.base_filter}{fragment})"))
+        if missing:
+            raise InvalidFilter(
+                f"filter attribute {sorted(missing)[0]} is not mapped for any resource type"
+            )
+        return self._list(plans, query, base_url)
+
+    def _list(
+        self, plans: Sequence[tuple[ResourceMap, str]], query: ListQuery, base_url: str
+    ) -> ListResult:
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
-        start = max(query.start_index, 1)
-        sort = self._sort_keys(rmap, query)
-        caps = self.directory.capabilities
-        if caps.vlv:
-            window = Window(start, max(count, 1))
+        names = ",".join(r.name for r, _ in plans)
+        fp = fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
+        if query.cursor is not None:
+            if query.start_index > 1:
+                raise InvalidValue("use either startIndex or cursor, not both (RFC 9865 §2)")
+            start = self.cursors.decode(query.cursor, fp) if query.cursor else 1
+        else:
+            start = max(query.start_index, 1)
+        sorts = self._plan_sorts([rmap for rmap, _ in plans], query)
+        resources: list[dict[str, Any]] = []
+        before = 0  # matches of the resource types already walked
+        for (rmap, flt), sort in zip(plans, sorts, strict=True):
+            local = max(start - before, 1)
+            want = max(count - len(resources), 0)
+            entries, total = self._page(rmap, flt, query, sort, local, want)
+            resources += self.render(rmap, entries, base_url, query.projection)
+            before += total
+        result = ListResult(resources, before, start)
+        if query.cursor is not None:
+            if count and start + len(resources) <= before:
+                result.next_cursor = self.cursors.encode(start + len(resources), fp)
+            if start > 1:
+                result.previous_cursor = self.cursors.encode(max(start - max(count, 1), 1), fp)
+        return result
+
+    def _plan_sorts(
+        self, rmaps: Sequence[ResourceMap], query: ListQuery
+    ) -> list[tuple[SortKey, ...]]:
+        """Sort keys per resource type; across types (``POST /.search``) a ``sortBy`` that one
+        type does not map sorts that type in its default order, unless no type maps it."""
+        out: list[tuple[SortKey, ...] | None] = []
+        refused: InvalidValue | None = None
+        for rmap in rmaps:
+            try:
+                out.append(self._sort_keys(rmap, query))
+            except InvalidValue as exc:
+                if len(rmaps) == 1:
+                    raise
+                refused = refused or exc
+                out.append(None)
+        if refused is not None and all(keys is None for keys in out):
+            raise refused
+        default = replace(query, sort_by=None)
+        return [
+            k if k is not None else self._sort_keys(r, default)
+            for k, r in zip(out, rmaps, strict=True)
+        ]
+
+    def _page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        query: ListQuery,
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """Entries ``start .. start+count-1`` (1-based) of the sorted matches, and their total."""
+        attrs = tr.ldap_attributes(rmap, query.projection)
+        try:
+            if self.directory.capabilities.vlv:
+                try:
+                    return self._vlv_page(rmap, flt, attrs, sort, start, count)
+                except DirectoryError as exc:
+                    if exc.code not in VLV_REFUSED:
+                        raise
+                    # advertised but refused for this account or query: page without it
+                    log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
+            if query.sort_by and not self.directory.capabilities.sort:
+                raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+            return self._paged_page(rmap, flt, attrs, sort, start, count)
+        except DirectoryError as exc:
+            if exc.code == "inappropriateMatching":
+                # slapd: "serverSort control: No ordering rule" for the sort attribute
+                raise InvalidValue(
+                    f"sortBy {query.sort_by or sort[0].attr}: the directory cannot order "
+                    f"{sort[0].attr} ({exc.message or exc.code})"
+                ) from None
+            raise
+
+    def _vlv_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """VLV windows of at most VLV_CHUNK entries (slapd applies the account's size limit,
+        typically 500, to a window)."""
+        entries: list[Entry] = []
+        total: int | None = None
+        offset, left = start, max(count, 1)
+        while left > 0:
+            size = min(left, VLV_CHUNK)
             res = self.directory.search(
                 rmap.base_dn,
                 flt,
-                attrs if count else [rmap.id.ldap],
+                attrs if count else ["1.1"],
                 scope=rmap.scope,
                 sort=sort,
-                window=window,
+                window=Window(offset, size),
             )
-            total = res.total if res.total is not None else len(res.entries)
-            entries = res.entries[:count]
-        else:
-            entries, total = [], 0
-            for e in self.directory.iter_search(
-                rmap.base_dn, flt, attrs, scope=rmap.scope, sort=sort if caps.sort else ()
-            ):
-                total += 1
-                if start <= total < start + count:
-                    entries.append(e)
-        resources = self.render(rmap, entries, base_url, query.projection)
-        return ListResult(resources, total, start)
+            if res.total is None:
+                raise TooMany("the directory refused the page (size or admin limit)")
+            total = res.total
+            entries.extend(res.entries[:size])
+            if len(res.entries) < size or offset + size > total:
+                break
+            offset, left = offset + size, left - size
+        return (entries if count else []), total or 0
+
+    def _paged_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """Without VLV: one RFC 2696 paged walk reading no attributes counts the matches and
+        notes the page's DNs (nothing else is held), then the page's entries are read."""
+        caps = self.directory.capabilities
+        dns: list[str] = []
+        total = 0
+        for e in self.directory.iter_search(
+            rmap.base_dn, flt, ["1.1"], scope=rmap.scope, sort=sort if caps.sort else ()
+        ):
+            total += 1
+            if start <= total < start + count:
+                dns.append(e.dn)
+        return self._read_many(rmap, dns, attrs), total
+
+    def _read_many(self, rmap: ResourceMap, dns: list[str], attrs: list[str]) -> list[Entry]:
+        dn_attr = self.mapping.dialect.dn_attribute
+        found: dict[str, Entry] = {}
+        for i in range(0, len(dns), REF_BATCH):
+            ors = "".join(f"({dn_attr}={escape_filter(d)})" for d in dns[i : i + REF_BATCH])
+            for e in self.directory.search(
+                rmap.base_dn, f"(|{ors})", attrs, scope=rmap.scope
+            ).entries:
+                found[normalize_dn(e.dn)] = e
+        return [found[k] for k in (normalize_dn(d) for d in dns) if k in found]
+
+    def reference_dn(self, targets: Sequence[str], rid: str) -> str | None:
+        """The DN of the resource with SCIM id ``rid`` among ``targets`` (filter resolver)."""
+        for name in targets:
+            rmap = self.rmap(name)
+            try:
+                flt = self.id_filter(rmap, rid)
+            except NotFound:
+                continue
+            res = self.directory.search(rmap.base_dn, flt, ["1.1"], scope=rmap.scope, size_limit=2)
+            if res.entries:
+                return res.entries[0].dn
+        return None
+
+    @property
+    def cursors(self) -> Cursors:
+        """RFC 9865 cursor signer; an unset key (a Service built without app settings, as in
+        tests and tools) falls back to the derivation from an empty configuration."""
+        return Cursors(self.cursor_key or derive_key(""))
 
     def _sort_keys(self, rmap: ResourceMap, query: ListQuery) -> tuple[SortKey, ...]:
-        reverse = query.sort_order.lower() == "descending"
-        if query.sort_by:
-            from bridge.translate.filter import sort_attribute
+        from bridge.translate.filter import sort_keys
 
-            return (SortKey(sort_attribute(rmap, query.sort_by), reverse),)
-        return (SortKey(rmap.rdn.ldap, reverse),)
+        reverse = query.sort_order.lower() == "descending"
+        return sort_keys(rmap, self.mapping, query.sort_by, reverse)
 
     # ------------------------------------------------------------------ writes
     def _body(self, body: Any) -> Mapping[str, Any]:
@@ -275,9 +473,10 @@ class Service:
         member = rmap.member_map
         if member is not None and rmap.empty_member and not attrs.get(member.ldap):
             attrs[member.ldap] = [rmap.empty_member.encode()]
+        staged.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
-            self.directory.add(dn, attrs)
+            staged.create(self, rmap, dn, attrs)
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
@@ -314,16 +513,18 @@ class Service:
         assertion = self._check_version(rmap, found.entry, if_match)
         tr.check_required(rmap, body)
         ref_dns = self._ref_dns_for(rmap, body)
-        new = tr.to_attributes(rmap, body, ref_dns)
+        new = tr.to_attributes(rmap, body, ref_dns, current=found.entry)
         changes: list[Change] = []
         for ldap_attr, maps in _writable_by_ldap(rmap).items():
             want = new.get(ldap_attr, [])
             have = list(found.entry.get(ldap_attr))
             a = maps[0]
-            if a.codec.name == "password":
+            if a.codec.write_only:
                 if want:
                     changes.append(Change("replace", ldap_attr, tuple(want)))
                 continue
+            if a.codec.keep_when_absent and not want:
+                continue  # e.g. AD's userAccountControl: a PUT without active leaves it
             if a.attr == "members":
                 changes += self._member_delta(rmap, a, have, want)
                 continue
@@ -332,8 +533,11 @@ class Service:
             if a.mutability == "immutable" and have:
                 raise Mutability(f"{a.path} is immutable")
             changes.append(Change("replace", ldap_attr, tuple(want)))
-        new_dn = self._rename_if_needed(rmap, found, body)
-        return self._apply(rmap, new_dn or found.dn, changes, base_url, assertion)
+        new_rdn = tr.rdn_value(rmap, body)
+        _attr, old_rdn, _parent = split_rdn(found.dn)
+        dn = self.write(rmap, found, changes, new_rdn if new_rdn != old_rdn else None, assertion)
+        dn = deprovision.after_update(self, rmap, dn, found.entry) or dn
+        return self._read_back(rmap, dn, base_url)
 
     def _member_delta(
         self, rmap: ResourceMap, a: AttributeMap, have: list[bytes], want: list[bytes]
@@ -380,35 +584,19 @@ class Service:
                 changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
         return changes
 
-    def _rename_if_needed(
-        self, rmap: ResourceMap, found: Found, body: Mapping[str, Any]
-    ) -> str | None:
-        new_value = tr.rdn_value(rmap, body)
-        _attr, old_value, _parent = split_rdn(found.dn)
-        if new_value == old_value:
-            return None
-        return self.rename(rmap, found.dn, new_value)
-
-    def rename(self, rmap: ResourceMap, dn: str, new_value: str) -> str:
+    def rename(
+        self, rmap: ResourceMap, dn: str, new_value: str, assertion: str | None = None
+    ) -> str:
         try:
+            if assertion:
+                return self.directory.rename(
+                    dn, rdn_of(rmap.rdn.ldap, new_value), assertion=assertion
+                )
             return self.directory.rename(dn, rdn_of(rmap.rdn.ldap, new_value))
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {new_value!r} is already in use") from None
             raise
-
-    def _apply(
-        self,
-        rmap: ResourceMap,
-        dn: str,
-        changes: list[Change],
-        base_url: str,
-        assertion: str | None,
-    ) -> dict[str, Any]:
-        if changes:
-            self.modify(dn, changes, assertion)
-        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
-        return self.render(rmap, [entry], base_url)[0]
 
     def modify(self, dn: str, changes: list[Change], assertion: str | None = None) -> None:
         """Apply changes; a retry of an add of a present value or a delete of an absent one is
@@ -444,32 +632,94 @@ class Service:
         rmap = self.rmap(name)
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
         self._check_version(rmap, found.entry, if_match)
-        try:
-            self.directory.delete(found.dn)
-        except DirectoryError as exc:
-            if exc.code == "noSuchObject":
-                raise NotFound(f"{name} {rid} not found") from None
-            raise
+        deprovision.delete(self, rmap, found)  # delete, or disable/strip groups/move: the map says
 
     def patch(
-        self, name: str, rid: str, body: Any, base_url: str, if_match: str | None = None
+        self,
+        name: str,
+        rid: str,
+        body: Any,
+        base_url: str,
+        if_match: str | None = None,
+        projection: Projection = DEFAULT,
     ) -> dict[str, Any]:
-        from bridge.translate.patch import plan_patch
+        """PATCH (RFC 7644 §3.5.2): every operation is validated and planned before anything is
+        written (translate.patch); the member list is never read."""
+        from bridge.translate.patch import plan_patch, read_attributes
 
         rmap = self.rmap(name)
         body = self._body(body)
-        read = list(
-            dict.fromkeys(
-                tr.ldap_attributes(rmap) + [a.ldap for a in rmap.attributes if a.attr != "members"]
-            )
-        )
-        found = self.find(rmap, rid, read)
+        found = self.find(rmap, rid, read_attributes(rmap))
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(self, rmap, found.entry, body, base_url)
+        dn = self.write(
+            rmap,
+            found,
+            list(plan.changes),
+            plan.new_rdn_value,
+            assertion,
+            list(plan.when_emptied) if plan.when_emptied is not None else None,
+        )
+        dn = deprovision.after_update(self, rmap, dn, found.entry) or dn
+        return self._read_back(rmap, dn, base_url, projection)
+
+    def write(
+        self,
+        rmap: ResourceMap,
+        found: Found,
+        changes: list[Change],
+        new_rdn_value: str | None,
+        assertion: str | None,
+        when_emptied: list[Change] | None = None,
+    ) -> str:
+        """One modify and, when the naming attribute changed, one rename; returns the DN.
+
+        The modify goes first, carrying the If-Match assertion (RFC 4528) so a concurrent
+        change fails it atomically; the rename follows (asserted itself when there is nothing to
+        modify).  When the rename fails (the new name is taken) the modify is undone, so a
+        request never leaves the entry half-written.  ``when_emptied`` is sent instead of
+        ``changes`` if the directory refuses to leave a groupOfNames without members."""
         dn = found.dn
-        if plan.new_rdn_value is not None:
-            dn = self.rename(rmap, dn, plan.new_rdn_value)
-        return self._apply(rmap, dn, list(plan.changes), base_url, assertion)
+        if changes:
+            changes = staged.with_password_policy(self.mapping.dialect, rmap, changes)
+            staged.check_transport(self.directory, rmap, (c.attr for c in changes))
+        if new_rdn_value is not None:
+            changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
+        if changes:
+            try:
+                self.modify(dn, changes, assertion)
+            except DirectoryError as exc:
+                if exc.code != "objectClassViolation" or when_emptied is None:
+                    raise
+                changes = when_emptied
+                self.modify(dn, changes, assertion)
+        if new_rdn_value is None:
+            return dn
+        try:
+            return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
+        except (ScimError, DirectoryError):
+            if changes:
+                self._undo(dn, changes, found.entry)
+            raise
+
+    def _undo(self, dn: str, changes: list[Change], before: Entry) -> None:
+        """Best-effort compensation of a modify whose follow-up rename failed."""
+        undo: list[Change] = []
+        for ch in changes:
+            if ch.op == "replace":
+                undo.append(Change("replace", ch.attr, tuple(before.get(ch.attr))))
+            elif ch.values:
+                undo.append(Change("delete" if ch.op == "add" else "add", ch.attr, ch.values))
+        try:
+            self.modify(dn, undo)
+        except DirectoryError:
+            log.exception("could not undo the modify of %s after a failed rename", dn)
+
+    def _read_back(
+        self, rmap: ResourceMap, dn: str, base_url: str, projection: Projection = DEFAULT
+    ) -> dict[str, Any]:
+        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap, projection))
+        return self.render(rmap, [entry], base_url, projection)[0]
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

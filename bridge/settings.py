@@ -69,6 +69,15 @@ class Settings:
     #: signs RFC 9865 cursors; must be the same on every replica (derived from the bind
     #: password and mapping path when unset, so replicas with the same config agree)
     cursor_secret: str = field(default="", repr=False)
+    #: close pooled LDAP connections idle longer than this (seconds; 0 = never)
+    idle_timeout: float = 300.0
+    #: after a directory server fails to connect, try it after the others for this long
+    server_backoff: float = 30.0
+    #: HTTPS served by the bridge itself (PEM files); with tls_client_ca, clients need a
+    #: certificate signed by that CA (mutual TLS)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -156,7 +165,20 @@ class Settings:
             bulk_max_operations=int(num("BRIDGE_BULK_MAX_OPERATIONS", 1000)),
             bulk_max_payload_bytes=int(num("BRIDGE_BULK_MAX_PAYLOAD_BYTES", 1 << 20)),
             cursor_secret=_secret(env, "BRIDGE_CURSOR_SECRET") or "",
+            idle_timeout=num("BRIDGE_LDAP_IDLE_TIMEOUT", 300.0, float),
+            server_backoff=num("BRIDGE_LDAP_SERVER_BACKOFF", 30.0, float),
+            tls_cert=env.get("BRIDGE_TLS_CERT") or None,
+            tls_key=env.get("BRIDGE_TLS_KEY") or None,
+            tls_client_ca=env.get("BRIDGE_TLS_CLIENT_CA") or None,
         )
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            problems.append(
+                Problem("BRIDGE_TLS_CERT", "BRIDGE_TLS_CERT and BRIDGE_TLS_KEY go together")
+            )
+        if settings.tls_client_ca and not settings.tls_cert:
+            problems.append(
+                Problem("BRIDGE_TLS_CLIENT_CA", "mutual TLS needs BRIDGE_TLS_CERT/KEY as well")
+            )
         if problems:
             raise ConfigError(problems, "environment")
         return settings

@@ -83,6 +83,25 @@ def slapd_server() -> Iterator[Any]:
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def samba_server() -> Iterator[Any]:
+    """One throwaway Samba AD DC per session (tests/integration/samba.py); yields SambaInfo."""
+    try:
+        from tests.integration.samba import SambaDC, free_loopback_host, require_samba
+
+        require_samba()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"Samba AD is not available: {exc}")
+    dc = SambaDC(host=os.environ.get("SCIM_BRIDGE_SAMBA_HOST") or free_loopback_host())
+    try:
+        info = dc.start()
+    except RuntimeError as exc:
+        dc.cleanup()
+        unavailable(f"Samba AD did not start: {exc}")
+    yield info
+    dc.cleanup()
+
+
 def slapd_directory(info: Any, client: str = "ldap3", **overrides: Any) -> Directory:
     from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 
@@ -113,7 +132,7 @@ def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> 
     info = request.getfixturevalue("slapd_server")
     directory = slapd_directory(info, "libldap" if request.param == "slapd-libldap" else "ldap3")
     _empty(directory, openldap_mapping)
-    yield Backend(request.param, directory, openldap_mapping, info)
+    yield Backend("slapd", directory, openldap_mapping, info)  # same server, either client
     _empty(directory, openldap_mapping)
     directory.close()
 

@@ -20,6 +20,7 @@ OID_PAGED = "1.2.840.113556.1.4.319"
 OID_SORT = "1.2.840.113556.1.4.473"
 OID_VLV = "2.16.840.1.113730.3.4.9"
 OID_ASSERTION = "1.3.6.1.1.12"
+OID_EXTENDED_DN = "1.2.840.113556.1.4.529"  # AD: DN values as <GUID=..>;<SID=..>;dn
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Entry:
 
     dn: str
     attrs: Mapping[str, Sequence[bytes]]
+    #: objectGUIDs (16 raw bytes) of DN values, keyed by normalized DN, when the directory
+    #: returned them with the values (AD's extended-DN control); empty otherwise
+    guids: Mapping[str, bytes] = field(default_factory=dict)
 
     def get(self, name: str) -> Sequence[bytes]:
         return self.attrs.get(name.lower(), ())
@@ -79,6 +83,18 @@ class Capabilities:
     controls: frozenset[str] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True)
+class PoolStats:
+    """Connection-pool gauges of a networked client (for /metrics and /readyz)."""
+
+    size: int
+    in_use: int
+    idle: int
+    #: how many times new connections went to a different server than the previous ones
+    failovers: int = 0
+    current_url: str | None = None
+
+
 class Directory(ABC):
     """One LDAP directory, as the service layer needs it.  Implementations are thread-safe."""
 
@@ -87,6 +103,13 @@ class Directory(ABC):
     @property
     @abstractmethod
     def capabilities(self) -> Capabilities: ...
+
+    @property
+    def secure(self) -> bool:
+        """True when what the bridge sends cannot be read on the way: LDAPS, StartTLS, or no
+        network at all.  Codecs marked ``secure_transport`` (AD's unicodePwd, which AD accepts
+        only over an encrypted connection) are refused when this is False."""
+        return False
 
     @abstractmethod
     def search(
@@ -137,8 +160,16 @@ class Directory(ABC):
         still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
 
     @abstractmethod
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
-        """modify_dn with deleteoldrdn; returns the new DN."""
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        """modify_dn with deleteoldrdn; returns the new DN.  With ``assertion`` only if the
+        entry still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
 
     @abstractmethod
     def delete(self, dn: str) -> None: ...
@@ -148,3 +179,7 @@ class Directory(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def pool_stats(self) -> PoolStats | None:
+        """Connection-pool gauges, for clients that keep a pool (None otherwise)."""
+        return None

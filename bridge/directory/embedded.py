@@ -127,6 +127,11 @@ class EmbeddedDirectory(Directory):
         self.fail_next: dict[str, DirectoryError] = {}  # fault injection for tests
 
     @property
+    def secure(self) -> bool:
+        """In-process: nothing crosses a network, so nothing can be read on the way."""
+        return True
+
+    @property
     def capabilities(self) -> Capabilities:
         ctrls = frozenset({OID_SORT, OID_VLV, OID_PAGED, OID_ASSERTION})
         return Capabilities(sort=True, vlv=True, paged=True, assertion=True, controls=ctrls)
@@ -285,6 +290,19 @@ class EmbeddedDirectory(Directory):
             },
         )
 
+    def restore(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+        """Insert a copy of an entry read from another directory verbatim, operational
+        attributes (entryUUID, timestamps, memberOf) included; replaces any entry at ``dn``.
+        Used by the dry-run overlay (directory/dryrun.py)."""
+        with self._lock:
+            entry: dict[str, Any] = {
+                k.lower(): [bytes(v) for v in vals] for k, vals in attributes.items() if vals
+            }
+            entry["_dn"] = dn
+            entry["_path"] = dn_path(dn)
+            entry.setdefault("entrydn", [dn.encode()])
+            self._dit[normalize_dn(dn)] = entry
+
     def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
         with self._lock:
             self._injected("modify", dn)
@@ -347,12 +365,21 @@ class EmbeddedDirectory(Directory):
         else:
             work.pop(name, None)
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
         with self._lock:
             self._injected("rename", dn)
             entry = self._get(dn)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
+            if assertion and not self._matches(entry, _parse(assertion)):
+                raise DirectoryError("assertionFailed", "", dn=dn, operation="rename")
             parent = new_superior or parent_dn(dn)
             new_dn = f"{new_rdn},{parent}" if parent else new_rdn
             new_key = normalize_dn(new_dn)
@@ -495,6 +522,12 @@ class EmbeddedDirectory(Directory):
             want = _norm_value(attr, _raw(node.assertion["value"]))
             ge = tag == MATCH_GREATER_OR_EQUAL
             return any(_ordered(_norm_value(attr, v), want, ge) for v in vals)
+        rule = str(node.assertion.get("matchingRule") or "").lower()
+        if tag == MATCH_EXTENSIBLE and rule == "caseignoreorderingmatch" and attr:
+            # an ORDERING rule in an extensible match holds when value < assertion (X.501);
+            # slapd answers string gt/lt this way (uid, cn have no ORDERING rule of their own)
+            want = _norm_value(attr, _raw(node.assertion["value"]))
+            return any(_norm_value(attr, v) < want for v in vals)
         if tag == MATCH_EXTENSIBLE:
             raise DirectoryError(
                 "inappropriateMatching",

@@ -1,16 +1,36 @@
-"""The ldap3 directory client: a bounded pool of synchronous connections.
+"""The ldap3 directory client: a bounded pool of synchronous connections with failover.
 
 ldap3's SYNC connections are not thread-safe, so each operation borrows one connection from a
-queue.  A connection that fails at the transport level is discarded and re-created on next use, so
-the bridge recovers by itself when the directory restarts.  All ldap3 exceptions and result codes
-are translated to :class:`DirectoryError` in :meth:`Ldap3Directory._run` — nowhere else.
+bounded pool (at most ``pool_size`` exist at once).  Connections and servers are managed here
+rather than by ldap3's ServerPool, which keeps a reference to every Connection ever made (a leak
+when connections are recycled for months), sleeps ``POOLING_LOOP_TIMEOUT`` (10 s) inside a
+request when every server is down, and only switches servers when a connection is opened.
+
+* Failover: ``urls`` are tried in order; a server that fails to connect is moved to the back of
+  the order for ``server_backoff`` seconds (never skipped: when all are down all are tried, so
+  the bridge recovers as soon as any comes back).  Each switch to another server is counted
+  (``failovers``) and logged.
+* Recovery: a pooled connection is checked before use and discarded when the server closed it
+  (restart, idle timeout, Notice of Disconnection: the socket is readable while no request is
+  outstanding), when it has been idle longer than ``idle_timeout`` (firewalls drop idle TCP
+  silently; AD closes idle LDAP connections after 900 s), or after a transport error.  So a
+  directory restart costs no failed request, and the bridge never needs a restart.
+* TLS: ``ldaps://`` URLs or StartTLS; the certificate chain is verified against ``ca_file``
+  (system store when unset) and the certificate must name the host (or ``tls_hostname``).
+  Turning verification off needs ``verify=False`` and is logged as a warning.
+
+All ldap3 exceptions and result codes are translated to :class:`DirectoryError` in
+:meth:`Ldap3Directory._run` and :meth:`Ldap3Directory._connect` — nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
+import re
+import select
 import ssl
 import threading
 import time
@@ -18,14 +38,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core import exceptions as lx
 from ldap3.core.results import RESULT_CODES
 
-from bridge.directory import controls
+from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
+    OID_EXTENDED_DN,
     OID_PAGED,
     OID_SORT,
     OID_VLV,
@@ -33,13 +55,14 @@ from bridge.directory.base import (
     Change,
     Directory,
     Entry,
+    PoolStats,
     Scope,
     SearchResult,
     SortKey,
     Window,
 )
-from bridge.directory.syntax import parent_dn
-from bridge.errors import DirectoryError
+from bridge.directory.syntax import normalize_dn, parent_dn
+from bridge.errors import ConfigError, DirectoryError, Problem
 
 log = logging.getLogger("bridge.ldap")
 
@@ -49,6 +72,12 @@ RESULT_CODES.setdefault(76, "virtualListViewError")
 T = TypeVar("T")
 
 _SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
+# AD's extended-DN form of a DN value: hex objectGUID, optional SID, then the DN.  Parsed only
+# in DN-valued attributes (a displayName that merely looks like this stays as it is).
+_EXTENDED = re.compile(rb"^<GUID=([0-9a-fA-F]{32})>;(?:<SID=[0-9a-fA-F]*>;)?(.*)$", re.S)
+_EXTENDED_DN_ATTRS = frozenset(
+    {"member", "memberof", "manager", "directreports", "managedby", "owner", "seealso"}
+)
 _OPS = {"add": ldap3.MODIFY_ADD, "delete": ldap3.MODIFY_DELETE, "replace": ldap3.MODIFY_REPLACE}
 
 
@@ -65,20 +94,73 @@ class ConnectionSettings:
     operation_timeout: float = 30.0
     pool_size: int = 8
     page_size: int = 500
+    #: pooled connections idle longer than this are closed instead of reused (0: never)
+    idle_timeout: float = 300.0
+    #: a server that failed to connect is tried after the others for this long
+    server_backoff: float = 30.0
+
+
+_TRANSPORT = (
+    lx.LDAPSocketOpenError,
+    lx.LDAPSocketReceiveError,
+    lx.LDAPSocketSendError,
+    lx.LDAPSessionTerminatedByServerError,
+    lx.LDAPSocketCloseError,
+    lx.LDAPCommunicationError,
+)
+
+
+@dataclass
+class _Server:
+    """One directory server and its failover state."""
+
+    url: str
+    server: ldap3.Server
+    down_until: float = 0.0
+    last_error: str = ""
 
 
 class Ldap3Directory(Directory):
     name = "ldap3"
 
     def __init__(self, settings: ConnectionSettings):
+        if not settings.urls:
+            raise ConfigError([Problem("BRIDGE_LDAP_URL", "no directory URL given")])
         self.settings = settings
-        self._pool: queue.LifoQueue[ldap3.Connection] = queue.LifoQueue()
+        self._check_tls_settings()
+        #: idle connections with the monotonic time they were returned
+        self._pool: queue.LifoQueue[tuple[ldap3.Connection, float]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(settings.pool_size)
-        self._server = self._make_server()
+        self._servers = [_Server(url, self._make_server(url)) for url in settings.urls]
+        self._state_lock = threading.Lock()
+        self._in_use = 0
+        self._failovers = 0
+        self._current: str | None = None
         self._caps: Capabilities | None = None
         self._caps_lock = threading.Lock()
 
-    # ------------------------------------------------------------------ connections
+    # ------------------------------------------------------------------ TLS
+    def _check_tls_settings(self) -> None:
+        s = self.settings
+        tls_used = s.start_tls or any(u.lower().startswith("ldaps://") for u in s.urls)
+        if s.ca_file and not os.access(s.ca_file, os.R_OK):
+            raise ConfigError([Problem("BRIDGE_LDAP_CA_FILE", f"cannot read {s.ca_file}")])
+        if tls_used and not s.verify:
+            log.warning(
+                "TLS certificate verification is OFF (BRIDGE_LDAP_TLS_VERIFY=false): the bind "
+                "password can be sent to anyone who intercepts the connection",
+                extra={"urls": list(s.urls)},
+            )
+        plain = [u for u in s.urls if not u.lower().startswith(("ldaps://", "ldapi://"))]
+        if s.bind_password and plain and not s.start_tls:
+            remote = [u for u in plain if not _loopback(u)]
+            if remote:
+                log.warning(
+                    "the bind password is sent in clear text: use ldaps:// or "
+                    "BRIDGE_LDAP_STARTTLS=true",
+                    extra={"urls": remote},
+                )
+
     def _tls(self) -> ldap3.Tls:
         s = self.settings
         valid_names = [s.tls_hostname] if s.tls_hostname else None
@@ -89,87 +171,166 @@ class Ldap3Directory(Directory):
             version=ssl.PROTOCOL_TLS_CLIENT if s.verify else None,
         )
 
-    def _make_server(self) -> ldap3.Server | ldap3.ServerPool:
-        servers = []
-        for url in self.settings.urls:
-            use_ssl = url.lower().startswith("ldaps://")
-            servers.append(
-                ldap3.Server(
-                    url,
-                    use_ssl=use_ssl,
-                    get_info=ldap3.NONE,
-                    connect_timeout=self.settings.connect_timeout,
-                    tls=self._tls() if use_ssl or self.settings.start_tls else None,
-                )
-            )
-        if len(servers) == 1:
-            return servers[0]
-        return ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=10)
+    def _make_server(self, url: str) -> ldap3.Server:
+        use_ssl = url.lower().startswith("ldaps://")
+        return ldap3.Server(
+            url,
+            use_ssl=use_ssl,
+            get_info=ldap3.NONE,
+            connect_timeout=self.settings.connect_timeout,
+            tls=self._tls() if use_ssl or self.settings.start_tls else None,
+        )
 
-    def _connect(self) -> ldap3.Connection:
+    # ------------------------------------------------------------------ connections
+    def _open(self, server: ldap3.Server) -> ldap3.Connection:
         s = self.settings
         conn = ldap3.Connection(
-            self._server,
+            server,
             user=s.bind_dn or None,
             password=s.bind_password or None,
             client_strategy=ldap3.SYNC,
             raise_exceptions=False,
             read_only=False,
-            # ldap3 packs SO_RCVTIMEO with struct 'LL': a float raises struct.error
+            # ldap3 packs it with struct "LL" (SO_RCVTIMEO): a float raises struct.error
             receive_timeout=max(1, math.ceil(s.operation_timeout)),
-            auto_range=True,
+            # Range retrieval is ours (directory/ranges.py): ldap3's loop truncates silently when
+            # a follow-up read fails.  return_empty_attributes=False: ldap3 2.9.1 raises
+            # KeyError on ";range=" answers otherwise (tests/integration/SAMBA.md).
+            auto_range=False,
             return_empty_attributes=False,
         )
-        conn.open()
-        if s.start_tls and not conn.start_tls():
-            raise DirectoryError("connectError", "StartTLS failed", operation="starttls")
-        if not conn.bind():
-            code = conn.result.get("description", "invalidCredentials")
-            raise DirectoryError(code, conn.result.get("message", ""), operation="bind")
+        try:
+            conn.open()
+            if s.start_tls and not server.ssl:
+                conn.start_tls()  # raises LDAPStartTLSError (e.g. certificate mismatch)
+                if not conn.tls_started:
+                    raise DirectoryError("connectError", "StartTLS failed", operation="starttls")
+            if not conn.bind():
+                result = conn.result or {}
+                code = result.get("description") or "invalidCredentials"
+                raise DirectoryError(code, result.get("message", ""), operation="bind")
+        except BaseException:
+            _close(conn)
+            raise
         return conn
+
+    def _connect(self) -> ldap3.Connection:
+        """Open and bind a connection to the first server that answers (see module doc)."""
+        now = time.monotonic()
+        with self._state_lock:
+            order = sorted(self._servers, key=lambda srv: srv.down_until > now)  # stable
+        errors: list[str] = []
+        for srv in order:
+            # ldap3 remembers a failed address for RESET_AVAILABILITY_TIMEOUT (5 s) and then
+            # refuses to even try it ("invalid server address"): the backoff is ours to decide
+            srv.server.reset_availability()
+            try:
+                conn = self._open(srv.server)
+            except DirectoryError as exc:
+                if not exc.transient:  # wrong credentials are wrong on every replica
+                    raise
+                reason = exc.message or exc.code
+            except Exception as exc:  # ldap3 raises socket, ssl, struct errors here too
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                self._connected(srv)
+                return conn
+            with self._state_lock:
+                srv.down_until = time.monotonic() + self.settings.server_backoff
+                srv.last_error = reason
+            errors.append(f"{srv.url}: {reason}")
+            log.warning("directory server unreachable", extra={"url": srv.url, "error": reason})
+        raise DirectoryError("connectError", "; ".join(errors), operation="connect")
+
+    def _connected(self, srv: _Server) -> None:
+        with self._state_lock:
+            srv.down_until = 0.0
+            srv.last_error = ""
+            previous, self._current = self._current, srv.url
+            if previous is None or previous == srv.url:
+                return
+            self._failovers += 1
+        log.warning("directory failover", extra={"from_url": previous, "to_url": srv.url})
+
+    def _usable(self, conn: ldap3.Connection, idle_since: float) -> bool:
+        """False when a pooled connection must not be reused (closed by the server or idle
+        too long).  After a failback, connections to the other (live) server stay in use until
+        they idle out."""
+        if conn.closed or conn.socket is None:
+            return False
+        timeout = self.settings.idle_timeout
+        if timeout and time.monotonic() - idle_since > timeout:
+            return False
+        try:  # readable with nothing outstanding = EOF or a Notice of Disconnection
+            poller = select.poll()  # not select(): it fails for descriptors >= 1024
+            poller.register(conn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
+
+    def _borrow(self) -> ldap3.Connection:
+        while True:
+            try:
+                conn, idle_since = self._pool.get_nowait()
+            except queue.Empty:
+                return self._connect()
+            if self._usable(conn, idle_since):
+                return conn
+            _close(conn)
 
     @contextmanager
     def _connection(self) -> Iterator[ldap3.Connection]:
         if not self._slots.acquire(timeout=self.settings.operation_timeout):
             raise DirectoryError("busy", "no free directory connection", operation="pool")
         conn: ldap3.Connection | None = None
+        with self._state_lock:
+            self._in_use += 1
         try:
-            try:
-                conn = self._pool.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
+            conn = self._borrow()
             yield conn
         except DirectoryError as exc:
             if exc.transient and conn is not None:
                 _close(conn)
                 conn = None
             raise
+        except BaseException:
+            if conn is not None:  # an unexpected error leaves the connection in doubt
+                _close(conn)
+                conn = None
+            raise
         finally:
             if conn is not None:
-                self._pool.put(conn)
+                self._pool.put((conn, time.monotonic()))
+            with self._state_lock:
+                self._in_use -= 1
             self._slots.release()
+
+    def pool_stats(self) -> PoolStats:
+        with self._state_lock:
+            return PoolStats(
+                size=self.settings.pool_size,
+                in_use=self._in_use,
+                idle=self._pool.qsize(),
+                failovers=self._failovers,
+                current_url=self._current,
+            )
 
     def _run(
         self, operation: str, dn: str, fn: Callable[[ldap3.Connection], T], *, retry: bool = False
     ) -> T:
         """Run ``fn`` on a pooled connection; the ONE place ldap3 errors become bridge errors.
-        Reads are retried once on a fresh connection after a transport failure (a restarted
-        directory closes every pooled connection)."""
+
+        Reads (``retry``) are retried once on a fresh connection after a transport failure.
+        Writes are not: once a request may have reached the server, re-sending it could apply
+        it twice.  Connection failures happen before anything is sent, and ``_connect`` has
+        already tried every server, so they are not retried either."""
         attempts = 2 if retry else 1
-        for attempt in range(attempts):
-            started = time.perf_counter()
+        for attempt in range(attempts):  # timing and logging: directory/instrumented.py
             try:
                 with self._connection() as conn:
                     try:
                         return fn(conn)
-                    except (
-                        lx.LDAPSocketOpenError,
-                        lx.LDAPSocketReceiveError,
-                        lx.LDAPSocketSendError,
-                        lx.LDAPSessionTerminatedByServerError,
-                        lx.LDAPSocketCloseError,
-                        lx.LDAPCommunicationError,
-                    ) as exc:
+                    except _TRANSPORT as exc:
                         raise DirectoryError(
                             "serverDown", type(exc).__name__, dn=dn, operation=operation
                         ) from None
@@ -177,17 +338,14 @@ class Ldap3Directory(Directory):
                         raise DirectoryError(
                             "timeout", "no answer in time", dn=dn, operation=operation
                         ) from None
-            except lx.LDAPException as exc:  # connect/bind failures raised by ldap3 itself
-                err = DirectoryError("connectError", type(exc).__name__, dn=dn, operation=operation)
-                if attempt + 1 < attempts:
-                    continue
-                raise err from None
+                    except lx.LDAPException as exc:
+                        raise DirectoryError(
+                            "other", type(exc).__name__, dn=dn, operation=operation
+                        ) from None
             except DirectoryError as exc:
-                if exc.transient and attempt + 1 < attempts:
+                if exc.transient and exc.operation != "connect" and attempt + 1 < attempts:
                     continue
                 raise
-            finally:
-                log.debug("ldap %s %s %.1fms", operation, dn, (time.perf_counter() - started) * 1e3)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -197,6 +355,14 @@ class Ldap3Directory(Directory):
         result = conn.result or {}
         code = result.get("description") or "other"
         raise DirectoryError(code, result.get("message", ""), dn=dn, operation=operation)
+
+    @property
+    def secure(self) -> bool:
+        """Every URL is ldaps://, or StartTLS is required on each connection."""
+        s = self.settings
+        return bool(s.urls) and (
+            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
+        )
 
     # ------------------------------------------------------------------ capabilities
     @property
@@ -236,18 +402,47 @@ class Ldap3Directory(Directory):
         )
 
     # ------------------------------------------------------------------ reads
-    @staticmethod
-    def _entries(conn: ldap3.Connection) -> list[Entry]:
+    def _entries(self, conn: ldap3.Connection) -> list[Entry]:
+        """The entries of the last search on ``conn``; ranged attributes (AD's
+        ``member;range=0-1499``) are read to the end on the same connection."""
+        items = [i for i in conn.response or [] if i.get("type") == "searchResEntry"]
         out = []
-        for item in conn.response or []:
-            if item.get("type") != "searchResEntry":
-                continue
-            attrs: dict[str, list[bytes]] = {}
-            for name, vals in item.get("raw_attributes", {}).items():
-                key = name.split(";", 1)[0].lower()  # "member;range=0-*" after auto_range
-                attrs.setdefault(key, []).extend(vals)
-            out.append(Entry(item["dn"], attrs))
+        for item in items:
+            raw = item.get("raw_attributes", {})
+            dn = _plain_dn(item["dn"])
+            if any(";range=" in name.lower() for name in raw):
+                attrs = ranges.complete_ranges(
+                    dn, raw, lambda dn, attr: self._read_range(conn, dn, attr)
+                )
+            else:
+                attrs = {}
+                for name, vals in raw.items():
+                    attrs.setdefault(name.lower(), []).extend(vals)
+            guids: dict[str, bytes] = {}
+            for name in _EXTENDED_DN_ATTRS.intersection(attrs):
+                attrs[name] = [_split_extended(v, guids) for v in attrs[name]]
+            out.append(Entry(dn, attrs, guids))
         return out
+
+    def _read_controls(self, extra: list[Any] | None = None) -> list[Any] | None:
+        """Controls for a read: AD's extended-DN control when the server has it, so member and
+        memberOf values carry their objectGUIDs (no lookup per member for a large group)."""
+        out = list(extra or [])
+        if OID_EXTENDED_DN in self.capabilities.controls:
+            out.append((OID_EXTENDED_DN, False, None))
+        return out or None
+
+    def _read_range(self, conn: ldap3.Connection, dn: str, attr: str) -> dict[str, list[bytes]]:
+        ok = conn.search(
+            dn, "(objectClass=*)", ldap3.BASE, attributes=[attr], controls=self._read_controls()
+        )
+        self._check(conn, ok or conn.result.get("result") == 0, "search", dn)
+        for item in conn.response or []:
+            if item.get("type") == "searchResEntry":
+                return dict(item.get("raw_attributes", {}))
+        raise DirectoryError(
+            "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
+        )
 
     def search(
         self,
@@ -261,6 +456,7 @@ class Ldap3Directory(Directory):
         window: Window | None = None,
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
+        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
         if window is not None:
             return self._run(
                 "search",
@@ -271,7 +467,7 @@ class Ldap3Directory(Directory):
         if scope == "base" or size_limit:
 
             def once(conn: ldap3.Connection) -> SearchResult:
-                ctrls = [controls.sort_control(sort)] if sort else None
+                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
                 ok = conn.search(
                     base,
                     filter,
@@ -302,12 +498,13 @@ class Ldap3Directory(Directory):
         to it); each page is fetched in order (ldap3's paged_search helper reverses pages)."""
         attrs = list(attributes) or ["1.1"]
         size = page_size or self.settings.page_size
+        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
 
         def walk(conn: ldap3.Connection) -> list[Entry]:
             out: list[Entry] = []
             cookie: bytes | None = None
             while True:
-                ctrls = [controls.sort_control(sort)] if sort else None
+                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
                 ok = conn.search(
                     base,
                     filter,
@@ -318,13 +515,13 @@ class Ldap3Directory(Directory):
                     controls=ctrls,
                 )
                 self._check(conn, ok or conn.result.get("result") == 0, "search", base)
-                out.extend(self._entries(conn))
                 cookie = (
                     conn.result.get("controls", {})
                     .get(OID_PAGED, {})
                     .get("value", {})
                     .get("cookie")
                 )
+                out.extend(self._entries(conn))  # may read ranges: after taking the cookie
                 if not cookie:
                     return out
 
@@ -340,10 +537,12 @@ class Ldap3Directory(Directory):
         sort: Sequence[SortKey],
         window: Window,
     ) -> SearchResult:
-        ctrls = [
-            controls.sort_control(sort or (SortKey("cn"),)),
-            controls.vlv_control(window.offset, window.count),
-        ]
+        ctrls = self._read_controls(
+            [
+                controls.sort_control(sort or (SortKey("cn"),)),
+                controls.vlv_control(window.offset, window.count),
+            ]
+        )
         ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
         response = controls.vlv_response(conn.result.get("controls", {}))
         if conn.result.get("result") == 76 and response is not None:
@@ -351,7 +550,7 @@ class Ldap3Directory(Directory):
             return SearchResult([], response[1])
         self._check(conn, ok or conn.result.get("result") == 0, "search", base)
         total = controls.vlv_total(conn.result.get("controls", {}))
-        return SearchResult(self._entries(conn), total)
+        return SearchResult(self._entries(conn), total)  # total first: ranges reuse conn
 
     # ------------------------------------------------------------------ writes
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
@@ -369,9 +568,20 @@ class Ldap3Directory(Directory):
             "modify", dn, lambda c: self._check(c, c.modify(dn, spec, controls=ctrls), "modify", dn)
         )
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        ctrls = [controls.assertion_control(assertion)] if assertion else None
+
         def fn(c: ldap3.Connection) -> str:
-            ok = c.modify_dn(dn, new_rdn, delete_old_dn=True, new_superior=new_superior)
+            ok = c.modify_dn(
+                dn, new_rdn, delete_old_dn=True, new_superior=new_superior, controls=ctrls
+            )
             self._check(c, ok, "rename", dn)
             return _child(new_rdn, new_superior or parent_dn(dn))
 
@@ -383,9 +593,25 @@ class Ldap3Directory(Directory):
     def close(self) -> None:
         while True:
             try:
-                _close(self._pool.get_nowait())
+                conn, _ = self._pool.get_nowait()
             except queue.Empty:
                 return
+            _close(conn)
+
+
+def _plain_dn(dn: str) -> str:
+    m = _EXTENDED.match(dn.encode("utf-8"))
+    return m.group(2).decode("utf-8") if m else dn
+
+
+def _split_extended(value: bytes, guids: dict[str, bytes]) -> bytes:
+    """``<GUID=hex>;<SID=hex>;dn`` -> ``dn``, recording the GUID (the hex of its raw bytes)."""
+    m = _EXTENDED.match(value)
+    if m is None:
+        return value
+    dn = m.group(2)
+    guids[normalize_dn(dn.decode("utf-8", "replace"))] = bytes.fromhex(m.group(1).decode())
+    return dn
 
 
 def _child(rdn: str, parent: str) -> str:
@@ -395,3 +621,8 @@ def _child(rdn: str, parent: str) -> str:
 def _close(conn: ldap3.Connection) -> None:
     with suppress(Exception):
         conn.unbind()
+
+
+def _loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")

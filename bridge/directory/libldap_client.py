@@ -10,7 +10,7 @@ happen in C with the GIL released, where ldap3 spends about a millisecond of Pyt
   at the transport level is discarded and replaced on next use, so the bridge recovers by itself
   when the directory restarts; reads are retried once on a fresh connection.
 * Failover: URLs are tried in order; one that fails to connect is skipped for
-  :data:`DEAD_SECONDS` (as ldap3's ``ServerPool(FIRST, exhaust=10)``).
+  ``server_backoff`` seconds, as the ldap3 client does.
 * Timeouts: ``OPT_NETWORK_TIMEOUT`` bounds the TCP connect, every result wait is bounded by the
   operation timeout (the connection is then discarded: its state is unknown).
 * TLS: ``ldaps://`` or StartTLS, per-connection context (``OPT_X_TLS_NEWCTX``) with the CA file
@@ -40,9 +40,10 @@ from ldap.controls import RequestControl, ResponseControl
 from ldap.controls.libldap import AssertionControl, SimplePagedResultsControl
 from ldap.ldapobject import SimpleLDAPObject
 
-from bridge.directory import controls
+from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
+    OID_EXTENDED_DN,
     OID_PAGED,
     OID_SORT,
     OID_VLV,
@@ -50,21 +51,24 @@ from bridge.directory.base import (
     Change,
     Directory,
     Entry,
+    PoolStats,
     Scope,
     SearchResult,
     SortKey,
     Window,
 )
-from bridge.directory.ldap3_client import ConnectionSettings
+from bridge.directory.ldap3_client import (
+    _EXTENDED_DN_ATTRS,
+    ConnectionSettings,
+    _plain_dn,
+    _split_extended,
+)
 from bridge.directory.results import result_name
 from bridge.directory.syntax import parent_dn
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
 T = TypeVar("T")
-
-#: seconds a URL that failed to connect is skipped while another one answers
-DEAD_SECONDS = 10.0
 
 _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
 _OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
@@ -127,7 +131,7 @@ class LibldapDirectory(Directory):
                     )
                 if not err.transient:
                     raise err from None  # wrong password, TLS required, ...: same on every server
-                self._dead[url] = time.monotonic() + DEAD_SECONDS
+                self._dead[url] = time.monotonic() + self.settings.server_backoff
                 log.warning("ldap connect to %s failed: %s", url, err.code)
                 last = err
                 continue
@@ -203,6 +207,27 @@ class LibldapDirectory(Directory):
                 raise
         raise AssertionError("unreachable")
 
+    def pool_stats(self) -> PoolStats:
+        idle = self._pool.qsize()
+        busy = self.settings.pool_size - self._slots._value
+        return PoolStats(size=self.settings.pool_size, in_use=busy, idle=idle)
+
+    @property
+    def secure(self) -> bool:
+        """Every URL is ldaps://, or StartTLS is required on each connection."""
+        s = self.settings
+        return bool(s.urls) and (
+            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
+        )
+
+    def _read_controls(self, extra: list[RequestControl] | None = None) -> list[RequestControl]:
+        """Controls for a read: AD's extended-DN control when the server has it, so DN values
+        carry their objectGUIDs (as the ldap3 client asks)."""
+        out = list(extra or [])
+        if OID_EXTENDED_DN in self.capabilities.controls:
+            out.append(RequestControl(OID_EXTENDED_DN, False, None))
+        return out
+
     # ------------------------------------------------------------------ capabilities
     @property
     def capabilities(self) -> Capabilities:
@@ -277,48 +302,38 @@ class LibldapDirectory(Directory):
     def _entries(
         self, conn: SimpleLDAPObject, found: list[tuple[str, dict[str, list[bytes]]]]
     ) -> list[Entry]:
+        """Entries with lower-cased keys; ranged attributes (AD's ``member;range=0-1499``) read
+        to the end on the same connection (:mod:`ranges`, shared with the ldap3 client); AD's
+        extended-DN values split into DN + objectGUID (as the ldap3 client does)."""
         out = []
         for dn, attrs in found:
-            entry: dict[str, list[bytes]] = {}
-            for name, vals in attrs.items():
-                if ";" not in name:
+            dn = _plain_dn(dn) if dn.startswith("<") else dn
+            if any(";range=" in name.lower() for name in attrs):
+                entry = ranges.complete_ranges(
+                    dn, attrs, lambda dn, attr: self._read_range(conn, dn, attr)
+                )
+            else:
+                entry = {}
+                for name, vals in attrs.items():
                     key = name.lower()
-                else:  # attribute options: "member;range=0-1499", "userCertificate;binary"
-                    base, _, options = name.partition(";")
-                    key = base.lower()
-                    vals = vals + self._rest_of_range(conn, dn, base, options)
-                if key in entry:
-                    entry[key] = entry[key] + vals
-                else:
-                    entry[key] = vals
-            out.append(Entry(dn, entry))
+                    entry[key] = entry[key] + vals if key in entry else vals
+            guids: dict[str, bytes] = {}
+            for name in _EXTENDED_DN_ATTRS.intersection(entry):
+                vals = entry[name]
+                if vals and vals[0][:6] == b"<GUID=":
+                    entry[name] = [_split_extended(v, guids) for v in vals]
+            out.append(Entry(dn, entry, guids))
         return out
 
-    def _rest_of_range(
-        self, conn: SimpleLDAPObject, dn: str, attr: str, options: str
-    ) -> list[bytes]:
-        """Active Directory range retrieval (MS-ADTS §3.1.1.3.1.3.3): a value set larger than
-        MaxValRange comes back as ``attr;range=0-1499``; ask for the next range until the server
-        marks the last one with ``*``."""
-        out: list[bytes] = []
-        while True:
-            rng = next((o[6:] for o in options.split(";") if o.lower().startswith("range=")), None)
-            if rng is None or rng.endswith("-*"):
-                return out
-            high = int(rng.partition("-")[2])
-            found, _ = self._search(
-                conn, dn, "base", "(objectClass=*)", [f"{attr};range={high + 1}-*"]
+    def _read_range(self, conn: SimpleLDAPObject, dn: str, attr: str) -> dict[str, list[bytes]]:
+        found, _ = self._search(
+            conn, dn, "base", "(objectClass=*)", [attr], self._read_controls() or None
+        )
+        if not found:
+            raise DirectoryError(
+                "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
             )
-            if not found:
-                return out
-            options = ""
-            for name, vals in found[0][1].items():
-                base, _, opts = name.partition(";")
-                if base.lower() == attr.lower():
-                    out.extend(vals)
-                    options = opts
-            if not options:
-                return out
+        return found[0][1]
 
     def search(
         self,
@@ -350,7 +365,7 @@ class LibldapDirectory(Directory):
         if scope == "base" or size_limit:
 
             def once(conn: SimpleLDAPObject) -> SearchResult:
-                ctrls = [_sort(sort)] if sort else None
+                ctrls = self._read_controls([_sort(sort)] if sort else None) or None
                 found, _ = self._search(conn, base, scope, filter, attrs, ctrls, size_limit)
                 return SearchResult(self._entries(conn, found))
 
@@ -375,9 +390,7 @@ class LibldapDirectory(Directory):
             out: list[Entry] = []
             paged = SimplePagedResultsControl(True, size=size, cookie=b"")
             while True:
-                ctrls: list[RequestControl] = [paged]
-                if sort:
-                    ctrls.append(_sort(sort))
+                ctrls = self._read_controls([paged, _sort(sort)] if sort else [paged])
                 found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
                 out.extend(self._entries(conn, found))
                 cookie = next(
@@ -406,7 +419,9 @@ class LibldapDirectory(Directory):
         set for it (and costs the connection, see :meth:`_vlv`); a plain search bounded to two
         entries answers the same question exactly: zero or one match needs no sorting, and the
         window holds that entry only if it starts at 1.  None means "more than one match"."""
-        found, _ = self._search(conn, base, scope, filter, attrs, None, size_limit=2)
+        found, _ = self._search(
+            conn, base, scope, filter, attrs, self._read_controls() or None, size_limit=2
+        )
         if len(found) > 1:
             return None
         entries = self._entries(conn, found) if window.offset <= 1 else []
@@ -422,10 +437,12 @@ class LibldapDirectory(Directory):
         sort: Sequence[SortKey],
         window: Window,
     ) -> SearchResult:
-        ctrls = [
-            _sort(sort or (SortKey("cn"),)),
-            RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
-        ]
+        ctrls = self._read_controls(
+            [
+                _sort(sort or (SortKey("cn"),)),
+                RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
+            ]
+        )
         # OpenLDAP's sssvlv keeps every VLV result set (the whole sorted list) as a session of
         # the connection until it is closed; a pooled connection would pile them up until slapd
         # answers busy ("Other sort requests already in progress").  Sending the context ID
@@ -463,9 +480,18 @@ class LibldapDirectory(Directory):
         ctrls = [AssertionControl(True, assertion)] if assertion else None
         self._run("modify", dn, lambda c: self._wait(c, c.modify_ext(dn, modlist, ctrls)))
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        ctrls = [AssertionControl(True, assertion)] if assertion else None
+
         def fn(c: SimpleLDAPObject) -> str:
-            self._wait(c, c.rename(dn, new_rdn, new_superior, 1))
+            self._wait(c, c.rename(dn, new_rdn, new_superior, 1, ctrls))
             parent = new_superior or parent_dn(dn)
             return f"{new_rdn},{parent}" if parent else new_rdn
 

@@ -180,7 +180,14 @@ def _put(target: dict[str, Any], a: AttributeMap, values: list[Any]) -> None:
     if parent.multi_valued:
         items = target.setdefault(parent.name, [])
         for i, v in enumerate(values):
-            item: dict[str, Any] = {a.sub or "value": v}
+            sub = a.sub or "value"
+            if sub != "value" and a.type_value:
+                # addresses[type eq "work"].streetAddress / .locality / ... form ONE element
+                same = [e for e in items if e.get("type") == a.type_value and sub not in e]
+                if same:
+                    same[0][sub] = v
+                    continue
+            item: dict[str, Any] = {sub: v}
             if a.type_value:
                 item["type"] = a.type_value
             if a.primary and i == 0:
@@ -297,8 +304,10 @@ def to_attributes(
     ref_dns: Mapping[str, str],
     *,
     writable_only: bool = True,
+    current: Entry | None = None,
 ) -> dict[str, list[bytes]]:
-    """All mapped LDAP attributes for a full resource (create / PUT)."""
+    """All mapped LDAP attributes for a full resource (create / PUT).  ``current`` is the entry
+    a PUT replaces: codecs such as ``ad-enabled`` keep the parts of a value they do not own."""
     out: dict[str, list[bytes]] = {}
     for a in rmap.attributes:
         if writable_only and not a.writable:
@@ -311,7 +320,7 @@ def to_attributes(
                 break
         if a.codec.absent is not None and not values:
             continue
-        encoded = encode(a, values, ref_dns)
+        encoded = encode(a, values, ref_dns, list(current.get(a.ldap)) if current else None)
         if encoded:
             out.setdefault(a.ldap, [])
             out[a.ldap] += [e for e in encoded if e not in out[a.ldap]]

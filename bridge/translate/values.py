@@ -31,6 +31,13 @@ class Codec:
     ordered = True
     #: values are binary on the wire (filters need byte escaping)
     binary = False
+    #: never read back (passwords): a PUT writes it when given and never compares it
+    write_only = False
+    #: the directory accepts the value only over an encrypted connection (AD unicodePwd)
+    secure_transport = False
+    #: the LDAP attribute cannot be removed (AD userAccountControl): a PUT without the SCIM
+    #: attribute leaves it unchanged instead of clearing it
+    keep_when_absent = False
 
     def decode(self, raw: bytes) -> object:
         return raw.decode("utf-8")
@@ -216,6 +223,7 @@ class PasswordCodec(Codec):
 
     name = "password"
     ordered = False
+    write_only = True
 
     def decode_all(self, values: list[bytes]) -> list[object]:
         return []
@@ -232,6 +240,139 @@ class ReferenceCodec(Codec):
     ordered = False
 
 
+# ---------------------------------------------------------------------------- Active Directory
+#: userAccountControl flags (MS-ADTS §2.2.16)
+UF_ACCOUNTDISABLE = 0x0002
+UF_PASSWD_NOTREQD = 0x0020
+UF_NORMAL_ACCOUNT = 0x0200
+#: LDAP_MATCHING_RULE_BIT_AND (MS-ADTS §3.1.1.3.4.4.1)
+BIT_AND = "1.2.840.113556.1.4.803"
+
+
+class AdEnabledCodec(Codec):
+    """SCIM ``active`` <-> bit 0x2 (ACCOUNTDISABLE) of AD's ``userAccountControl``.
+
+    Every other bit (DONT_EXPIRE_PASSWORD, SMARTCARD_REQUIRED, ...) belongs to the directory's
+    administrators and is preserved: ``encode`` needs the current value.  Without one (a new
+    account) it starts from NORMAL_ACCOUNT (512), so a created account does not inherit the
+    PASSWD_NOTREQD bit of AD's placeholder value 546."""
+
+    name = "ad-enabled"
+    scim_type = "boolean"
+    ordered = False
+    keep_when_absent = True
+
+    def decode(self, raw: bytes) -> object:
+        try:
+            return not int(raw) & UF_ACCOUNTDISABLE
+        except ValueError:
+            return False
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if value is None:
+            return []
+        enabled = parse_bool(value)
+        flags = UF_NORMAL_ACCOUNT
+        if current and current[0].strip().lstrip(b"-").isdigit():
+            flags = int(current[0])
+        flags = flags & ~UF_ACCOUNTDISABLE if enabled else flags | UF_ACCOUNTDISABLE
+        return [str(flags).encode()]
+
+    def filter_for(self, ldap: str, op: str, value: object) -> str | None:
+        """``active eq true`` -> ``(!(userAccountControl:1.2.840.113556.1.4.803:=2))``."""
+        disabled = f"({ldap}:{BIT_AND}:={UF_ACCOUNTDISABLE})"
+        if op == "pr":
+            return f"({ldap}=*)"
+        if op in ("eq", "ne"):
+            want_enabled = parse_bool(value) == (op == "eq")
+            return f"(!{disabled})" if want_enabled else disabled
+        raise InvalidFilter(f"operator '{op}' is not supported on a boolean attribute")
+
+
+class AdPasswordCodec(PasswordCodec):
+    """Password -> AD ``unicodePwd``: the password in double quotes, UTF-16LE (MS-ADTS
+    §3.1.1.3.1.5.1).  AD accepts it only over an encrypted connection, so the bridge refuses to
+    send it over plain LDAP (``secure_transport``) instead of letting AD answer with a cryptic
+    unwillingToPerform."""
+
+    name = "ad-password"
+    binary = True
+    secure_transport = True
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if value is None or value == "":
+            return []
+        if not isinstance(value, str):
+            raise InvalidValue(f"expected a string password, got {type(value).__name__}")
+        return [f'"{value}"'.encode("utf-16-le")]
+
+
+#: characters AD refuses in sAMAccountName (MS-ADTS §3.1.1.5.2.5 / "Naming conventions")
+AD_ACCOUNT_NAME_FORBIDDEN = '"/\\[]:;|=,+*?<>@'
+
+
+class AdAccountNameCodec(Codec):
+    """sAMAccountName ("pre-Windows 2000 logon name"), checked before AD sees it so the client
+    gets a 400 that says why: at most 20 characters for users (256 for groups), none of
+    ``"/\\[]:;|=,+*?<>@`` or control characters, not ending in a period.
+
+    Filters are not validated: Entra and Okta probe ``userName eq "user@example.com"`` before a
+    create, and a name AD would refuse simply matches nobody."""
+
+    def __init__(self, name: str, max_length: int, what: str):
+        self.name = name
+        self.max_length = max_length
+        self.what = what
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        out = super().encode(value, current)
+        if not out:
+            return out
+        text = out[0].decode("utf-8")
+        bad = sorted({c for c in text if c in AD_ACCOUNT_NAME_FORBIDDEN or ord(c) < 0x20})
+        if bad:
+            shown = " ".join(c if ord(c) >= 0x20 else f"U+{ord(c):04X}" for c in bad)
+            raise InvalidValue(
+                f"{text!r} cannot be an Active Directory sAMAccountName: it contains {shown} "
+                f'(AD forbids " / \\ [ ] : ; | = , + * ? < > @ and control characters; map '
+                "userName to userPrincipalName to use e-mail style names)"
+            )
+        if len(text) > self.max_length:
+            raise InvalidValue(
+                f"{text!r} is {len(text)} characters long; Active Directory allows at most "
+                f"{self.max_length} in the sAMAccountName of {self.what}"
+            )
+        if text.endswith(".") or text.strip() == "":
+            raise InvalidValue(
+                f"{text!r} cannot be an Active Directory sAMAccountName: it must not be blank "
+                "or end with a period"
+            )
+        return out
+
+    def assertion(self, value: object) -> str | bytes:
+        return StringCodec().assertion(value)
+
+
+class AdSafeNameCodec(Codec):
+    """A sAMAccountName *derived* from a free-form name (a group's displayName): characters AD
+    forbids become ``_``, trailing periods and spaces go, and it is cut to 256 characters.
+    Used for ``derived:`` attributes, never for values a client reads back."""
+
+    name = "ad-safe-name"
+    MAX = 256
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        out = super().encode(value, current)
+        if not out:
+            return out
+        text = "".join(
+            "_" if c in AD_ACCOUNT_NAME_FORBIDDEN or ord(c) < 0x20 else c
+            for c in out[0].decode("utf-8")
+        )
+        text = text[: self.MAX].rstrip(". ") or "_"
+        return [text.encode("utf-8")]
+
+
 CODECS: dict[str, Codec] = {
     c.name: c
     for c in (
@@ -244,6 +385,11 @@ CODECS: dict[str, Codec] = {
         PpolicyLockCodec(),
         PasswordCodec(),
         ReferenceCodec(),
+        AdEnabledCodec(),
+        AdPasswordCodec(),
+        AdAccountNameCodec("ad-samaccountname", 20, "a user"),
+        AdAccountNameCodec("ad-group-samaccountname", 256, "a group"),
+        AdSafeNameCodec(),
     )
 }
 

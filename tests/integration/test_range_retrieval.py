@@ -109,7 +109,10 @@ def test_windows_style_slices_are_followed_to_the_end() -> None:
 
     values = [f"CN=u{i},DC=x".encode() for i in range(8)]
     conn = _WindowsLikeConnection(values)
+    from bridge.directory.base import Capabilities
+
     d = LibldapDirectory(ConnectionSettings(urls=("ldap://127.0.0.1:1",)))
+    d._caps = Capabilities()  # no server here: nothing to discover
     first = conn.search_ext("CN=g,DC=x", 0, "(objectClass=*)", ["member"])
     assert first == 1
     entries = d._entries(conn, conn.result3()[1])  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ RFC_EXAMPLES = [
     'userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")',
     'userType eq "Employee" and (emails.type eq "work")',
     'userType eq "Employee" and emails[type eq "work" and value co "@example.com"]',
-    'emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]',  # noqa: E501
+    'emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]',
 ]
 
 REAL_IDP_FILTERS = [

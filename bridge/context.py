@@ -1,0 +1,53 @@
+"""Per-request context carried across the threadpool hop (contextvars are copied into
+``run_in_threadpool``): the request id, for log lines, and the write collector, for the audit
+record.  Pure: no HTTP, no LDAP."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+@dataclass(frozen=True)
+class LdapOp:
+    """One LDAP write as the audit log shows it: attribute NAMES only, never values."""
+
+    op: str  # add | modify | rename | delete
+    dn: str
+    attributes: tuple[str, ...] = ()
+    result: str = "success"
+    new_rdn: str | None = None
+    planned: bool = False  # dry-run: planned, not applied
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"op": self.op, "dn": self.dn, "result": self.result}
+        if self.attributes:
+            out["attributes"] = list(self.attributes)
+        if self.new_rdn is not None:
+            out["new_rdn"] = self.new_rdn
+        if self.planned:
+            out["planned"] = True
+        return out
+
+
+@dataclass
+class WriteLog:
+    """The LDAP writes one request performed (appended from worker threads)."""
+
+    ops: list[LdapOp] = field(default_factory=list)
+
+
+write_log: ContextVar[WriteLog | None] = ContextVar("write_log", default=None)
+
+
+def record(op: LdapOp) -> None:
+    """Note an LDAP write for the current request's audit record (no-op outside a request)."""
+    current = write_log.get()
+    if current is not None:
+        current.ops.append(op)
+
+
+def current_request_id() -> str | None:
+    return request_id.get()

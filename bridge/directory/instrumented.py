@@ -1,0 +1,221 @@
+"""A Directory decorator that measures and records every operation, at the one seam.
+
+Counts and times each LDAP operation by type and result code (Prometheus), writes one log line
+per operation carrying the request id, and notes each write (DN and attribute NAMES, never
+values) for the request's audit record.  Wrapping at the seam instruments every client (ldap3,
+embedded, python-ldap) the same way without touching any of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from bridge import context, metrics
+from bridge.directory.base import (
+    Capabilities,
+    Change,
+    Directory,
+    Entry,
+    PoolStats,
+    Scope,
+    SearchResult,
+    SortKey,
+    Window,
+)
+from bridge.errors import DirectoryError
+
+log = logging.getLogger("bridge.ldap")
+T = TypeVar("T")
+
+
+@functools.cache
+def _counter(operation: str, result: str) -> Any:
+    """The labelled child, looked up once (labels() costs more than the increment)."""
+    return metrics.LDAP_OPERATIONS.labels(operation, result)
+
+
+@functools.cache
+def _histogram(operation: str) -> Any:
+    return metrics.LDAP_LATENCY.labels(operation)
+
+
+class InstrumentedDirectory(Directory):
+    def __init__(self, inner: Directory):
+        self.inner = inner
+        self.name = inner.name
+        metrics.watch_pool(inner)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    @property
+    def secure(self) -> bool:
+        return self.inner.secure
+
+    def _measure(
+        self,
+        operation: str,
+        dn: str,
+        fn: Callable[[], T],
+        *,
+        write: context.LdapOp | None = None,
+    ) -> T:
+        started = time.perf_counter()
+        result = "success"
+        try:
+            return fn()
+        except DirectoryError as exc:
+            result = exc.code
+            raise
+        except Exception:
+            result = "error"
+            raise
+        finally:
+            self._done(operation, dn, result, time.perf_counter() - started, write)
+
+    def _done(
+        self,
+        operation: str,
+        dn: str,
+        result: str,
+        seconds: float,
+        write: context.LdapOp | None,
+    ) -> None:
+        _counter(operation, result).inc()
+        _histogram(operation).observe(seconds)
+        if write is not None:
+            context.record(
+                context.LdapOp(write.op, write.dn, write.attributes, result, write.new_rdn)
+            )
+        if result != "success":
+            level = logging.WARNING
+        else:
+            level = logging.INFO if write is not None else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return
+        extra: dict[str, object] = {
+            "request_id": context.current_request_id(),
+            "operation": operation,
+            "dn": dn,
+            "result": result,
+            "duration_ms": round(seconds * 1e3, 2),
+        }
+        if write is not None:
+            extra["attributes"] = list(write.attributes)
+        log.log(level, "ldap %s %s", operation, result, extra=extra)
+
+    # ------------------------------------------------------------------ reads
+    def search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        size_limit: int = 0,
+        sort: Sequence[SortKey] = (),
+        window: Window | None = None,
+    ) -> SearchResult:
+        return self._measure(
+            "search",
+            base,
+            lambda: self.inner.search(
+                base,
+                filter,
+                attributes,
+                scope=scope,
+                size_limit=size_limit,
+                sort=sort,
+                window=window,
+            ),
+        )
+
+    def iter_search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        page_size: int = 500,
+        sort: Sequence[SortKey] = (),
+    ) -> Iterator[Entry]:
+        started = time.perf_counter()
+        result = "success"
+        try:
+            yield from self.inner.iter_search(
+                base, filter, attributes, scope=scope, page_size=page_size, sort=sort
+            )
+        except DirectoryError as exc:
+            result = exc.code
+            raise
+        except GeneratorExit:
+            result = "success"  # the caller stopped reading early
+            raise
+        except Exception:
+            result = "error"
+            raise
+        finally:
+            self._done("search", base, result, time.perf_counter() - started, None)
+
+    def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
+        return self._measure("read", dn, lambda: self.inner.read(dn, attributes))
+
+    # ------------------------------------------------------------------ writes
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+        names = tuple(k for k, v in attributes.items() if v)
+        self._measure(
+            "add",
+            dn,
+            lambda: self.inner.add(dn, attributes),
+            write=context.LdapOp("add", dn, names),
+        )
+
+    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+        names = tuple(dict.fromkeys(c.attr for c in changes))
+        self._measure(
+            "modify",
+            dn,
+            lambda: self.inner.modify(dn, changes, assertion=assertion),
+            write=context.LdapOp("modify", dn, names),
+        )
+
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        op = context.LdapOp("rename", dn, new_rdn=new_rdn)
+        return self._measure(
+            "rename",
+            dn,
+            lambda: self.inner.rename(dn, new_rdn, new_superior, assertion=assertion),
+            write=op,
+        )
+
+    def delete(self, dn: str) -> None:
+        self._measure(
+            "delete", dn, lambda: self.inner.delete(dn), write=context.LdapOp("delete", dn)
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def check(self) -> None:
+        self._measure("check", "", self.inner.check)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def pool_stats(self) -> PoolStats | None:
+        return self.inner.pool_stats()
+
+    def __getattr__(self, name: str) -> object:
+        # client-specific extras (e.g. the embedded directory's seed/fail_next) stay reachable
+        return getattr(self.inner, name)
