@@ -221,27 +221,12 @@ def start_bridge(
         "BRIDGE_LOG_LEVEL": "WARNING",
         "BRIDGE_LDAP_POOL_SIZE": "16",
     }
-    try:
-        import bridge.asgi  # noqa: F401
-
-        target = "bridge.asgi:app"
-    except ImportError:
-        target = "bench.asgi:app"
+    # the production entry point: the app factory `serve --workers N` uses (bridge/asgi.py)
     cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+        sys.executable, "-m", "uvicorn", "--factory", "bridge.asgi:app",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
     import urllib.request
 
