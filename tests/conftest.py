@@ -102,12 +102,17 @@ def samba_server() -> Iterator[Any]:
     dc.cleanup()
 
 
-def slapd_directory(info: Any, **overrides: Any) -> Directory:
+def slapd_directory(info: Any, client: str = "ldap3", **overrides: Any) -> Directory:
     from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 
-    settings = ConnectionSettings(
-        urls=(info.url,), bind_dn=info.bind_dn, bind_password=info.bind_password, **overrides
-    )
+    base = {"urls": (info.url,), "bind_dn": info.bind_dn, "bind_password": info.bind_password}
+    settings = ConnectionSettings(**{**base, **overrides})
+    if client == "libldap":
+        try:
+            from bridge.directory.libldap_client import LibldapDirectory
+        except ImportError as exc:
+            unavailable(f"python-ldap is not installed: {exc}")
+        return LibldapDirectory(settings)
     return Ldap3Directory(settings)
 
 
@@ -117,7 +122,7 @@ def _empty(directory: Directory, mapping: MappingConfig) -> None:
             directory.delete(e.dn)
 
 
-@pytest.fixture(params=["embedded", "slapd"])
+@pytest.fixture(params=["embedded", "slapd", "slapd-libldap"])
 def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> Iterator[Backend]:
     if request.param == "embedded":
         directory = EmbeddedDirectory()
@@ -125,9 +130,9 @@ def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> 
         yield Backend("embedded", directory, openldap_mapping)
         return
     info = request.getfixturevalue("slapd_server")
-    directory = slapd_directory(info)
+    directory = slapd_directory(info, "libldap" if request.param == "slapd-libldap" else "ldap3")
     _empty(directory, openldap_mapping)
-    yield Backend("slapd", directory, openldap_mapping, info)
+    yield Backend("slapd", directory, openldap_mapping, info)  # same server, either client
     _empty(directory, openldap_mapping)
     directory.close()
 

@@ -1,9 +1,13 @@
 """BER encoders for the request controls ldap3 has no helper for: server-side sort (RFC 2891),
-virtual list view (draft-ietf-ldapext-ldapv3-vlv-09) and assertion (RFC 4528)."""
+virtual list view (draft-ietf-ldapext-ldapv3-vlv-09) and assertion (RFC 4528).
+
+The ``*_value`` functions return the bare BER control values, so the python-ldap client wraps
+the very same bytes; the ``*_control`` functions wrap them for ldap3."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from ldap3.operation.search import compile_filter, parse_filter
@@ -79,7 +83,8 @@ class _VlvResponse(univ.Sequence):
     )
 
 
-def sort_control(keys: Sequence[SortKey], critical: bool = True) -> Any:
+@lru_cache(maxsize=256)
+def _sort_value(keys: tuple[SortKey, ...]) -> bytes:
     value = _SortKeyList()
     for i, key in enumerate(keys):
         item = _SortKey()
@@ -89,11 +94,17 @@ def sort_control(keys: Sequence[SortKey], critical: bool = True) -> Any:
         if key.reverse:
             item["reverseOrder"] = True
         value[i] = item
-    return build_control(OID_SORT, critical, value)
+    return bytes(encoder.encode(value))
 
 
-def vlv_control(offset: int, count: int) -> Any:
-    """A VLV request for ``count`` entries starting at 1-based ``offset``."""
+def sort_value(keys: Sequence[SortKey]) -> bytes:
+    """BER value of a server-side sort request (RFC 2891 §1.1), shared by every client.  The
+    same few sort specs recur on every list call, so their encodings are memoized."""
+    return _sort_value(tuple(keys))
+
+
+def vlv_value(offset: int, count: int) -> bytes:
+    """BER value of a VLV request for ``count`` entries starting at 1-based ``offset``."""
     value = _VlvRequest()
     value["beforeCount"] = 0
     value["afterCount"] = max(count - 1, 0)
@@ -103,7 +114,27 @@ def vlv_control(offset: int, count: int) -> Any:
     by_offset["contentCount"] = 0
     target["byOffset"] = by_offset
     value["target"] = target
-    return build_control(OID_VLV, True, value)
+    return bytes(encoder.encode(value))
+
+
+def decode_vlv(raw: bytes | bytearray) -> tuple[int, int, int]:
+    """``(targetPosition, contentCount, virtualListViewResult)`` of a VLV response control's
+    BER value (whichever client received it)."""
+    decoded, _ = decoder.decode(bytes(raw), asn1Spec=_VlvResponse())
+    return (
+        int(decoded["targetPosition"]),
+        int(decoded["contentCount"]),
+        int(decoded["virtualListViewResult"]),
+    )
+
+
+def sort_control(keys: Sequence[SortKey], critical: bool = True) -> Any:
+    return build_control(OID_SORT, critical, sort_value(keys), encode_control_value=False)
+
+
+def vlv_control(offset: int, count: int) -> Any:
+    """A VLV request for ``count`` entries starting at 1-based ``offset``."""
+    return build_control(OID_VLV, True, vlv_value(offset, count), encode_control_value=False)
 
 
 def vlv_total(result_controls: Mapping[str, Any]) -> int | None:
@@ -114,10 +145,8 @@ def vlv_total(result_controls: Mapping[str, Any]) -> int | None:
     raw = ctrl.get("value")
     if not isinstance(raw, bytes | bytearray):
         return None
-    decoded, _ = decoder.decode(bytes(raw), asn1Spec=_VlvResponse())
-    if int(decoded["virtualListViewResult"]) != 0:
-        return None
-    return int(decoded["contentCount"])
+    _pos, total, result = decode_vlv(raw)
+    return total if result == 0 else None
 
 
 def vlv_response(result_controls: Mapping[str, Any]) -> tuple[int, int, int] | None:
@@ -126,12 +155,7 @@ def vlv_response(result_controls: Mapping[str, Any]) -> tuple[int, int, int] | N
     raw = ctrl.get("value") if ctrl else None
     if not isinstance(raw, bytes | bytearray):
         return None
-    decoded, _ = decoder.decode(bytes(raw), asn1Spec=_VlvResponse())
-    return (
-        int(decoded["targetPosition"]),
-        int(decoded["contentCount"]),
-        int(decoded["virtualListViewResult"]),
-    )
+    return decode_vlv(raw)
 
 
 def vlv_result_code(result_controls: Mapping[str, Any]) -> int | None:
@@ -139,8 +163,7 @@ def vlv_result_code(result_controls: Mapping[str, Any]) -> int | None:
     raw = ctrl.get("value") if ctrl else None
     if not isinstance(raw, bytes | bytearray):
         return None
-    decoded, _ = decoder.decode(bytes(raw), asn1Spec=_VlvResponse())
-    return int(decoded["virtualListViewResult"])
+    return decode_vlv(raw)[2]
 
 
 def assertion_control(ldap_filter: str) -> Any:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import safe_dn
 
@@ -152,13 +154,18 @@ def _unescape(value: str) -> str:
     return out.decode("utf-8", "replace")
 
 
+@lru_cache(maxsize=16384)
 def normalize_dn(dn: str) -> str:
     """A comparison key for a DN: attribute names and values lower-cased, escapes canonical."""
     return ",".join(dn_path(dn)[::-1])
 
 
+@lru_cache(maxsize=16384)
 def dn_path(dn: str) -> tuple[str, ...]:
-    """Normalized RDNs from the root down: ``("dc=org", "dc=example", "ou=people", ...)``."""
+    """Normalized RDNs from the root down: ``("dc=org", "dc=example", "ou=people", ...)``.
+
+    Memoized: a pure function of the string (no directory data), and the same group and base
+    DNs are parsed on every request that renders references."""
     try:
         parts = _rdns(dn)
     except InvalidValue:

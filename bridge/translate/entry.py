@@ -45,10 +45,32 @@ def ldap_attributes(rmap: ResourceMap, projection: Projection = DEFAULT) -> list
     """The LDAP attributes a response needs — nothing more (``excludedAttributes=members`` must
     not read ``member`` at all)."""
     out = [rmap.id.ldap, rmap.created, rmap.last_modified, rmap.version]
-    for a in rmap.attributes:
-        if a.returned != "never" and projection.wants(a.attr, a.sub, a.returned):
-            out.append(a.ldap)
+    out += [a.ldap for a in rendered(rmap, projection)]
     return list(dict.fromkeys(out))
+
+
+_RENDERED: dict[tuple[int, Projection], tuple[ResourceMap, tuple[AttributeMap, ...]]] = {}
+
+
+def rendered(rmap: ResourceMap, projection: Projection = DEFAULT) -> tuple[AttributeMap, ...]:
+    """The mappings a response shows for ``projection`` (RFC 7644 §3.9), in mapping order.
+
+    Decided once per (mapping, projection) instead of per attribute per entry: a page of 100
+    users would otherwise ask the projection a few thousand times.  Keyed by the projection's
+    value; bounded, since ``attributes=`` is client input."""
+    key = (id(rmap), projection)
+    hit = _RENDERED.get(key)
+    if hit is not None and hit[0] is rmap:
+        return hit[1]
+    out = tuple(
+        a
+        for a in rmap.attributes
+        if a.returned != "never" and projection.wants(a.attr, a.sub, a.returned)
+    )
+    if len(_RENDERED) >= 512:
+        _RENDERED.clear()
+    _RENDERED[key] = (rmap, out)
+    return out
 
 
 def id_of(rmap: ResourceMap, entry: Entry) -> str:
@@ -60,8 +82,8 @@ def id_of(rmap: ResourceMap, entry: Entry) -> str:
 
 def reference_dns(rmap: ResourceMap, entry: Entry, projection: Projection = DEFAULT) -> list[str]:
     out: list[str] = []
-    for a in rmap.attributes:
-        if a.is_reference and projection.wants(a.attr, a.sub, a.returned):
+    for a in rendered(rmap, projection):
+        if a.is_reference:
             out.extend(v.decode("utf-8", "replace") for v in entry.get(a.ldap))
     return out
 
@@ -83,9 +105,7 @@ def to_resource(
     rid = id_of(rmap, entry)
     res: dict[str, Any] = {"schemas": [rmap.schema], "id": rid}
     used_ext: set[str] = set()
-    for a in rmap.attributes:
-        if a.returned == "never" or not projection.wants(a.attr, a.sub, a.returned):
-            continue
+    for a in rendered(rmap, projection):
         raw = list(entry.get(a.ldap))
         if a.is_reference:
             values = _ref_values(a, raw, refs, base_url, rmap)

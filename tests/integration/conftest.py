@@ -1,6 +1,7 @@
 """Fixtures of the Active Directory suite (tests/integration/test_ad.py), on the session's Samba
-AD DC (``samba_server`` in tests/conftest.py): the AD mapping, an ``Ldap3Directory`` over LDAPS
-with the fixture's CA, a SCIM client, and direct LDAP access for checking what landed."""
+AD DC (``samba_server`` in tests/conftest.py): the AD mapping, a directory client over LDAPS with
+the fixture's CA (``ad`` and ``ad_variant`` run with both clients, ldap3 and python-ldap), a SCIM
+client, and direct LDAP access for checking what landed."""
 
 from __future__ import annotations
 
@@ -34,7 +35,28 @@ class RecordingDirectory(Ldap3Directory):
         super().modify(dn, changes, assertion=assertion)
 
 
-def ad_directory(info: Any, **overrides: Any) -> RecordingDirectory:
+def _recording_libldap(settings: ConnectionSettings) -> Any:
+    """The same recorder around the python-ldap client (skipped locally without python-ldap)."""
+    from tests.conftest import unavailable
+
+    try:
+        from bridge.directory.libldap_client import LibldapDirectory
+    except ImportError as exc:
+        unavailable(f"python-ldap is not installed: {exc}")
+
+    class RecordingLibldap(LibldapDirectory):
+        def __init__(self, settings: ConnectionSettings):
+            super().__init__(settings)
+            self.modifies: list[tuple[str, list[Change]]] = []
+
+        def modify(self, dn: str, changes: Any, *, assertion: str | None = None) -> None:
+            self.modifies.append((dn, list(changes)))
+            super().modify(dn, changes, assertion=assertion)
+
+    return RecordingLibldap(settings)
+
+
+def ad_directory(info: Any, client: str = "ldap3", **overrides: Any) -> RecordingDirectory:
     options: dict[str, Any] = {
         "urls": (info.url,),
         "bind_dn": info.bind_dn,
@@ -43,6 +65,8 @@ def ad_directory(info: Any, **overrides: Any) -> RecordingDirectory:
         "tls_hostname": "localhost",  # the certificate names localhost and the IP
         **overrides,
     }
+    if client == "libldap":
+        return _recording_libldap(ConnectionSettings(**options))  # type: ignore[no-any-return]
     return RecordingDirectory(ConnectionSettings(**options))
 
 
@@ -122,23 +146,23 @@ def build_ad(info: Any, mapping_text: str | None = None, **directory_options: An
     return AD(client, directory, mapping, info)
 
 
-@pytest.fixture
-def ad(samba_server: Any) -> Iterator[AD]:
+@pytest.fixture(params=["ldap3", "libldap"])
+def ad(samba_server: Any, request: pytest.FixtureRequest) -> Iterator[AD]:
     """A SCIM client on the AD mapping over LDAPS, with People/Groups/Quarantine emptied."""
     empty_ous(samba_server)
-    built = build_ad(samba_server)
+    built = build_ad(samba_server, client=request.param)
     yield built
     built.directory.close()
 
 
-@pytest.fixture
-def ad_variant(samba_server: Any) -> Iterator[Callable[..., AD]]:
+@pytest.fixture(params=["ldap3", "libldap"])
+def ad_variant(samba_server: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., AD]]:
     """Factory for a client on an edited copy of the AD mapping (deprovision variants...)."""
     empty_ous(samba_server)
     made: list[AD] = []
 
     def make(**replace: str) -> AD:
-        built = build_ad(samba_server, ad_mapping_text(**replace))
+        built = build_ad(samba_server, ad_mapping_text(**replace), client=request.param)
         made.append(built)
         return built
 

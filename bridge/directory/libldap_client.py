@@ -1,0 +1,538 @@
+"""The python-ldap directory client: OpenLDAP's C libldap behind the same seam as ldap3.
+
+Chosen with ``BRIDGE_LDAP_CLIENT=libldap`` (``pip install scim-ldap-bridge[libldap]``).  It has the
+semantics of :class:`~bridge.directory.ldap3_client.Ldap3Directory` — the behaviour suites run
+against both — at a fraction of the client CPU: BER encoding, socket I/O and result parsing
+happen in C with the GIL released, where ldap3 spends about a millisecond of Python per search.
+
+* A bounded LIFO pool: an ``LDAPObject`` is used by one borrower at a time (python-ldap serialises
+  calls per object, so sharing one would serialise the whole bridge).  A connection that fails
+  at the transport level is discarded and replaced on next use, so the bridge recovers by itself
+  when the directory restarts; reads are retried once on a fresh connection.
+* Failover: URLs are tried in order; one that fails to connect is skipped for
+  ``server_backoff`` seconds, as the ldap3 client does.
+* Timeouts: ``OPT_NETWORK_TIMEOUT`` bounds the TCP connect, every result wait is bounded by the
+  operation timeout (the connection is then discarded: its state is unknown).
+* TLS: ``ldaps://`` or StartTLS, per-connection context (``OPT_X_TLS_NEWCTX``) with the CA file
+  and ``OPT_X_TLS_REQUIRE_CERT`` DEMAND (or NEVER when verification is off).
+* Controls: paged results (libldap's C encoder), server-side sort and VLV (the BER values from
+  :mod:`bridge.directory.controls`, shared with the ldap3 client), assertion (C encoder).
+* Active Directory range retrieval: an attribute returned as ``member;range=0-1499`` is completed
+  with base searches for ``member;range=1500-*`` until the server answers ``...-*``.
+
+python-ldap exceptions become :class:`DirectoryError` in :meth:`LibldapDirectory._run` only, with
+the names of :mod:`bridge.directory.results`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import ldap
+from ldap.controls import RequestControl, ResponseControl
+from ldap.controls.libldap import AssertionControl, SimplePagedResultsControl
+from ldap.ldapobject import SimpleLDAPObject
+
+from bridge.directory import controls, ranges
+from bridge.directory.base import (
+    OID_ASSERTION,
+    OID_EXTENDED_DN,
+    OID_PAGED,
+    OID_SORT,
+    OID_VLV,
+    Capabilities,
+    Change,
+    Directory,
+    Entry,
+    PoolStats,
+    Scope,
+    SearchResult,
+    SortKey,
+    Window,
+)
+from bridge.directory.ldap3_client import (
+    _EXTENDED_DN_ATTRS,
+    ConnectionSettings,
+    _plain_dn,
+    _split_extended,
+)
+from bridge.directory.results import result_name
+from bridge.directory.syntax import parent_dn
+from bridge.errors import DirectoryError
+
+log = logging.getLogger("bridge.ldap")
+T = TypeVar("T")
+
+_SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
+_OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
+_NO_ATTRS = ["1.1"]  # RFC 4511 §4.5.1.8: no attributes
+_SPENT = "_bridge_spent"  # marks a connection that must not go back to the pool
+
+
+class _RawControl(ResponseControl):
+    """A response control kept as its BER value (decoded by :mod:`controls` when needed)."""
+
+    encodedControlValue: bytes = b""
+
+
+#: the only response controls decoded; anything else is ignored (or refused when critical)
+_RESPONSE_CONTROLS: dict[str, type[ResponseControl]] = {
+    OID_PAGED: SimplePagedResultsControl,
+    controls.OID_VLV_RESPONSE: _RawControl,
+    controls.OID_SORT_RESPONSE: _RawControl,
+}
+
+
+class LibldapDirectory(Directory):
+    name = "libldap"
+
+    def __init__(self, settings: ConnectionSettings):
+        if not settings.urls:
+            raise ValueError("LibldapDirectory needs at least one LDAP URL")
+        self.settings = settings
+        self._pool: queue.LifoQueue[SimpleLDAPObject] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(settings.pool_size)
+        self._dead: dict[str, float] = {}
+        self._caps: Capabilities | None = None
+        self._caps_lock = threading.Lock()
+        self._timeout = float(settings.operation_timeout)
+        if settings.tls_hostname:
+            log.warning(
+                "libldap verifies the TLS name of the host in the LDAP URL; "
+                "BRIDGE_LDAP_TLS_HOSTNAME"
+                " (%s) is not used by this client: put that name in the URL",
+                settings.tls_hostname,
+            )
+
+    # ------------------------------------------------------------------ connections
+    def _urls(self) -> list[str]:
+        """Configured order, URLs that recently failed to connect last."""
+        now = time.monotonic()
+        alive = [u for u in self.settings.urls if self._dead.get(u, 0.0) <= now]
+        return alive + [u for u in self.settings.urls if u not in alive]
+
+    def _connect(self) -> SimpleLDAPObject:
+        last: DirectoryError | None = None
+        for url in self._urls():
+            try:
+                conn = self._open(url)
+            except ldap.LDAPError as exc:
+                err = _error(exc, "bind", "")
+                if not _is_result(exc):  # no LDAP answer: TCP, TLS or timeout (as ldap3 reports)
+                    err = DirectoryError(
+                        "connectError", f"{_host(url)}: {err.message}", operation="connect"
+                    )
+                if not err.transient:
+                    raise err from None  # wrong password, TLS required, ...: same on every server
+                self._dead[url] = time.monotonic() + self.settings.server_backoff
+                log.warning("ldap connect to %s failed: %s", url, err.code)
+                last = err
+                continue
+            self._dead.pop(url, None)
+            return conn
+        assert last is not None
+        raise last
+
+    def _open(self, url: str) -> SimpleLDAPObject:
+        s = self.settings
+        conn = ldap.initialize(url)  # no I/O yet: libldap connects on the first operation
+        conn.set_option(ldap.OPT_PROTOCOL_VERSION, ldap.VERSION3)
+        conn.set_option(ldap.OPT_REFERRALS, 0)  # AD returns referrals; never chase them
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, float(s.connect_timeout))
+        conn.set_option(ldap.OPT_TIMEOUT, self._timeout)
+        if url.lower().startswith("ldaps://") or s.start_tls:
+            if s.ca_file:
+                conn.set_option(ldap.OPT_X_TLS_CACERTFILE, s.ca_file)
+            conn.set_option(
+                ldap.OPT_X_TLS_REQUIRE_CERT,
+                ldap.OPT_X_TLS_DEMAND if s.verify else ldap.OPT_X_TLS_NEVER,
+            )
+            conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # must come last: builds the context
+        try:
+            if s.start_tls and not url.lower().startswith("ldaps://"):
+                conn.start_tls_s()
+            conn.simple_bind_s(s.bind_dn or "", s.bind_password or "")
+        except BaseException:
+            _close(conn)
+            raise
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[SimpleLDAPObject]:
+        if not self._slots.acquire(timeout=self.settings.operation_timeout):
+            raise DirectoryError("busy", "no free directory connection", operation="pool")
+        conn: SimpleLDAPObject | None = None
+        try:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            yield conn
+        except DirectoryError as exc:
+            if exc.transient and conn is not None:
+                _close(conn)
+                conn = None
+            raise
+        finally:
+            if conn is not None and conn.__dict__.get(_SPENT):
+                _close(conn)
+            elif conn is not None:
+                self._pool.put(conn)
+            self._slots.release()
+
+    def _run(
+        self, operation: str, dn: str, fn: Callable[[SimpleLDAPObject], T], *, retry: bool = False
+    ) -> T:
+        """Run ``fn`` on a pooled connection; the ONE place python-ldap errors become bridge
+        errors.  Reads are retried once on a fresh connection after a transport failure (a
+        restarted directory closes every pooled connection)."""
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            try:
+                with self._connection() as conn:
+                    try:
+                        return fn(conn)
+                    except ldap.LDAPError as exc:
+                        raise _error(exc, operation, dn) from None
+            except DirectoryError as exc:
+                if exc.transient and attempt + 1 < attempts:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def pool_stats(self) -> PoolStats:
+        idle = self._pool.qsize()
+        busy = self.settings.pool_size - self._slots._value
+        return PoolStats(size=self.settings.pool_size, in_use=busy, idle=idle)
+
+    @property
+    def secure(self) -> bool:
+        """Every URL is ldaps://, or StartTLS is required on each connection."""
+        s = self.settings
+        return bool(s.urls) and (
+            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
+        )
+
+    def _read_controls(self, extra: list[RequestControl] | None = None) -> list[RequestControl]:
+        """Controls for a read: AD's extended-DN control when the server has it, so DN values
+        carry their objectGUIDs (as the ldap3 client asks)."""
+        out = list(extra or [])
+        if OID_EXTENDED_DN in self.capabilities.controls:
+            out.append(RequestControl(OID_EXTENDED_DN, False, None))
+        return out
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def capabilities(self) -> Capabilities:
+        if self._caps is None:
+            with self._caps_lock:
+                if self._caps is None:
+                    self._caps = self._read_capabilities()
+        return self._caps
+
+    def _read_capabilities(self) -> Capabilities:
+        def fn(conn: SimpleLDAPObject) -> Capabilities:
+            found, _ = self._search(conn, "", "base", "(objectClass=*)", ["supportedControl"])
+            ctrls = {
+                v.decode("ascii", "replace")
+                for _dn, attrs in found
+                for name, vals in attrs.items()
+                if name.lower() == "supportedcontrol"
+                for v in vals
+            }
+            return Capabilities(
+                sort=OID_SORT in ctrls,
+                vlv=OID_VLV in ctrls and OID_SORT in ctrls,
+                paged=OID_PAGED in ctrls,
+                assertion=OID_ASSERTION in ctrls,
+                controls=frozenset(ctrls),
+            )
+
+        return self._run("rootdse", "", fn, retry=True)
+
+    def check(self) -> None:
+        self._run(
+            "whoami",
+            "",
+            lambda c: self._search(c, "", "base", "(objectClass=*)", _NO_ATTRS),
+            retry=True,
+        )
+
+    # ------------------------------------------------------------------ reads
+    def _search(
+        self,
+        conn: SimpleLDAPObject,
+        base: str,
+        scope: Scope,
+        filter: str,
+        attrs: list[str],
+        ctrls: list[RequestControl] | None = None,
+        size_limit: int = 0,
+    ) -> tuple[list[tuple[str, dict[str, list[bytes]]]], list[ResponseControl]]:
+        """One search operation: (dn, attributes) pairs (references dropped) and the response
+        controls.  With ``size_limit`` the entries received before sizeLimitExceeded are kept."""
+        msgid = conn.search_ext(
+            base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
+        )
+        if not size_limit:
+            _t, data, _m, rctrls = conn.result3(
+                msgid, 1, self._timeout, resp_ctrl_classes=_RESPONSE_CONTROLS
+            )
+            return [d for d in data if d[0] is not None], rctrls
+        out: list[tuple[str, dict[str, list[bytes]]]] = []
+        while True:
+            try:
+                rtype, data, _m, rctrls = conn.result3(
+                    msgid, 0, self._timeout, resp_ctrl_classes=_RESPONSE_CONTROLS
+                )
+            except ldap.SIZELIMIT_EXCEEDED:
+                return out, []
+            if rtype == ldap.RES_SEARCH_ENTRY:
+                out.extend(d for d in data if d[0] is not None)
+            elif rtype == ldap.RES_SEARCH_RESULT:
+                return out, rctrls
+
+    def _entries(
+        self, conn: SimpleLDAPObject, found: list[tuple[str, dict[str, list[bytes]]]]
+    ) -> list[Entry]:
+        """Entries with lower-cased keys; ranged attributes (AD's ``member;range=0-1499``) read
+        to the end on the same connection (:mod:`ranges`, shared with the ldap3 client); AD's
+        extended-DN values split into DN + objectGUID (as the ldap3 client does)."""
+        out = []
+        for dn, attrs in found:
+            dn = _plain_dn(dn) if dn.startswith("<") else dn
+            if any(";range=" in name.lower() for name in attrs):
+                entry = ranges.complete_ranges(
+                    dn, attrs, lambda dn, attr: self._read_range(conn, dn, attr)
+                )
+            else:
+                entry = {}
+                for name, vals in attrs.items():
+                    key = name.lower()
+                    entry[key] = entry[key] + vals if key in entry else vals
+            guids: dict[str, bytes] = {}
+            for name in _EXTENDED_DN_ATTRS.intersection(entry):
+                vals = entry[name]
+                if vals and vals[0][:6] == b"<GUID=":
+                    entry[name] = [_split_extended(v, guids) for v in vals]
+            out.append(Entry(dn, entry, guids))
+        return out
+
+    def _read_range(self, conn: SimpleLDAPObject, dn: str, attr: str) -> dict[str, list[bytes]]:
+        found, _ = self._search(
+            conn, dn, "base", "(objectClass=*)", [attr], self._read_controls() or None
+        )
+        if not found:
+            raise DirectoryError(
+                "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
+            )
+        return found[0][1]
+
+    def search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        size_limit: int = 0,
+        sort: Sequence[SortKey] = (),
+        window: Window | None = None,
+    ) -> SearchResult:
+        attrs = list(attributes) or _NO_ATTRS
+        if window is not None:
+            small = self._run(
+                "search",
+                base,
+                lambda c: self._probe(c, base, filter, attrs, scope, window),
+                retry=True,
+            )
+            if small is not None:
+                return small
+            return self._run(
+                "search",
+                base,
+                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window),
+                retry=True,
+            )
+        if scope == "base" or size_limit:
+
+            def once(conn: SimpleLDAPObject) -> SearchResult:
+                ctrls = self._read_controls([_sort(sort)] if sort else None) or None
+                found, _ = self._search(conn, base, scope, filter, attrs, ctrls, size_limit)
+                return SearchResult(self._entries(conn, found))
+
+            return self._run("search", base, once, retry=True)
+        return SearchResult(list(self.iter_search(base, filter, attrs, scope=scope, sort=sort)))
+
+    def iter_search(
+        self,
+        base: str,
+        filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "sub",
+        page_size: int = 0,
+        sort: Sequence[SortKey] = (),
+    ) -> Iterator[Entry]:
+        """RFC 2696 paged search on one connection (cookies are bound to it), pages in order."""
+        attrs = list(attributes) or _NO_ATTRS
+        size = page_size or self.settings.page_size
+
+        def walk(conn: SimpleLDAPObject) -> list[Entry]:
+            out: list[Entry] = []
+            paged = SimplePagedResultsControl(True, size=size, cookie=b"")
+            while True:
+                ctrls = self._read_controls([paged, _sort(sort)] if sort else [paged])
+                found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
+                out.extend(self._entries(conn, found))
+                cookie = next(
+                    (c.cookie for c in rctrls if c.controlType == OID_PAGED),
+                    None,
+                )
+                if not cookie:
+                    return out
+                paged.cookie = cookie
+
+        yield from self._run("search", base, walk, retry=True)
+
+    def _probe(
+        self,
+        conn: SimpleLDAPObject,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        window: Window,
+    ) -> SearchResult | None:
+        """The answer to a VLV request over at most one match, without the VLV.
+
+        Most filtered lists are IdP lookups (``userName eq "x"``, ``externalId eq "y"``) that
+        match one entry or none.  A sort + VLV search makes slapd build and keep a sorted result
+        set for it (and costs the connection, see :meth:`_vlv`); a plain search bounded to two
+        entries answers the same question exactly: zero or one match needs no sorting, and the
+        window holds that entry only if it starts at 1.  None means "more than one match"."""
+        found, _ = self._search(
+            conn, base, scope, filter, attrs, self._read_controls() or None, size_limit=2
+        )
+        if len(found) > 1:
+            return None
+        entries = self._entries(conn, found) if window.offset <= 1 else []
+        return SearchResult(entries, len(found))
+
+    def _vlv(
+        self,
+        conn: SimpleLDAPObject,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        sort: Sequence[SortKey],
+        window: Window,
+    ) -> SearchResult:
+        ctrls = self._read_controls(
+            [
+                _sort(sort or (SortKey("cn"),)),
+                RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
+            ]
+        )
+        # OpenLDAP's sssvlv keeps every VLV result set (the whole sorted list) as a session of
+        # the connection until it is closed; a pooled connection would pile them up until slapd
+        # answers busy ("Other sort requests already in progress").  Sending the context ID
+        # back would page through the OLD sorted list, a stale result.  So the connection is
+        # closed after a VLV search instead of returning to the pool.
+        conn.__dict__[_SPENT] = True
+        try:
+            found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
+        except ldap.VLV_ERROR as exc:
+            # slapd: offsetRangeError (76) for an offset past the end; the count is still exact
+            info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            for oid, _crit, value in info.get("ctrls") or ():
+                if oid == controls.OID_VLV_RESPONSE and value:
+                    return SearchResult([], controls.decode_vlv(value)[1])
+            raise
+        total = None
+        for c in rctrls:
+            if c.controlType == controls.OID_VLV_RESPONSE:
+                _pos, count, result = controls.decode_vlv(c.encodedControlValue)
+                total = count if result == 0 else None
+        return SearchResult(self._entries(conn, found), total)
+
+    # ------------------------------------------------------------------ writes
+    def _wait(self, conn: SimpleLDAPObject, msgid: int) -> None:
+        conn.result3(msgid, 1, self._timeout, resp_ctrl_classes=_RESPONSE_CONTROLS)
+
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+        modlist = [(k, list(v)) for k, v in attributes.items() if v]
+        self._run("add", dn, lambda c: self._wait(c, c.add_ext(dn, modlist)))
+
+    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+        if not changes:
+            return
+        modlist = [(_OPS[ch.op], ch.attr, list(ch.values) or None) for ch in changes]
+        ctrls = [AssertionControl(True, assertion)] if assertion else None
+        self._run("modify", dn, lambda c: self._wait(c, c.modify_ext(dn, modlist, ctrls)))
+
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        ctrls = [AssertionControl(True, assertion)] if assertion else None
+
+        def fn(c: SimpleLDAPObject) -> str:
+            self._wait(c, c.rename(dn, new_rdn, new_superior, 1, ctrls))
+            parent = new_superior or parent_dn(dn)
+            return f"{new_rdn},{parent}" if parent else new_rdn
+
+        return self._run("rename", dn, fn)
+
+    def delete(self, dn: str) -> None:
+        self._run("delete", dn, lambda c: self._wait(c, c.delete_ext(dn)))
+
+    def close(self) -> None:
+        while True:
+            try:
+                _close(self._pool.get_nowait())
+            except queue.Empty:
+                return
+
+
+def _sort(keys: Sequence[SortKey]) -> RequestControl:
+    return RequestControl(OID_SORT, True, controls.sort_value(keys))
+
+
+def _is_result(exc: ldap.LDAPError) -> bool:
+    """True for an LDAP result from the server (a non-negative code), not a local failure."""
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    code = info.get("result")
+    return isinstance(code, int) and code >= 0
+
+
+def _error(exc: ldap.LDAPError, operation: str, dn: str) -> DirectoryError:
+    """python-ldap exception -> DirectoryError with the RFC 4511 result name."""
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    code = info.get("result")
+    if not isinstance(code, int):
+        code = getattr(exc, "errnum", None)
+    message = str(info.get("info") or info.get("desc") or type(exc).__name__)
+    return DirectoryError(result_name(code), message, dn=dn, operation=operation)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def _close(conn: SimpleLDAPObject) -> None:
+    with suppress(Exception):
+        conn.unbind_ext()
