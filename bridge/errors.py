@@ -229,13 +229,12 @@ _UNAVAILABLE = {
     "timeLimitExceeded",
     "connectError",
     "other-unavailable",
-    # the bridge's own bind is refused (rotated secret, TLS required): nothing a client can
-    # fix, and the readiness probe reports it
-    "invalidCredentials",
-    "inappropriateAuthentication",
-    "confidentialityRequired",
     "cancelled",
 }
+# The bridge's own bind is refused (rotated secret, TLS required): nothing a SCIM client can fix,
+# so it answers 503 and the readiness probe reports it; but it is not *transient*: retrying the
+# same credentials or failing over to another replica cannot help.
+_MISCONFIGURED = {"invalidCredentials", "inappropriateAuthentication", "confidentialityRequired"}
 
 
 class DirectoryError(BridgeError):
@@ -262,7 +261,7 @@ class DirectoryError(BridgeError):
     def to_scim(self, detail: str | None = None) -> ScimError:
         """Map this LDAP failure to the SCIM answer (RFC 7644 §3.12); the detail names the
         directory's own diagnostic so an admin can act on it (no secrets ever reach here)."""
-        if self.transient:
+        if self.transient or self.code in _MISCONFIGURED:
             return Unavailable(detail or f"directory unavailable ({self.code})")
         cls, scim_type = _LDAP_TO_SCIM.get(self.code, (BadGateway, None))
         text = detail or f"directory refused the {self.operation or 'operation'}: {self.code}"

@@ -497,8 +497,9 @@ class LibldapDirectory(Directory):
 
         return self._run("rename", dn, fn)
 
-    def delete(self, dn: str) -> None:
-        self._run("delete", dn, lambda c: self._wait(c, c.delete_ext(dn)))
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        ctrls = [AssertionControl(True, assertion)] if assertion else None
+        self._run("delete", dn, lambda c: self._wait(c, c.delete_ext(dn, ctrls)))
 
     def close(self) -> None:
         while True:
