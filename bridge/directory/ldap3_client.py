@@ -548,14 +548,20 @@ class Ldap3Directory(Directory):
                 controls.vlv_control(window.offset, window.count),
             ]
         )
-        ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
-        response = controls.vlv_response(conn.result.get("controls", {}))
-        if conn.result.get("result") == 76 and response is not None:
-            # slapd: offsetRangeError for an offset past the end; the count is still exact
-            return SearchResult([], response[1])
-        self._check(conn, ok or conn.result.get("result") == 0, "search", base)
-        total = controls.vlv_total(conn.result.get("controls", {}))
-        return SearchResult(self._entries(conn), total)  # total first: ranges reuse conn
+        # OpenLDAP's sssvlv keeps each VLV result set as state of the connection until it
+        # closes; a pooled connection reused for more VLV searches gets `busy` under load.  So a
+        # connection that ran one is closed afterwards (the pool discards closed connections).
+        try:
+            ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
+            response = controls.vlv_response(conn.result.get("controls", {}))
+            if conn.result.get("result") == 76 and response is not None:
+                # slapd: offsetRangeError for an offset past the end; the count is still exact
+                return SearchResult([], response[1])
+            self._check(conn, ok or conn.result.get("result") == 0, "search", base)
+            total = controls.vlv_total(conn.result.get("controls", {}))
+            return SearchResult(self._entries(conn), total)  # total first: ranges reuse conn
+        finally:
+            _close(conn)
 
     # ------------------------------------------------------------------ writes
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
