@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# scim-ldap-bridge container image (docs/operations.md, "Container").
+# scim-ldap-bridge container image (README.md "Operations", "Container").
 #
 #   docker build -t scim-ldap-bridge .
 #   docker run --read-only -p 8080:8080 -e BRIDGE_LDAP_URL=ldaps://dc1.example.org \
@@ -27,7 +27,7 @@ LABEL org.opencontainers.image.title="scim-ldap-bridge" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="docs/operations.md"
+      org.opencontainers.image.documentation="README.md"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libldap-2.5-0 libsasl2-2 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
