@@ -88,6 +88,7 @@ moduleload back_mdb
 moduleload memberof
 moduleload refint
 moduleload sssvlv
+moduleload deref
 moduleload back_monitor
 pidfile {dir}/slapd.pid
 sizelimit 500
@@ -114,6 +115,7 @@ overlay sssvlv
 sssvlv-max 64
 sssvlv-maxkeys 5
 sssvlv-maxperconn 64
+overlay deref
 database monitor
 access to * by dn.exact="{admin}" read by * none
 """

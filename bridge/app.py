@@ -181,6 +181,8 @@ def build_app(
     app.state.mapping = mapping
     app.state.directory = directory
     app.state.service = service
+    #: service calls run on the loop (greenio) when the client never blocks there
+    app.state.cooperative = settings.cooperative and directory.cooperative
     app.add_middleware(ScimMiddleware, settings=settings)
     from bridge.telemetry import TelemetryMiddleware
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -13,13 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bridge import bulk
+from bridge import bulk, greenio
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection
 from bridge.service import ListQuery, ListResult, Service
+
+T = TypeVar("T")
 
 
 def base_url(request: Request) -> str:
@@ -30,6 +32,15 @@ def base_url(request: Request) -> str:
 
 def service(request: Request) -> Service:
     return request.app.state.service
+
+
+async def call(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run a (synchronous) service call: in a greenlet on the event loop when the directory
+    client waits for LDAP without blocking (python-ldap, bridge/greenio.py), else in the
+    threadpool."""
+    if request.app.state.cooperative:
+        return await greenio.run(fn, *args)
+    return await run_in_threadpool(fn, *args)
 
 
 def resource_map(request: Request) -> ResourceMap:
@@ -131,7 +142,7 @@ def _respond(resource: dict[str, Any], status: int = 200, location: bool = False
 async def list_resources(request: Request) -> Response:
     rmap = resource_map(request)
     query = list_query(rmap, dict(request.query_params))
-    result = await run_in_threadpool(service(request).search, rmap.name, query, base_url(request))
+    result = await call(request, service(request).search, rmap.name, query, base_url(request))
     return ScimResponse(list_response(result, query.count))
 
 
@@ -141,7 +152,7 @@ async def search_resources(request: Request) -> Response:
     if not isinstance(body, dict):
         raise InvalidSyntax("a SearchRequest must be a JSON object")
     query = list_query(rmap, body)
-    result = await run_in_threadpool(service(request).search, rmap.name, query, base_url(request))
+    result = await call(request, service(request).search, rmap.name, query, base_url(request))
     return ScimResponse(list_response(result, query.count))
 
 
@@ -159,14 +170,14 @@ async def search_root(request: Request) -> Response:
         query,
         projection=Projection.parse(get.get("attributes"), get.get("excludedattributes"), schemas),
     )
-    result = await run_in_threadpool(service(request).search_all, query, base_url(request))
+    result = await call(request, service(request).search_all, query, base_url(request))
     return ScimResponse(list_response(result, query.count))
 
 
 async def create_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
-    created = await run_in_threadpool(service(request).create, rmap.name, body, base_url(request))
+    created = await call(request, service(request).create, rmap.name, body, base_url(request))
     return _respond(_project(rmap, created, request), 201, location=True)
 
 
@@ -188,9 +199,7 @@ async def get_resource(request: Request) -> Response:
     rid = request.path_params["id"]
     params = {k.lower(): v for k, v in request.query_params.items()}
     proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
-    resource = await run_in_threadpool(
-        service(request).get, rmap.name, rid, base_url(request), proj
-    )
+    resource = await call(request, service(request).get, rmap.name, rid, base_url(request), proj)
     inm = request.headers.get("if-none-match")
     version = resource.get("meta", {}).get("version")
     if inm and version and _etag_matches(inm, version):
@@ -207,7 +216,8 @@ def _etag_matches(header: str, version: str) -> bool:
 async def replace_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
-    updated = await run_in_threadpool(
+    updated = await call(
+        request,
         service(request).replace,
         rmap.name,
         request.path_params["id"],
@@ -225,7 +235,8 @@ async def patch_resource(request: Request) -> Response:
     # RFC 7644 §3.5.2: the response honours attributes/excludedAttributes, which is pushed down
     # so that excludedAttributes=members never reads a large member list back.
     proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
-    updated = await run_in_threadpool(
+    updated = await call(
+        request,
         service(request).patch,
         rmap.name,
         request.path_params["id"],
@@ -239,7 +250,8 @@ async def patch_resource(request: Request) -> Response:
 
 async def delete_resource(request: Request) -> Response:
     rmap = resource_map(request)
-    await run_in_threadpool(
+    await call(
+        request,
         service(request).delete,
         rmap.name,
         request.path_params["id"],
@@ -249,7 +261,7 @@ async def delete_resource(request: Request) -> Response:
 
 
 async def bulk_request(request: Request) -> Response:
-    """POST /Bulk (RFC 7644 §3.7): one threadpool hop runs every operation (bridge/bulk.py)."""
+    """POST /Bulk (RFC 7644 §3.7): one service call runs every operation (bridge/bulk.py)."""
     settings = request.app.state.settings
     limits = bulk.Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
     if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length
@@ -260,8 +272,8 @@ async def bulk_request(request: Request) -> Response:
         client=request.client.host if request.client else None,
         dry_run=settings.dry_run,
     )
-    result = await run_in_threadpool(
-        bulk.run_bulk, service(request), body, base_url(request), limits, caller
+    result = await call(
+        request, bulk.run_bulk, service(request), body, base_url(request), limits, caller
     )
     return ScimResponse(result)
 

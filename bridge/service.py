@@ -8,15 +8,24 @@ resolved DN <-> id in batched searches.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge import deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
-from bridge.directory.base import Change, Directory, Entry, SortKey, Window
-from bridge.directory.syntax import escape_filter, is_under, normalize_dn, rdn_of, split_rdn
+from bridge.directory.base import Change, Deref, Directory, Entry, SortKey, Window
+from bridge.directory.syntax import (
+    escape_filter,
+    is_under,
+    normalize_dn,
+    parent_dn,
+    rdn_of,
+    split_rdn,
+)
 from bridge.errors import (
     BadGateway,
     BadRequest,
@@ -93,6 +102,7 @@ class Service:
         self.default_count = default_count
         #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
         self.cursor_key = cursor_key
+        self._deref_specs: dict[tuple[int, Projection], tuple[Deref, ...]] = {}
 
     # ------------------------------------------------------------------ lookups
     def rmap(self, name: str) -> ResourceMap:
@@ -105,11 +115,22 @@ class Service:
             raise NotFound(f"{rmap.name} {rid} not found") from None
         return f"(&{rmap.base_filter}({rmap.id.ldap}={escape_filter(value)}))"
 
-    def find(self, rmap: ResourceMap, rid: str, attributes: Sequence[str]) -> Found:
+    def find(
+        self,
+        rmap: ResourceMap,
+        rid: str,
+        attributes: Sequence[str],
+        deref: Sequence[Deref] = (),
+    ) -> Found:
         if not rid or len(rid) > 256:
             raise NotFound(f"{rmap.name} {rid} not found")
         res = self.directory.search(
-            rmap.base_dn, self.id_filter(rmap, rid), attributes, scope=rmap.scope, size_limit=2
+            rmap.base_dn,
+            self.id_filter(rmap, rid),
+            attributes,
+            scope=rmap.scope,
+            size_limit=2,
+            deref=deref,
         )
         if not res.entries:
             raise NotFound(f"{rmap.name} {rid} not found")
@@ -130,18 +151,81 @@ class Service:
         for name in targets:
             rmap = self.rmap(name)
             mine = [d for k, d in pending.items() if k not in out and is_under(d, rmap.base_dn)]
-            display = next(
-                (a.ldap for a in rmap.attributes if a.attr == "displayName" and not a.is_reference),
-                None,
-            )
+            display = _display_attr(rmap)
             attrs = [rmap.id.ldap, dn_attr] + ([display] if display else [])
             for i in range(0, len(mine), REF_BATCH):
                 chunk = mine[i : i + REF_BATCH]
                 ors = "".join(f"({dn_attr}={escape_filter(d)})" for d in chunk)
                 flt = f"(&{rmap.base_filter}(|{ors}))"
-                for e in self.directory.search(rmap.base_dn, flt, attrs, scope=rmap.scope).entries:
+                # each DN names at most one entry: a bounded plain search, no paging needed
+                found = self.directory.search(
+                    rmap.base_dn, flt, attrs, scope=rmap.scope, size_limit=len(chunk)
+                )
+                for e in found.entries:
                     disp = e.text(display) if display else None
                     out[normalize_dn(e.dn)] = tr.Ref(tr.id_of(rmap, e), name, disp)
+        return out
+
+    def derefs(self, rmap: ResourceMap, projection: Projection = DEFAULT) -> tuple[Deref, ...]:
+        """What to ask the directory to dereference with a read of ``rmap`` (its reference
+        attributes the response shows), so rendering needs no second search — only where the
+        directory has the dereference control and the mapping allows checking the result."""
+        if not self.directory.capabilities.deref:
+            return ()
+        key = (id(rmap), projection)
+        hit = self._deref_specs.get(key)
+        if hit is None:
+            specs = []
+            for a in tr.rendered(rmap, projection):
+                if not a.is_reference:
+                    continue
+                wanted = ["objectClass"]
+                for name in a.to:
+                    target = self.rmap(name)
+                    display = _display_attr(target)
+                    wanted += [target.id.ldap] + ([display] if display else [])
+                specs.append(Deref(a.ldap, tuple(dict.fromkeys(wanted))))
+            hit = self._deref_specs[key] = tuple(specs)
+            if len(self._deref_specs) > 256:  # projections are client input: stay bounded
+                self._deref_specs.clear()
+        return hit
+
+    def _linked_refs(
+        self, entries: Sequence[Entry], per_entry: Sequence[list[str]], targets: Sequence[str]
+    ) -> dict[str, tr.Ref]:
+        """References rendered from what the directory dereferenced with each entry.  A DN is
+        used only when exactly one target type holds it: inside that type's base and scope,
+        with the object classes its filter demands (a type with any other kind of filter, a
+        DN the directory returned nothing for: left to :meth:`resolve_dns`)."""
+        out: dict[str, tr.Ref] = {}
+        for entry, dns in zip(entries, per_entry, strict=True):
+            if not entry.linked:
+                continue
+            for dn in dns:
+                key = normalize_dn(dn)
+                attrs = entry.linked.get(key)
+                if attrs is None or key in out:
+                    continue
+                classes = {
+                    v.decode("utf-8", "replace").lower() for v in attrs.get("objectclass", ())
+                }
+                holders = []
+                for name in targets:
+                    rmap = self.rmap(name)
+                    need = _required_classes(rmap.base_filter)
+                    if need is None or not need <= classes or not _in_scope(dn, rmap):
+                        continue
+                    holders.append((name, rmap))
+                if len(holders) != 1:
+                    continue
+                name, rmap = holders[0]
+                found = Entry(dn, attrs)
+                if not found.get(rmap.id.ldap):
+                    continue
+                display = _display_attr(rmap)
+                out[key] = tr.Ref(
+                    tr.id_of(rmap, found), name, found.text(display) if display else None
+                )
         return out
 
     def resolve_ids(self, ids: Iterable[str], targets: Sequence[str], what: str) -> dict[str, str]:
@@ -162,9 +246,10 @@ class Service:
                 chunk = todo[i : i + REF_BATCH]
                 ors = "".join(f"({rmap.id.ldap}={escape_filter(v)})" for _, v in chunk)
                 flt = f"(&{rmap.base_filter}(|{ors}))"
-                for e in self.directory.search(
-                    rmap.base_dn, flt, [rmap.id.ldap], scope=rmap.scope
-                ).entries:
+                found = self.directory.search(  # one entry per id at most: no paging
+                    rmap.base_dn, flt, [rmap.id.ldap], scope=rmap.scope, size_limit=len(chunk)
+                )
+                for e in found.entries:
                     out[tr.id_of(rmap, e)] = e.dn
         missing = [i for i in wanted if i not in out]
         if missing:
@@ -201,6 +286,7 @@ class Service:
                 refs = nested.known_refs(
                     self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
                 )
+            refs.update(self._linked_refs(entries, per_entry, targets))
             rest = [d for d in dns if normalize_dn(d) not in refs]
             refs.update(self.resolve_dns(rest, targets))
         out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
@@ -212,7 +298,9 @@ class Service:
         self, name: str, rid: str, base_url: str, projection: Projection = DEFAULT
     ) -> dict[str, Any]:
         rmap = self.rmap(name)
-        found = self.find(rmap, rid, tr.ldap_attributes(rmap, projection))
+        found = self.find(
+            rmap, rid, tr.ldap_attributes(rmap, projection), self.derefs(rmap, projection)
+        )
         return self.render(rmap, [found.entry], base_url, projection)[0]
 
     def version(self, name: str, rid: str) -> str | None:
@@ -328,7 +416,7 @@ class Service:
         try:
             if self.directory.capabilities.vlv:
                 try:
-                    return self._vlv_page(rmap, flt, attrs, sort, start, count)
+                    return self._vlv_page(rmap, flt, attrs, sort, start, count, query.projection)
                 except DirectoryError as exc:
                     if exc.code not in VLV_REFUSED:
                         raise
@@ -354,6 +442,7 @@ class Service:
         sort: tuple[SortKey, ...],
         start: int,
         count: int,
+        projection: Projection = DEFAULT,
     ) -> tuple[list[Entry], int]:
         """VLV windows of at most VLV_CHUNK entries (slapd applies the account's size limit,
         typically 500, to a window)."""
@@ -369,6 +458,7 @@ class Service:
                 scope=rmap.scope,
                 sort=sort,
                 window=Window(offset, size),
+                deref=self.derefs(rmap, projection) if count else (),
             )
             if res.total is None:
                 raise TooMany("the directory refused the page (size or admin limit)")
@@ -801,6 +891,39 @@ class Service:
     ) -> dict[str, Any]:
         entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap, projection))
         return self.render(rmap, [entry], base_url, projection)[0]
+
+
+def _display_attr(rmap: ResourceMap) -> str | None:
+    """The LDAP attribute behind a resource's displayName (a reference's ``display``)."""
+    return next(
+        (a.ldap for a in rmap.attributes if a.attr == "displayName" and not a.is_reference),
+        None,
+    )
+
+
+_OC_TERM = re.compile(r"\(objectClass=([A-Za-z][A-Za-z0-9-]*)\)", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _required_classes(base_filter: str) -> frozenset[str] | None:
+    """The object classes a ``base_filter`` demands when it is nothing but objectClass
+    equalities (``(objectClass=x)`` or ``(&(objectClass=x)(objectClass=y))``), else None."""
+    inner = (
+        base_filter[2:-1]
+        if base_filter.startswith("(&") and base_filter.endswith(")")
+        else base_filter
+    )
+    terms = _OC_TERM.findall(inner)
+    if not terms or "".join(f"(objectClass={t})" for t in terms).lower() != inner.lower():
+        return None
+    return frozenset(t.lower() for t in terms)
+
+
+def _in_scope(dn: str, rmap: ResourceMap) -> bool:
+    """Whether a search of ``rmap`` (its base and scope) can return the entry at ``dn``."""
+    if rmap.scope == "one":
+        return normalize_dn(parent_dn(dn)) == normalize_dn(rmap.base_dn)
+    return is_under(dn, rmap.base_dn)
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

@@ -60,6 +60,8 @@ class Settings:
     max_results: int = 1000
     default_count: int = 100
     client: str = "ldap3"
+    #: with libldap: run requests on the event loop, waiting for LDAP cooperatively (greenio)
+    cooperative: bool = True
     dry_run: bool = False
     log_level: str = "INFO"
     log_json: bool = True
@@ -158,6 +160,7 @@ class Settings:
             max_results=int(num("BRIDGE_MAX_RESULTS", 1000)),
             default_count=int(num("BRIDGE_DEFAULT_COUNT", 100)),
             client=client,
+            cooperative=_bool(env.get("BRIDGE_LDAP_COOPERATIVE"), True),
             dry_run=_bool(env.get("BRIDGE_DRY_RUN"), False),
             log_level=env.get("BRIDGE_LOG_LEVEL", "INFO").upper(),
             log_json=_bool(env.get("BRIDGE_LOG_JSON"), True),

@@ -333,7 +333,8 @@ def test_ad_password_over_plain_ldap_is_refused_before_any_write() -> None:
 
 # ---------------------------------------------------------------------------- extended DNs
 def test_extended_dn_values_are_split_only_in_dn_attributes() -> None:
-    from bridge.directory.ldap3_client import _plain_dn, _split_extended
+    from bridge.directory.connections import plain_dn as _plain_dn
+    from bridge.directory.connections import split_extended as _split_extended
 
     guids: dict[str, bytes] = {}
     value = (

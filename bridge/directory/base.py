@@ -32,6 +32,10 @@ class Entry:
     #: objectGUIDs (16 raw bytes) of DN values, keyed by normalized DN, when the directory
     #: returned them with the values (AD's extended-DN control); empty otherwise
     guids: Mapping[str, bytes] = field(default_factory=dict)
+    #: attributes (lower-cased keys) of the entries named by this entry's DN values, keyed by
+    #: normalized DN, when the search asked for them (``deref``) and the directory returned
+    #: them (OpenLDAP's dereference control); empty otherwise
+    linked: Mapping[str, Mapping[str, Sequence[bytes]]] = field(default_factory=dict)
 
     def get(self, name: str) -> Sequence[bytes]:
         return self.attrs.get(name.lower(), ())
@@ -68,6 +72,15 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Deref:
+    """Ask for ``attributes`` of the entries named by the DN-valued ``attr`` of each result
+    (honoured where ``Capabilities.deref``; elsewhere ``Entry.linked`` stays empty)."""
+
+    attr: str
+    attributes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SearchResult:
     entries: list[Entry]
     #: the server's count of all matches (VLV contentCount), when known
@@ -80,6 +93,8 @@ class Capabilities:
     vlv: bool = False
     paged: bool = True
     assertion: bool = False
+    #: the dereference control (draft-masarati-ldap-deref; OpenLDAP's slapo-deref)
+    deref: bool = False
     controls: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -99,6 +114,9 @@ class Directory(ABC):
     """One LDAP directory, as the service layer needs it.  Implementations are thread-safe."""
 
     name = "directory"
+    #: True when the implementation may be called inside :func:`bridge.greenio.run` on the
+    #: event loop (it never blocks there: python-ldap).  Others run in the threadpool.
+    cooperative = False
 
     @property
     @abstractmethod
@@ -122,6 +140,7 @@ class Directory(ABC):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         """All entries matching ``filter`` (paging through server size limits transparently),
         or, with ``window``, one VLV window of the ``sort``-ed result set and its total."""

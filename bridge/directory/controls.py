@@ -177,3 +177,86 @@ def assertion_control(ldap_filter: str) -> Any:
         encoder.encode(compile_filter(node.elements[0])),
         encode_control_value=False,
     )
+
+
+# ---------------------------------------------------------------------------- dereference
+#: OpenLDAP's dereference control (draft-masarati-ldap-deref, slapo-deref): the attributes of
+#: the entries named by a DN-valued attribute come back with the entry, in a per-entry response
+#: control, so rendering a user's ``groups`` needs no second search.
+OID_DEREF = "1.3.6.1.4.1.4203.666.5.16"
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes((tag, n)) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + body
+
+
+@lru_cache(maxsize=64)
+def deref_value(specs: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes:
+    """BER of ``SEQUENCE OF DerefSpec``; DerefSpec ::= SEQUENCE { derefAttr, attributes
+    SEQUENCE OF AttributeDescription } — one per (DN-valued attribute, attributes wanted)."""
+    out = b""
+    for attr, wanted in specs:
+        names = b"".join(_tlv(0x04, a.encode()) for a in wanted)
+        out += _tlv(0x30, _tlv(0x04, attr.encode()) + _tlv(0x30, names))
+    return _tlv(0x30, out)
+
+
+def _read(buf: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of the value, end of the value) of the BER element at ``pos``."""
+    if pos + 2 > len(buf):
+        raise ValueError("truncated BER")
+    tag, first = buf[pos], buf[pos + 1]
+    pos += 2
+    if first & 0x80:
+        size = first & 0x7F
+        if not 0 < size <= 4 or pos + size > len(buf):
+            raise ValueError("bad BER length")
+        length = int.from_bytes(buf[pos : pos + size], "big")
+        pos += size
+    else:
+        length = first
+    if pos + length > len(buf):
+        raise ValueError("truncated BER")
+    return tag, pos, pos + length
+
+
+def decode_deref(raw: bytes) -> list[tuple[str, str, dict[str, list[bytes]]]]:
+    """``(derefAttr, derefVal DN, {attribute (lower-case): values})`` per DerefRes of a
+    dereference response control value.  Malformed input raises ValueError."""
+    out: list[tuple[str, str, dict[str, list[bytes]]]] = []
+    tag, pos, end = _read(raw, 0)
+    if tag != 0x30:
+        raise ValueError("not a SEQUENCE OF DerefRes")
+    while pos < end:
+        tag, rpos, rend = _read(raw, pos)
+        pos = rend
+        if tag != 0x30:
+            raise ValueError("not a DerefRes")
+        tag, a0, a1 = _read(raw, rpos)
+        tag2, d0, d1 = _read(raw, a1)
+        if tag != 0x04 or tag2 != 0x04:
+            raise ValueError("bad derefAttr / derefVal")
+        attrs: dict[str, list[bytes]] = {}
+        if d1 < rend:
+            tag, lpos, lend = _read(raw, d1)
+            if tag != 0xA0:  # attrVals [0] PartialAttributeList
+                raise ValueError("bad attrVals")
+            while lpos < lend:
+                tag, ppos, pend = _read(raw, lpos)
+                lpos = pend
+                tag, t0, t1 = _read(raw, ppos)
+                stag, vpos, vend = _read(raw, t1)
+                if tag != 0x04 or stag != 0x31:
+                    raise ValueError("bad PartialAttribute")
+                vals = []
+                while vpos < vend:
+                    _t, v0, v1 = _read(raw, vpos)
+                    vals.append(raw[v0:v1])
+                    vpos = v1
+                attrs.setdefault(raw[t0:t1].decode("utf-8").lower(), []).extend(vals)
+        out.append((raw[a0:a1].decode("utf-8"), raw[d0:d1].decode("utf-8"), attrs))
+    return out

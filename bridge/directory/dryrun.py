@@ -32,6 +32,7 @@ from bridge import context, metrics
 from bridge.directory.base import (
     Capabilities,
     Change,
+    Deref,
     Directory,
     Entry,
     PoolStats,
@@ -195,6 +196,7 @@ class DryRunDirectory(Directory):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         with self._lock:
             affected = self._affects(base, scope)
@@ -207,6 +209,7 @@ class DryRunDirectory(Directory):
                 size_limit=size_limit,
                 sort=sort,
                 window=window,
+                deref=deref,
             )
         with self._lock:
             entries = self._merged(base, filter, attributes, scope, sort or (SortKey("cn"),))

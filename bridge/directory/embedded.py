@@ -43,6 +43,7 @@ from bridge.directory.base import (
     OID_VLV,
     Capabilities,
     Change,
+    Deref,
     Directory,
     Entry,
     Scope,
@@ -473,6 +474,7 @@ class EmbeddedDirectory(Directory):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         with self._lock:
             self._injected("search", base)

@@ -18,6 +18,7 @@ from bridge import context, metrics
 from bridge.directory.base import (
     Capabilities,
     Change,
+    Deref,
     Directory,
     Entry,
     PoolStats,
@@ -47,6 +48,7 @@ class InstrumentedDirectory(Directory):
     def __init__(self, inner: Directory):
         self.inner = inner
         self.name = inner.name
+        self.cooperative = inner.cooperative
         metrics.watch_pool(inner)
 
     @property
@@ -120,6 +122,7 @@ class InstrumentedDirectory(Directory):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         return self._measure(
             "search",
@@ -132,6 +135,7 @@ class InstrumentedDirectory(Directory):
                 size_limit=size_limit,
                 sort=sort,
                 window=window,
+                deref=deref,
             ),
         )
 

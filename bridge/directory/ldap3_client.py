@@ -28,15 +28,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
-import re
 import select
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -53,6 +51,7 @@ from bridge.directory.base import (
     OID_VLV,
     Capabilities,
     Change,
+    Deref,
     Directory,
     Entry,
     PoolStats,
@@ -61,7 +60,17 @@ from bridge.directory.base import (
     SortKey,
     Window,
 )
-from bridge.directory.syntax import normalize_dn, parent_dn
+from bridge.directory.connections import (
+    EXTENDED_DN_ATTRS,
+    PoolTimeout,
+    Slots,
+    plain_dn,
+    split_extended,
+)
+from bridge.directory.connections import (
+    ConnectionSettings as ConnectionSettings,  # re-exported: the settings of this client
+)
+from bridge.directory.syntax import parent_dn
 from bridge.errors import ConfigError, DirectoryError, Problem
 
 log = logging.getLogger("bridge.ldap")
@@ -72,32 +81,7 @@ RESULT_CODES.setdefault(76, "virtualListViewError")
 T = TypeVar("T")
 
 _SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
-# AD's extended-DN form of a DN value: hex objectGUID, optional SID, then the DN.  Parsed only
-# in DN-valued attributes (a displayName that merely looks like this stays as it is).
-_EXTENDED = re.compile(rb"^<GUID=([0-9a-fA-F]{32})>;(?:<SID=[0-9a-fA-F]*>;)?(.*)$", re.S)
-_EXTENDED_DN_ATTRS = frozenset(
-    {"member", "memberof", "manager", "directreports", "managedby", "owner", "seealso"}
-)
 _OPS = {"add": ldap3.MODIFY_ADD, "delete": ldap3.MODIFY_DELETE, "replace": ldap3.MODIFY_REPLACE}
-
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    urls: tuple[str, ...]
-    bind_dn: str = ""
-    bind_password: str = field(default="", repr=False)
-    start_tls: bool = False
-    ca_file: str | None = None
-    verify: bool = True
-    tls_hostname: str | None = None
-    connect_timeout: float = 5.0
-    operation_timeout: float = 30.0
-    pool_size: int = 8
-    page_size: int = 500
-    #: pooled connections idle longer than this are closed instead of reused (0: never)
-    idle_timeout: float = 300.0
-    #: a server that failed to connect is tried after the others for this long
-    server_backoff: float = 30.0
 
 
 _TRANSPORT = (
@@ -129,11 +113,9 @@ class Ldap3Directory(Directory):
         self.settings = settings
         self._check_tls_settings()
         #: idle connections with the monotonic time they were returned
-        self._pool: queue.LifoQueue[tuple[ldap3.Connection, float]] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(settings.pool_size)
+        self._slots: Slots[tuple[ldap3.Connection, float]] = Slots(settings.pool_size)
         self._servers = [_Server(url, self._make_server(url)) for url in settings.urls]
         self._state_lock = threading.Lock()
-        self._in_use = 0
         self._failovers = 0
         self._current: str | None = None
         self._caps: Capabilities | None = None
@@ -269,25 +251,24 @@ class Ldap3Directory(Directory):
         except (OSError, ValueError):
             return False
 
-    def _borrow(self) -> ldap3.Connection:
-        while True:
-            try:
-                conn, idle_since = self._pool.get_nowait()
-            except queue.Empty:
-                return self._connect()
+    def _borrow(self, idle: tuple[ldap3.Connection, float] | None) -> ldap3.Connection:
+        while idle is not None:
+            conn, idle_since = idle
             if self._usable(conn, idle_since):
                 return conn
             _close(conn)
+            idle = self._slots.pop_idle()
+        return self._connect()
 
     @contextmanager
     def _connection(self) -> Iterator[ldap3.Connection]:
-        if not self._slots.acquire(timeout=self.settings.operation_timeout):
-            raise DirectoryError("busy", "no free directory connection", operation="pool")
-        conn: ldap3.Connection | None = None
-        with self._state_lock:
-            self._in_use += 1
         try:
-            conn = self._borrow()
+            idle = self._slots.take(self.settings.operation_timeout)
+        except PoolTimeout:
+            raise DirectoryError("busy", "no free directory connection", operation="pool") from None
+        conn: ldap3.Connection | None = None
+        try:
+            conn = self._borrow(idle)
             yield conn
         except DirectoryError as exc:
             if exc.transient and conn is not None:
@@ -300,18 +281,14 @@ class Ldap3Directory(Directory):
                 conn = None
             raise
         finally:
-            if conn is not None:
-                self._pool.put((conn, time.monotonic()))
-            with self._state_lock:
-                self._in_use -= 1
-            self._slots.release()
+            self._slots.give((conn, time.monotonic()) if conn is not None else None)
 
     def pool_stats(self) -> PoolStats:
         with self._state_lock:
             return PoolStats(
                 size=self.settings.pool_size,
-                in_use=self._in_use,
-                idle=self._pool.qsize(),
+                in_use=self._slots.in_use,
+                idle=self._slots.idle,
                 failovers=self._failovers,
                 current_url=self._current,
             )
@@ -414,7 +391,7 @@ class Ldap3Directory(Directory):
         out = []
         for item in items:
             raw = item.get("raw_attributes", {})
-            dn = _plain_dn(item["dn"])
+            dn = plain_dn(item["dn"])
             if any(";range=" in name.lower() for name in raw):
                 attrs = ranges.complete_ranges(
                     dn, raw, lambda dn, attr: self._read_range(conn, dn, attr)
@@ -424,8 +401,8 @@ class Ldap3Directory(Directory):
                 for name, vals in raw.items():
                     attrs.setdefault(name.lower(), []).extend(vals)
             guids: dict[str, bytes] = {}
-            for name in _EXTENDED_DN_ATTRS.intersection(attrs):
-                attrs[name] = [_split_extended(v, guids) for v in attrs[name]]
+            for name in EXTENDED_DN_ATTRS.intersection(attrs):
+                attrs[name] = [split_extended(v, guids) for v in attrs[name]]
             out.append(Entry(dn, attrs, guids))
         return out
 
@@ -459,6 +436,7 @@ class Ldap3Directory(Directory):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
         self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
@@ -605,27 +583,8 @@ class Ldap3Directory(Directory):
         )
 
     def close(self) -> None:
-        while True:
-            try:
-                conn, _ = self._pool.get_nowait()
-            except queue.Empty:
-                return
-            _close(conn)
-
-
-def _plain_dn(dn: str) -> str:
-    m = _EXTENDED.match(dn.encode("utf-8"))
-    return m.group(2).decode("utf-8") if m else dn
-
-
-def _split_extended(value: bytes, guids: dict[str, bytes]) -> bytes:
-    """``<GUID=hex>;<SID=hex>;dn`` -> ``dn``, recording the GUID (the hex of its raw bytes)."""
-    m = _EXTENDED.match(value)
-    if m is None:
-        return value
-    dn = m.group(2)
-    guids[normalize_dn(dn.decode("utf-8", "replace"))] = bytes.fromhex(m.group(1).decode())
-    return dn
+        while (idle := self._slots.pop_idle()) is not None:
+            _close(idle[0])
 
 
 # ldap3 validates DNs, filters and values client-side; those failures are the request's (400 via

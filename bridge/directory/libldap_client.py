@@ -27,19 +27,18 @@ the names of :mod:`bridge.directory.results`.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import ldap
-from ldap.controls import RequestControl, ResponseControl
+from ldap.controls import DecodeControlTuples, RequestControl, ResponseControl
 from ldap.controls.libldap import AssertionControl, SimplePagedResultsControl
 from ldap.ldapobject import SimpleLDAPObject
 
+from bridge import greenio
 from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
@@ -49,6 +48,7 @@ from bridge.directory.base import (
     OID_VLV,
     Capabilities,
     Change,
+    Deref,
     Directory,
     Entry,
     PoolStats,
@@ -57,14 +57,16 @@ from bridge.directory.base import (
     SortKey,
     Window,
 )
-from bridge.directory.ldap3_client import (
-    _EXTENDED_DN_ATTRS,
+from bridge.directory.connections import (
+    EXTENDED_DN_ATTRS,
     ConnectionSettings,
-    _plain_dn,
-    _split_extended,
+    PoolTimeout,
+    Slots,
+    plain_dn,
+    split_extended,
 )
 from bridge.directory.results import result_name
-from bridge.directory.syntax import parent_dn
+from bridge.directory.syntax import normalize_dn, parent_dn
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
@@ -88,20 +90,22 @@ _RESPONSE_CONTROLS: dict[str, type[ResponseControl]] = {
     controls.OID_VLV_RESPONSE: _RawControl,
     controls.OID_SORT_RESPONSE: _RawControl,
 }
+#: one search entry as received: (dn, attributes, its own controls as raw tuples)
+_Found = tuple[str, dict[str, list[bytes]], list[tuple[str, int, bytes | None]]]
 
 
 class LibldapDirectory(Directory):
     name = "libldap"
+    #: results are polled without blocking inside greenio.run (see bridge/greenio.py)
+    cooperative = greenio.AVAILABLE
 
     def __init__(self, settings: ConnectionSettings):
         if not settings.urls:
             raise ValueError("LibldapDirectory needs at least one LDAP URL")
         self.settings = settings
-        self._pool: queue.LifoQueue[SimpleLDAPObject] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(settings.pool_size)
+        self._slots: Slots[SimpleLDAPObject] = Slots(settings.pool_size)
         self._dead: dict[str, float] = {}
         self._caps: Capabilities | None = None
-        self._caps_lock = threading.Lock()
         self._timeout = float(settings.operation_timeout)
         if settings.tls_hostname:
             log.warning(
@@ -164,16 +168,30 @@ class LibldapDirectory(Directory):
             raise
         return conn
 
+    def _take(self) -> SimpleLDAPObject | None:
+        """A pool slot (and an idle connection, if any).  When every slot is taken the wait
+        happens in the threadpool if this is a cooperative call, never on the event loop."""
+        timeout = self.settings.operation_timeout
+        try:
+            return self._slots.take(0.0 if greenio.active() else timeout)
+        except PoolTimeout:
+            if not greenio.active():
+                raise DirectoryError(
+                    "busy", "no free directory connection", operation="pool"
+                ) from None
+        try:
+            return greenio.offload(self._slots.take, timeout)
+        except PoolTimeout:
+            raise DirectoryError("busy", "no free directory connection", operation="pool") from None
+
     @contextmanager
     def _connection(self) -> Iterator[SimpleLDAPObject]:
-        if not self._slots.acquire(timeout=self.settings.operation_timeout):
-            raise DirectoryError("busy", "no free directory connection", operation="pool")
-        conn: SimpleLDAPObject | None = None
+        conn = self._take()
         try:
-            try:
-                conn = self._pool.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
+            if conn is None:
+                # connecting and binding block (up to connect_timeout on a dead server): in the
+                # threadpool when the caller runs on the event loop
+                conn = greenio.offload(self._connect) if greenio.active() else self._connect()
             yield conn
         except DirectoryError as exc:
             if exc.transient and conn is not None:
@@ -183,9 +201,8 @@ class LibldapDirectory(Directory):
         finally:
             if conn is not None and conn.__dict__.get(_SPENT):
                 _close(conn)
-            elif conn is not None:
-                self._pool.put(conn)
-            self._slots.release()
+                conn = None
+            self._slots.give(conn)
 
     def _run(
         self, operation: str, dn: str, fn: Callable[[SimpleLDAPObject], T], *, retry: bool = False
@@ -207,10 +224,34 @@ class LibldapDirectory(Directory):
                 raise
         raise AssertionError("unreachable")
 
-    def pool_stats(self) -> PoolStats:
-        idle = self._pool.qsize()
-        busy = self.settings.pool_size - self._slots._value
-        return PoolStats(size=self.settings.pool_size, in_use=busy, idle=idle)
+    def _result(self, conn: SimpleLDAPObject, msgid: int, all_: int) -> Any:
+        """``(type, data, msgid, controls)`` for ``msgid``, each search entry as ``(dn, attrs,
+        its raw control tuples)``: blocking in a thread, or — inside :func:`greenio.run` —
+        polled without blocking, the event loop serving other requests until the socket is
+        readable (libldap consumes whatever it has buffered before it reports "not yet")."""
+        if not greenio.active():
+            return _result4(conn, msgid, all_, self._timeout)
+        deadline = time.monotonic() + self._timeout
+        try:
+            while True:
+                res = _result4(conn, msgid, all_, 0)
+                if res[0] is not None:
+                    return res
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ldap.TIMEOUT({"desc": "Timed out", "info": "no answer in time"})
+                greenio.await_(greenio.readable(conn.fileno(), left))
+        except BaseException as exc:
+            if not isinstance(exc, ldap.LDAPError) or isinstance(exc, ldap.TIMEOUT):
+                # an answer may still come: this connection must not serve anyone else
+                conn.__dict__[_SPENT] = True
+                with suppress(ldap.LDAPError):
+                    conn.abandon_ext(msgid)
+            raise
+
+        return PoolStats(
+            size=self.settings.pool_size, in_use=self._slots.in_use, idle=self._slots.idle
+        )
 
     @property
     def secure(self) -> bool:
@@ -231,10 +272,10 @@ class LibldapDirectory(Directory):
     # ------------------------------------------------------------------ capabilities
     @property
     def capabilities(self) -> Capabilities:
+        # no lock: two first callers may both read the root DSE, which is harmless, whereas a
+        # lock held across an LDAP wait would deadlock two greenlets on the loop thread
         if self._caps is None:
-            with self._caps_lock:
-                if self._caps is None:
-                    self._caps = self._read_capabilities()
+            self._caps = self._read_capabilities()
         return self._caps
 
     def _read_capabilities(self) -> Capabilities:
@@ -242,7 +283,7 @@ class LibldapDirectory(Directory):
             found, _ = self._search(conn, "", "base", "(objectClass=*)", ["supportedControl"])
             ctrls = {
                 v.decode("ascii", "replace")
-                for _dn, attrs in found
+                for _dn, attrs, _c in found
                 for name, vals in attrs.items()
                 if name.lower() == "supportedcontrol"
                 for v in vals
@@ -252,6 +293,7 @@ class LibldapDirectory(Directory):
                 vlv=OID_VLV in ctrls and OID_SORT in ctrls,
                 paged=OID_PAGED in ctrls,
                 assertion=OID_ASSERTION in ctrls,
+                deref=controls.OID_DEREF in ctrls,
                 controls=frozenset(ctrls),
             )
 
@@ -275,23 +317,20 @@ class LibldapDirectory(Directory):
         attrs: list[str],
         ctrls: list[RequestControl] | None = None,
         size_limit: int = 0,
-    ) -> tuple[list[tuple[str, dict[str, list[bytes]]]], list[ResponseControl]]:
-        """One search operation: (dn, attributes) pairs (references dropped) and the response
-        controls.  With ``size_limit`` the entries received before sizeLimitExceeded are kept."""
+    ) -> tuple[list[_Found], list[ResponseControl]]:
+        """One search operation: (dn, attributes, entry controls) per entry (references
+        dropped) and the response controls.  With ``size_limit`` the entries received before
+        sizeLimitExceeded are kept."""
         msgid = conn.search_ext(
             base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
         )
         if not size_limit:
-            _t, data, _m, rctrls = conn.result3(
-                msgid, 1, self._timeout, resp_ctrl_classes=_RESPONSE_CONTROLS
-            )
+            _t, data, _m, rctrls = self._result(conn, msgid, 1)
             return [d for d in data if d[0] is not None], rctrls
-        out: list[tuple[str, dict[str, list[bytes]]]] = []
+        out: list[_Found] = []
         while True:
             try:
-                rtype, data, _m, rctrls = conn.result3(
-                    msgid, 0, self._timeout, resp_ctrl_classes=_RESPONSE_CONTROLS
-                )
+                rtype, data, _m, rctrls = self._result(conn, msgid, 0)
             except ldap.SIZELIMIT_EXCEEDED:
                 return out, []
             if rtype == ldap.RES_SEARCH_ENTRY:
@@ -299,15 +338,14 @@ class LibldapDirectory(Directory):
             elif rtype == ldap.RES_SEARCH_RESULT:
                 return out, rctrls
 
-    def _entries(
-        self, conn: SimpleLDAPObject, found: list[tuple[str, dict[str, list[bytes]]]]
-    ) -> list[Entry]:
+    def _entries(self, conn: SimpleLDAPObject, found: list[_Found]) -> list[Entry]:
         """Entries with lower-cased keys; ranged attributes (AD's ``member;range=0-1499``) read
         to the end on the same connection (:mod:`ranges`, shared with the ldap3 client); AD's
-        extended-DN values split into DN + objectGUID (as the ldap3 client does)."""
+        extended-DN values split into DN + objectGUID (as the ldap3 client does); the entries
+        its DN values name, when a dereference control brought them (``Entry.linked``)."""
         out = []
-        for dn, attrs in found:
-            dn = _plain_dn(dn) if dn.startswith("<") else dn
+        for dn, attrs, ectrls in found:
+            dn = plain_dn(dn) if dn.startswith("<") else dn
             if any(";range=" in name.lower() for name in attrs):
                 entry = ranges.complete_ranges(
                     dn, attrs, lambda dn, attr: self._read_range(conn, dn, attr)
@@ -318,11 +356,12 @@ class LibldapDirectory(Directory):
                     key = name.lower()
                     entry[key] = entry[key] + vals if key in entry else vals
             guids: dict[str, bytes] = {}
-            for name in _EXTENDED_DN_ATTRS.intersection(entry):
+            for name in EXTENDED_DN_ATTRS.intersection(entry):
                 vals = entry[name]
                 if vals and vals[0][:6] == b"<GUID=":
-                    entry[name] = [_split_extended(v, guids) for v in vals]
-            out.append(Entry(dn, entry, guids))
+                    entry[name] = [split_extended(v, guids) for v in vals]
+            linked = _linked(ectrls) if ectrls else {}
+            out.append(Entry(dn, entry, guids, linked))
         return out
 
     def _read_range(self, conn: SimpleLDAPObject, dn: str, attr: str) -> dict[str, list[bytes]]:
@@ -345,13 +384,15 @@ class LibldapDirectory(Directory):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         attrs = list(attributes) or _NO_ATTRS
+        linked = _deref(deref) if deref and self.capabilities.deref else []
         if window is not None:
             small = self._run(
                 "search",
                 base,
-                lambda c: self._probe(c, base, filter, attrs, scope, window),
+                lambda c: self._probe(c, base, filter, attrs, scope, window, linked),
                 retry=True,
             )
             if small is not None:
@@ -359,18 +400,18 @@ class LibldapDirectory(Directory):
             return self._run(
                 "search",
                 base,
-                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window),
+                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, linked),
                 retry=True,
             )
         if scope == "base" or size_limit:
 
             def once(conn: SimpleLDAPObject) -> SearchResult:
-                ctrls = self._read_controls([_sort(sort)] if sort else None) or None
+                ctrls = self._read_controls(([_sort(sort)] if sort else []) + linked) or None
                 found, _ = self._search(conn, base, scope, filter, attrs, ctrls, size_limit)
                 return SearchResult(self._entries(conn, found))
 
             return self._run("search", base, once, retry=True)
-        return SearchResult(list(self.iter_search(base, filter, attrs, scope=scope, sort=sort)))
+        return SearchResult(list(self._iter(base, filter, attrs, scope, 0, sort, linked)))
 
     def iter_search(
         self,
@@ -383,14 +424,25 @@ class LibldapDirectory(Directory):
         sort: Sequence[SortKey] = (),
     ) -> Iterator[Entry]:
         """RFC 2696 paged search on one connection (cookies are bound to it), pages in order."""
-        attrs = list(attributes) or _NO_ATTRS
+        return self._iter(base, filter, list(attributes) or _NO_ATTRS, scope, page_size, sort, [])
+
+    def _iter(
+        self,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        page_size: int,
+        sort: Sequence[SortKey],
+        extra: list[RequestControl],
+    ) -> Iterator[Entry]:
         size = page_size or self.settings.page_size
 
         def walk(conn: SimpleLDAPObject) -> list[Entry]:
             out: list[Entry] = []
             paged = SimplePagedResultsControl(True, size=size, cookie=b"")
             while True:
-                ctrls = self._read_controls([paged, _sort(sort)] if sort else [paged])
+                ctrls = self._read_controls([paged, *([_sort(sort)] if sort else []), *extra])
                 found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
                 out.extend(self._entries(conn, found))
                 cookie = next(
@@ -411,6 +463,7 @@ class LibldapDirectory(Directory):
         attrs: list[str],
         scope: Scope,
         window: Window,
+        extra: list[RequestControl],
     ) -> SearchResult | None:
         """The answer to a VLV request over at most one match, without the VLV.
 
@@ -420,7 +473,7 @@ class LibldapDirectory(Directory):
         entries answers the same question exactly: zero or one match needs no sorting, and the
         window holds that entry only if it starts at 1.  None means "more than one match"."""
         found, _ = self._search(
-            conn, base, scope, filter, attrs, self._read_controls() or None, size_limit=2
+            conn, base, scope, filter, attrs, self._read_controls(extra) or None, size_limit=2
         )
         if len(found) > 1:
             return None
@@ -436,11 +489,13 @@ class LibldapDirectory(Directory):
         scope: Scope,
         sort: Sequence[SortKey],
         window: Window,
+        extra: list[RequestControl],
     ) -> SearchResult:
         ctrls = self._read_controls(
             [
                 _sort(sort or (SortKey("cn"),)),
                 RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
+                *extra,
             ]
         )
         # OpenLDAP's sssvlv keeps every VLV result set (the whole sorted list) as a session of
@@ -467,7 +522,7 @@ class LibldapDirectory(Directory):
 
     # ------------------------------------------------------------------ writes
     def _wait(self, conn: SimpleLDAPObject, msgid: int) -> None:
-        conn.result3(msgid, 1, self._timeout, resp_ctrl_classes=_RESPONSE_CONTROLS)
+        self._result(conn, msgid, 1)
 
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
         modlist = [(k, list(v)) for k, v in attributes.items() if v]
@@ -502,11 +557,40 @@ class LibldapDirectory(Directory):
         self._run("delete", dn, lambda c: self._wait(c, c.delete_ext(dn, ctrls)))
 
     def close(self) -> None:
-        while True:
+        while (conn := self._slots.pop_idle()) is not None:
+            _close(conn)
+
+
+def _result4(conn: SimpleLDAPObject, msgid: int, all_: int, timeout: float) -> Any:
+    """python-ldap's ``result4(add_ctrls=1)`` without its wrapper, which fails on a poll that
+    finds nothing yet (timeout 0) and decodes every entry control we do not use: entries come
+    as ``(dn, attrs, [(oid, critical, value)])``, the result's controls decoded."""
+    res = conn._ldap_call(conn._l.result4, msgid, all_, timeout, 1, 0, 0)
+    if res is None or res[0] is None:
+        return None, None, None, []
+    rtype, data, rmsgid, rctrls = res[:4]
+    return rtype, data, rmsgid, DecodeControlTuples(rctrls, _RESPONSE_CONTROLS) if rctrls else []
+
+
+def _linked(ectrls: list[tuple[str, int, bytes | None]]) -> dict[str, dict[str, list[bytes]]]:
+    """normalized DN -> attributes of the entries a dereference control brought along."""
+    out: dict[str, dict[str, list[bytes]]] = {}
+    for oid, _critical, value in ectrls:
+        if oid == controls.OID_DEREF and value:
             try:
-                _close(self._pool.get_nowait())
-            except queue.Empty:
-                return
+                for _attr, dn, attrs in controls.decode_deref(value):
+                    if attrs:
+                        out[normalize_dn(dn)] = attrs
+            except (ValueError, UnicodeDecodeError):
+                log.warning("ignoring a malformed dereference control")  # resolved by search
+                return {}
+    return out
+
+
+def _deref(specs: Sequence[Deref]) -> list[RequestControl]:
+    """The dereference request control (not critical: a server without it answers plainly)."""
+    key = tuple((d.attr, tuple(d.attributes)) for d in specs)
+    return [RequestControl(controls.OID_DEREF, False, controls.deref_value(key))]
 
 
 def _sort(keys: Sequence[SortKey]) -> RequestControl:

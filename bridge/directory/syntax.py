@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
-from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import safe_dn
 
 from bridge.errors import InvalidValue
@@ -30,9 +30,11 @@ def escape_filter(value: str | bytes) -> str:
     value, so ``userName eq "alice\\n"`` would otherwise be sent as ``(uid=alice)``."""
     if isinstance(value, bytes):
         return "".join(f"\\{b:02x}" for b in value)
-    escaped = escape_filter_chars(value, encoding="utf-8")
+    if _PLAIN.fullmatch(value):  # the common case (ids, names, DNs): nothing to escape
+        return value
+    escaped = value.translate(_FILTER_SPECIALS)
     core = escaped.strip()
-    if core == escaped and not any(_is_control(ch) for ch in escaped):
+    if core == escaped and not _CONTROL.search(escaped):
         return escaped
     lead = len(escaped) - len(escaped.lstrip())
     trail = len(core) + lead
@@ -40,6 +42,17 @@ def escape_filter(value: str | bytes) -> str:
         _hex(ch) if _is_control(ch) or i < lead or i >= trail else ch
         for i, ch in enumerate(escaped)
     )
+
+
+#: RFC 4515 §3 specials (the same set ldap3's escape_filter_chars escapes)
+_FILTER_SPECIALS = str.maketrans(
+    {"\\": "\\5c", "*": "\\2a", "(": "\\28", ")": "\\29", "\x00": "\\00"}
+)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: a value needing no escape at all: no special, no control, no whitespace at either end
+_PLAIN = re.compile(
+    r"(?:[^\s\\*()\x00-\x1f\x7f-\x9f](?:[^\\*()\x00-\x1f\x7f-\x9f]*[^\s\\*()\x00-\x1f\x7f-\x9f])?)?"
+)
 
 
 def _is_control(ch: str) -> bool:

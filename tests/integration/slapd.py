@@ -206,7 +206,7 @@ _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/local/libexec", "/u
 _MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap",
                 "/usr/libexec/openldap", "/usr/local/libexec/openldap")
 _SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema")
-_MODULES = ("back_mdb", "memberof", "refint", "ppolicy", "sssvlv")
+_MODULES = ("back_mdb", "memberof", "refint", "ppolicy", "sssvlv", "deref")
 _SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 _INSTALL_HINT = (
     "Install OpenLDAP's server and tools, e.g. on Debian/Ubuntu: "
@@ -412,6 +412,10 @@ olcOverlay: {{3}}sssvlv
 olcSssVlvMax: 256
 olcSssVlvMaxKeys: 10
 olcSssVlvMaxPerConn: 64
+
+dn: olcOverlay={{4}}deref,{mdb}
+objectClass: olcOverlayConfig
+olcOverlay: {{4}}deref
 """
 
 

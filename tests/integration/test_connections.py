@@ -289,9 +289,12 @@ def test_starttls_with_ca_file(slapd: Any) -> None:
     d = _directory(info, info.url, start_tls=True, ca_file=info.ca_file)
     try:
         d.check()
-        conn, _ = d._pool.get_nowait()
+        idle = d._slots.pop_idle()
+        assert idle is not None
+        conn, _ = idle
         assert conn.tls_started
-        d._pool.put((conn, time.monotonic()))
+        d._slots.take(0)
+        d._slots.give((conn, time.monotonic()))
     finally:
         d.close()
 

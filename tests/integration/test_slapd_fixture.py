@@ -135,9 +135,7 @@ class _ByOffset(univ.Sequence):
 class _Target(univ.Choice):
     componentType = namedtype.NamedTypes(
         namedtype.NamedType("byOffset", _ByOffset()),
-        namedtype.NamedType(
-            "greaterThanOrEqual", univ.OctetString().subtype(implicitTag=_ctx(1))
-        ),
+        namedtype.NamedType("greaterThanOrEqual", univ.OctetString().subtype(implicitTag=_ctx(1))),
     )
 
 
@@ -262,11 +260,18 @@ def test_tls_ldaps_starttls_and_ldapi(slapd: Slapd) -> None:
     # ldapi + SASL EXTERNAL (note: ldap3 needs sasl_credentials="", None hangs in
     # saslBindInProgress) -> manage on cn=config
     conn = ldap3.Connection(
-        ldap3.Server(info.ldapi_url), authentication=ldap3.SASL,
-        sasl_mechanism=ldap3.EXTERNAL, sasl_credentials="", auto_bind=True,
+        ldap3.Server(info.ldapi_url),
+        authentication=ldap3.SASL,
+        sasl_mechanism=ldap3.EXTERNAL,
+        sasl_credentials="",
+        auto_bind=True,
     )
-    assert conn.search("olcDatabase={1}mdb,cn=config", "(objectClass=*)", BASE,
-                       attributes=["olcDbMaxSize", "olcSuffix"])
+    assert conn.search(
+        "olcDatabase={1}mdb,cn=config",
+        "(objectClass=*)",
+        BASE,
+        attributes=["olcDbMaxSize", "olcSuffix"],
+    )
     assert conn.entries[0].olcDbMaxSize.value == 4294967296
 
 
@@ -306,9 +311,7 @@ def test_memberof_and_refint(slapd: Slapd) -> None:
     )
     # deleting the last member leaves the refint placeholder (groupOfNames MUST member)
     assert conn.delete(bob), conn.result
-    assert _wait_for(
-        lambda: _norm(_attr(conn, group, "member")) == {EMPTY_GROUP_MEMBER_DN.lower()}
-    )
+    assert _wait_for(lambda: _norm(_attr(conn, group, "member")) == {EMPTY_GROUP_MEMBER_DN.lower()})
     # removing the last member by hand is a schema violation
     assert not conn.modify(group, {"member": [(MODIFY_DELETE, [])]})
     assert conn.result["description"] == "objectClassViolation"
@@ -366,31 +369,45 @@ def test_size_limits_sort_and_vlv(seeded: Slapd) -> None:
     conn.search(people, flt, attributes=["uid"])
     assert conn.result["description"] == "sizeLimitExceeded"
     assert len(conn.entries) == SIZE_LIMIT
-    entries = conn.extend.standard.paged_search(people, flt, attributes=["uid"],
-                                                paged_size=200, generator=False)
+    entries = conn.extend.standard.paged_search(
+        people, flt, attributes=["uid"], paged_size=200, generator=False
+    )
     assert len(entries) == 1000
     conn.search(people, flt, attributes=["uid"], paged_size=SIZE_LIMIT + 100)
     assert conn.result["description"] == "success"  # page > 500 is allowed
     assert len(conn.entries) == SIZE_LIMIT + 100
 
     # (c) sort alone, no paging (small result)
-    conn.search(people, "(uid=user00001*)", attributes=["uid"],
-                controls=[sort_control(("uid", "caseIgnoreOrderingMatch"), reverse=True)])
+    conn.search(
+        people,
+        "(uid=user00001*)",
+        attributes=["uid"],
+        controls=[sort_control(("uid", "caseIgnoreOrderingMatch"), reverse=True)],
+    )
     assert conn.result["result"] == 0, conn.result
     assert _uids(conn) == [f"user{i:06d}" for i in range(19, 9, -1)]
     assert int(_response_control(conn, SORT_RESPONSE_OID, _SortResult())["sortResult"]) == 0
     # no ORDERING rule on uid -> inappropriateMatching unless a rule is named
-    conn.search(people, "(uid=user00001*)", attributes=["uid"],
-                controls=[(SORT_OID, True, encoder.encode(_one_key_without_rule("uid")))])
+    conn.search(
+        people,
+        "(uid=user00001*)",
+        attributes=["uid"],
+        controls=[(SORT_OID, True, encoder.encode(_one_key_without_rule("uid")))],
+    )
     assert conn.result["description"] == "inappropriateMatching"
     # unpaged sort over > 500 entries: still the size limit
-    conn.search(people, flt, attributes=["uid"],
-                controls=[sort_control(("uid", "caseIgnoreOrderingMatch"))])
+    conn.search(
+        people, flt, attributes=["uid"], controls=[sort_control(("uid", "caseIgnoreOrderingMatch"))]
+    )
     assert conn.result["description"] == "sizeLimitExceeded"
 
     # (c) VLV by offset over all 1000 users, as the scim account, no paging
-    conn.search(people, flt, attributes=["uid"], controls=[
-        sort_control(("uid", "caseIgnoreOrderingMatch")), vlv_control(1, 3, offset=701)])
+    conn.search(
+        people,
+        flt,
+        attributes=["uid"],
+        controls=[sort_control(("uid", "caseIgnoreOrderingMatch")), vlv_control(1, 3, offset=701)],
+    )
     assert conn.result["result"] == 0, conn.result
     assert _uids(conn) == [f"user{i:06d}" for i in range(699, 704)]
     vlv = _response_control(conn, VLV_RESPONSE_OID, _VlvResponse())
@@ -398,8 +415,12 @@ def test_size_limits_sort_and_vlv(seeded: Slapd) -> None:
     assert int(vlv["contentCount"]) == 1000
     assert int(vlv["virtualListViewResult"]) == 0
     # the window, not the list, counts against the size limit
-    conn.search(people, flt, attributes=["uid"], controls=[
-        sort_control(("uid", "caseIgnoreOrderingMatch")), vlv_control(0, 599, offset=1)])
+    conn.search(
+        people,
+        flt,
+        attributes=["uid"],
+        controls=[sort_control(("uid", "caseIgnoreOrderingMatch")), vlv_control(0, 599, offset=1)],
+    )
     assert conn.result["description"] == "sizeLimitExceeded"
     assert len(conn.entries) == SIZE_LIMIT
     # VLV without sort is refused with 76 virtualListViewError ("Sort control is required
@@ -415,20 +436,36 @@ def test_size_limits_sort_and_vlv(seeded: Slapd) -> None:
     got: list[str] = []
     cookie: bytes | None = None
     while True:
-        conn.search(people, flt, attributes=["uid"], paged_size=300, paged_cookie=cookie,
-                    controls=[sort_control(("uid", "caseIgnoreOrderingMatch"), reverse=True)])
+        conn.search(
+            people,
+            flt,
+            attributes=["uid"],
+            paged_size=300,
+            paged_cookie=cookie,
+            controls=[sort_control(("uid", "caseIgnoreOrderingMatch"), reverse=True)],
+        )
         assert conn.result["result"] == 0, conn.result
         got.extend(_uids(conn))
         cookie = conn.result["controls"][PAGED_OID]["value"]["cookie"]
         if not cookie:
             break
     assert got == [f"user{i:06d}" for i in range(999, -1, -1)]
-    conn.search(people, flt, attributes=["uid"], paged_size=SIZE_LIMIT + 100,
-                controls=[sort_control(("uid", "caseIgnoreOrderingMatch"))])
+    conn.search(
+        people,
+        flt,
+        attributes=["uid"],
+        paged_size=SIZE_LIMIT + 100,
+        controls=[sort_control(("uid", "caseIgnoreOrderingMatch"))],
+    )
     assert conn.result["result"] == 0 and len(conn.entries) == SIZE_LIMIT + 100
     # (d) VLV + paged results together is refused
-    conn.search(people, flt, attributes=["uid"], paged_size=10, controls=[
-        sort_control(("uid", "caseIgnoreOrderingMatch")), vlv_control(0, 9, offset=1)])
+    conn.search(
+        people,
+        flt,
+        attributes=["uid"],
+        paged_size=10,
+        controls=[sort_control(("uid", "caseIgnoreOrderingMatch")), vlv_control(0, 9, offset=1)],
+    )
     assert conn.result["result"] != 0
     _record("vlv+paged", conn.result["description"])
 
@@ -450,14 +487,20 @@ def test_seeded_start(seeded: Slapd) -> None:
     conn = seeded.connection()
     _record("seeded start (1000 users) s", seeded.last_start_seconds)
     assert seeded.last_start_seconds is not None and seeded.last_start_seconds < 5
-    entries = conn.extend.standard.paged_search(info.people_dn, "(objectClass=inetOrgPerson)",
-                                                attributes=["uid"], paged_size=500,
-                                                generator=False)
+    entries = conn.extend.standard.paged_search(
+        info.people_dn,
+        "(objectClass=inetOrgPerson)",
+        attributes=["uid"],
+        paged_size=500,
+        generator=False,
+    )
     assert len(entries) == 1000
-    groups = conn.extend.standard.paged_search(info.groups_dn, "(objectClass=groupOfNames)",
-                                               attributes=["cn"], generator=False)
+    groups = conn.extend.standard.paged_search(
+        info.groups_dn, "(objectClass=groupOfNames)", attributes=["cn"], generator=False
+    )
     assert sorted(g["attributes"]["cn"][0] for g in groups) == sorted(
-        [f"group{j:04d}" for j in range(10)] + ["biggroup"])
+        [f"group{j:04d}" for j in range(10)] + ["biggroup"]
+    )
     # memberOf written by the generator matches the groups' members
     g3 = f"cn=group0003,{info.groups_dn}"
     members = _attr(conn, g3, "member")
@@ -480,8 +523,9 @@ def test_seeded_start(seeded: Slapd) -> None:
     # seeded users can bind; memberOf stays maintained online for seeded groups
     assert ldap3.Connection(info.url, u60, SEED_PASSWORD).bind()
     assert conn.modify(g3, {"member": [(MODIFY_DELETE, [u60])]}), conn.result
-    assert _wait_for(lambda: _norm(_attr(conn, u60, "memberOf")) == {
-        f"cn=biggroup,{info.groups_dn}"})
+    assert _wait_for(
+        lambda: _norm(_attr(conn, u60, "memberOf")) == {f"cn=biggroup,{info.groups_dn}"}
+    )
     assert conn.modify(g3, {"member": [(MODIFY_ADD, [u60])]}), conn.result
     assert _wait_for(lambda: len(_attr(conn, u60, "memberOf")) == 2)
 
