@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge import context
 from bridge.bulk import payload_too_large
 from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
@@ -66,6 +66,9 @@ def to_scim_error(exc: BaseException) -> ScimError | None:
     return None
 
 
+_READ_HEADERS = frozenset({b"authorization", b"content-length", b"x-request-id"})
+
+
 class ScimMiddleware:
     """Request id, bearer-token auth, body-size limit and error rendering for the SCIM routes.
 
@@ -101,12 +104,15 @@ class ScimMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(self.settings.base_path):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        scope.setdefault("state", {})
+        headers = {}
+        for k, v in scope["headers"]:  # only the few this layer reads, decoded once
+            name = k.lower()
+            if name in _READ_HEADERS:
+                headers[name.decode("latin-1")] = v.decode("latin-1")
+        state = scope.setdefault("state", {})
         # TelemetryMiddleware (outermost) has usually set a sanitised request id already
-        scope["state"].setdefault(
-            "request_id", headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        )
+        if "request_id" not in state:
+            state["request_id"] = headers.get("x-request-id") or context.new_request_id()
         try:
             token = self.authenticate(headers.get("authorization"))
             scope["state"]["token"] = token.name  # also for a refused write's audit record

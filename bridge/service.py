@@ -921,9 +921,14 @@ def _required_classes(base_filter: str) -> frozenset[str] | None:
 
 def _in_scope(dn: str, rmap: ResourceMap) -> bool:
     """Whether a search of ``rmap`` (its base and scope) can return the entry at ``dn``."""
-    if rmap.scope == "one":
-        return normalize_dn(parent_dn(dn)) == normalize_dn(rmap.base_dn)
-    return is_under(dn, rmap.base_dn)
+    return _scope_holds(dn, rmap.base_dn, rmap.scope)
+
+
+@functools.lru_cache(maxsize=16384)  # pure DN arithmetic (the same group DNs recur)
+def _scope_holds(dn: str, base: str, scope: str) -> bool:
+    if scope == "one":
+        return normalize_dn(parent_dn(dn)) == normalize_dn(base)
+    return is_under(dn, base)
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.routing import BaseRoute, Match
@@ -165,4 +164,4 @@ def _request_id(scope: Scope) -> str:
             if _RID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex[:16]
+    return context.new_request_id()
