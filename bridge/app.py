@@ -187,6 +187,7 @@ def build_app(
     app.state.mapping = mapping
     app.state.directory = directory
     app.state.service = service
+    app.state.base_urls = {}  # routes.base_url memo
     #: service calls run on the loop (greenio) when the client never blocks there
     app.state.cooperative = settings.cooperative and directory.cooperative
     app.add_middleware(ScimMiddleware, settings=settings)

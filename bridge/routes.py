@@ -26,8 +26,18 @@ T = TypeVar("T")
 
 def base_url(request: Request) -> str:
     """Absolute base for ``meta.location`` and ``Location`` (RFC 7644 §3.1)."""
-    settings = request.app.state.settings
-    return str(request.base_url).rstrip("/") + settings.base_path
+    scope = request.scope
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    server = scope.get("server")
+    key = (scope.get("scheme"), host, scope.get("root_path", ""), server and tuple(server))
+    known: dict[Any, str] = request.app.state.base_urls
+    url = known.get(key)
+    if url is None:  # Starlette's own derivation, once per distinct host/scheme/root
+        url = str(request.base_url).rstrip("/") + request.app.state.settings.base_path
+        if len(known) > 1024:  # Host is client input: stay bounded
+            known.clear()
+        known[key] = url
+    return url
 
 
 def service(request: Request) -> Service:

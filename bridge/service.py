@@ -17,7 +17,15 @@ from typing import Any
 
 from bridge import deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
-from bridge.directory.base import Change, Deref, Directory, Entry, SortKey, Window
+from bridge.directory.base import (
+    Change,
+    Deref,
+    Directory,
+    Entry,
+    SearchResult,
+    SortKey,
+    Window,
+)
 from bridge.directory.syntax import (
     escape_filter,
     is_under,
@@ -889,7 +897,20 @@ class Service:
     def _read_back(
         self, rmap: ResourceMap, dn: str, base_url: str, projection: Projection = DEFAULT
     ) -> dict[str, Any]:
-        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap, projection))
+        attrs = tr.ldap_attributes(rmap, projection)
+        deref = self.derefs(rmap, projection)
+        if deref:  # the entry and what it references in one search
+            try:
+                res = self.directory.search(dn, "(objectClass=*)", attrs, scope="base", deref=deref)
+            except DirectoryError as exc:
+                if exc.code != "noSuchObject":
+                    raise
+                res = SearchResult([])
+            if not res.entries:
+                raise NotFound(f"{rmap.name} at {dn} vanished")
+            entry = res.entries[0]
+        else:
+            entry = self._read_dn(rmap, dn, attrs)
         return self.render(rmap, [entry], base_url, projection)[0]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from bridge.directory.base import (
     Capabilities,
     Change,
+    Deref,
     Directory,
     Entry,
     Scope,
@@ -64,10 +65,18 @@ class FaultyDirectory(Directory):
         size_limit: int = 0,
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
+        deref: Sequence[Deref] = (),
     ) -> SearchResult:
         self._hit("search", base)
         return self.inner.search(
-            base, filter, attributes, scope=scope, size_limit=size_limit, sort=sort, window=window
+            base,
+            filter,
+            attributes,
+            scope=scope,
+            size_limit=size_limit,
+            sort=sort,
+            window=window,
+            deref=deref,
         )
 
     def iter_search(

@@ -224,7 +224,7 @@ class LibldapDirectory(Directory):
                 raise
         raise AssertionError("unreachable")
 
-    def _result(self, conn: SimpleLDAPObject, msgid: int, all_: int) -> Any:
+    def _result(self, conn: SimpleLDAPObject, msgid: int, all_: int, first: bool = True) -> Any:
         """``(type, data, msgid, controls)`` for ``msgid``, each search entry as ``(dn, attrs,
         its raw control tuples)``: blocking in a thread, or — inside :func:`greenio.run` —
         polled without blocking, the event loop serving other requests until the socket is
@@ -233,14 +233,20 @@ class LibldapDirectory(Directory):
             return _result4(conn, msgid, all_, self._timeout)
         deadline = time.monotonic() + self._timeout
         try:
-            while True:
+            if not first:  # libldap may hold the next messages already: look before waiting
                 res = _result4(conn, msgid, all_, 0)
                 if res[0] is not None:
                     return res
+            while True:
+                # a first answer cannot be there microseconds after the request left (and
+                # libldap holds nothing unread on a connection only this request uses): wait
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ldap.TIMEOUT({"desc": "Timed out", "info": "no answer in time"})
                 greenio.await_(greenio.readable(conn.fileno(), left))
+                res = _result4(conn, msgid, all_, 0)
+                if res[0] is not None:
+                    return res
         except BaseException as exc:
             if not isinstance(exc, ldap.LDAPError) or isinstance(exc, ldap.TIMEOUT):
                 # an answer may still come: this connection must not serve anyone else
@@ -249,6 +255,7 @@ class LibldapDirectory(Directory):
                     conn.abandon_ext(msgid)
             raise
 
+    def pool_stats(self) -> PoolStats:
         return PoolStats(
             size=self.settings.pool_size, in_use=self._slots.in_use, idle=self._slots.idle
         )
@@ -328,9 +335,11 @@ class LibldapDirectory(Directory):
             _t, data, _m, rctrls = self._result(conn, msgid, 1)
             return [d for d in data if d[0] is not None], rctrls
         out: list[_Found] = []
+        first = True
         while True:
             try:
-                rtype, data, _m, rctrls = self._result(conn, msgid, 0)
+                rtype, data, _m, rctrls = self._result(conn, msgid, 0, first)
+                first = False
             except ldap.SIZELIMIT_EXCEEDED:
                 return out, []
             if rtype == ldap.RES_SEARCH_ENTRY:

@@ -1,0 +1,148 @@
+"""python-ldap on the event loop (bridge/greenio.py) and the dereference control, on slapd.
+
+* Requests served cooperatively never block one another, also when every pooled connection is
+  busy (the wait for a slot happens in the threadpool, not on the loop).
+* A user's ``groups`` (and a group's ``members``) come with the entry through OpenLDAP's
+  dereference control: one LDAP search per GET, and exactly the resource the two-search path
+  renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.app import build_app
+from bridge.config import MappingConfig
+from bridge.directory.base import Directory
+from bridge.settings import Settings, Token
+from tests.conftest import TOKEN, _empty, slapd_directory
+from tests.helpers import SCIM, create_group, create_user
+
+
+@pytest.fixture
+def libldap(slapd_server: Any, openldap_mapping: MappingConfig) -> Iterator[Directory]:
+    d = slapd_directory(slapd_server, "libldap", pool_size=2)
+    _empty(d, openldap_mapping)
+    yield d
+    _empty(d, openldap_mapping)
+    d.close()
+
+
+def _app(directory: Directory, mapping: MappingConfig, **settings: Any) -> Any:
+    s = Settings(tokens=(Token("test", TOKEN),), **settings)
+    return build_app(s, directory=directory, mapping=mapping)
+
+
+def test_many_concurrent_requests_share_two_connections(
+    libldap: Directory, openldap_mapping: MappingConfig
+) -> None:
+    from starlette.testclient import TestClient
+
+    app = _app(libldap, openldap_mapping)
+    assert app.state.cooperative
+    with TestClient(app, base_url="https://scim.example.test") as tc:
+        tc.headers["Authorization"] = f"Bearer {TOKEN}"
+        ids = [create_user(tc, f"coop{i}")["id"] for i in range(12)]
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="https://scim.example.test",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as ac:
+            calls = [ac.get(f"{SCIM}/Users/{i}") for i in ids * 5]
+            calls += [ac.get(f"{SCIM}/Users", params={"filter": f'userName eq "coop{n}"'})
+                      for n in range(12)]  # fmt: skip
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    codes = asyncio.run(main())
+    assert codes == [200] * (len(ids) * 5 + 12)
+    stats = libldap.pool_stats()
+    assert stats.in_use == 0 and stats.idle <= 2
+
+
+def _count_searches(directory: Any) -> list[str]:
+    seen: list[str] = []
+    inner = directory._search
+
+    def counting(conn: Any, base: str, scope: str, flt: str, *a: Any, **kw: Any) -> Any:
+        seen.append(flt)
+        return inner(conn, base, scope, flt, *a, **kw)
+
+    directory._search = counting
+    return seen
+
+
+def test_groups_come_with_the_user_in_one_search(
+    libldap: Directory, openldap_mapping: MappingConfig, slapd_server: Any
+) -> None:
+    from starlette.testclient import TestClient
+
+    assert libldap.capabilities.deref, "the test slapd loads slapo-deref"
+    app = _app(libldap, openldap_mapping)
+    with TestClient(app, base_url="https://scim.example.test") as tc:
+        tc.headers["Authorization"] = f"Bearer {TOKEN}"
+        alice = create_user(tc, "alice", displayName="Alice")
+        bob = create_user(tc, "bob")
+        g1 = create_group(tc, "Admins", [alice["id"], bob["id"]])
+        g2 = create_group(tc, "Staff", [alice["id"]])
+        searches = _count_searches(libldap)
+        got = tc.get(f"{SCIM}/Users/{alice['id']}").json()
+        assert len(searches) == 1, searches
+        assert sorted((g["value"], g["display"]) for g in got["groups"]) == sorted(
+            [(g1["id"], "Admins"), (g2["id"], "Staff")]
+        )
+        searches.clear()
+        looked_up = tc.get(f"{SCIM}/Users", params={"filter": 'userName eq "alice"'}).json()
+        assert len(searches) == 1, searches
+        assert looked_up["Resources"] == [got]
+        group = tc.get(f"{SCIM}/Groups/{g1['id']}").json()
+
+    # the same resources through the two-search path (no dereference control)
+    plain = slapd_directory(slapd_server, "libldap")
+    plain._caps = dataclasses.replace(plain.capabilities, deref=False)  # type: ignore[attr-defined]
+    try:
+        app2 = _app(plain, openldap_mapping)
+        with TestClient(app2, base_url="https://scim.example.test") as tc2:
+            tc2.headers["Authorization"] = f"Bearer {TOKEN}"
+            searches = _count_searches(plain)
+            assert tc2.get(f"{SCIM}/Users/{alice['id']}").json() == got
+            assert len(searches) == 2, searches
+            assert tc2.get(f"{SCIM}/Groups/{g1['id']}").json() == group
+    finally:
+        plain.close()
+
+
+def test_a_group_outside_the_mapped_base_is_not_rendered_from_the_dereference(
+    libldap: Directory, openldap_mapping: MappingConfig
+) -> None:
+    """memberOf can name a groupOfNames outside the Groups base; the dereference control
+    returns it like any other, but it is no SCIM Group: left out, as without deref."""
+    from starlette.testclient import TestClient
+
+    users = openldap_mapping.resource("User").base_dn
+    app = _app(libldap, openldap_mapping)
+    with TestClient(app, base_url="https://scim.example.test") as tc:
+        tc.headers["Authorization"] = f"Bearer {TOKEN}"
+        alice = create_user(tc, "alice")
+        mapped = create_group(tc, "Mapped", [alice["id"]])
+        user_dn = libldap.search(users, "(uid=alice)", ["1.1"]).entries[0].dn
+        outside = f"cn=outside,{users}"
+        libldap.add(
+            outside,
+            {"objectClass": [b"groupOfNames"], "cn": [b"outside"], "member": [user_dn.encode()]},
+        )
+        try:
+            entry = libldap.read(user_dn, ["memberOf"])
+            assert entry is not None and len(entry.get("memberOf")) == 2
+            got = tc.get(f"{SCIM}/Users/{alice['id']}").json()
+            assert [g["value"] for g in got["groups"]] == [mapped["id"]]
+        finally:
+            libldap.delete(outside)

@@ -1,0 +1,132 @@
+"""bridge.greenio: synchronous code on the event loop, suspended only where it awaits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import socket
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("greenlet")
+
+from bridge import greenio
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+async def _value(v: int, delay: float = 0.0) -> int:
+    await asyncio.sleep(delay)
+    return v
+
+
+def test_run_returns_and_await_gives_results() -> None:
+    def work(a: int) -> int:
+        assert greenio.active()
+        return a + greenio.await_(_value(1)) + greenio.await_(_value(2))
+
+    assert asyncio.run(greenio.run(work, 10)) == 13
+
+
+def test_errors_reach_the_greenlet_and_then_the_caller() -> None:
+    async def boom() -> None:
+        raise KeyError("x")
+
+    def caught() -> str:
+        try:
+            greenio.await_(boom())
+        except KeyError:
+            return "caught"
+        return "no"
+
+    def uncaught() -> None:
+        greenio.await_(boom())
+
+    assert asyncio.run(greenio.run(caught)) == "caught"
+    with pytest.raises(KeyError):
+        asyncio.run(greenio.run(uncaught))
+
+
+def test_outside_run_await_is_refused() -> None:
+    assert not greenio.active()
+    coro = _value(1)
+    with pytest.raises(RuntimeError):
+        greenio.await_(coro)
+    coro.close()
+
+
+def test_the_caller_context_is_seen_and_not_changed() -> None:
+    def work() -> str:
+        seen = var.get()
+        var.set("inside")
+        return seen
+
+    async def main() -> tuple[str, str]:
+        var.set("request-1")
+        seen = await greenio.run(work)
+        return seen, var.get()
+
+    assert asyncio.run(main()) == ("request-1", "request-1")
+
+
+def test_calls_interleave_on_one_loop() -> None:
+    """While one call waits, another runs to completion: the loop is never blocked."""
+    order: list[str] = []
+
+    def slow() -> None:
+        order.append("slow start")
+        greenio.await_(asyncio.sleep(0.05))
+        order.append("slow end")
+
+    def fast() -> None:
+        order.append("fast")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(greenio.run(slow))
+        await asyncio.sleep(0.01)
+        await greenio.run(fast)
+        await task
+
+    asyncio.run(main())
+    assert order == ["slow start", "fast", "slow end"]
+
+
+def test_offload_runs_blocking_work_in_a_thread() -> None:
+    ticks: list[float] = []
+
+    def blocking() -> str:
+        time.sleep(0.1)
+        return threading.current_thread().name
+
+    async def ticker() -> None:
+        for _ in range(5):
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def main() -> str:
+        t = asyncio.ensure_future(ticker())
+        name = await greenio.run(greenio.offload, blocking)
+        await t
+        return name
+
+    name = asyncio.run(main())
+    assert name != threading.main_thread().name
+    assert len(ticks) == 5 and ticks[-1] - ticks[0] < 0.09  # ticked during the sleep
+
+
+def test_readable() -> None:
+    a, b = socket.socketpair()
+    try:
+
+        async def main() -> tuple[bool, bool]:
+            idle = await greenio.readable(a.fileno(), 0.02)
+            b.send(b"x")
+            ready = await greenio.readable(a.fileno(), 1.0)
+            return idle, ready
+
+        assert asyncio.run(main()) == (False, True)
+    finally:
+        a.close()
+        b.close()
