@@ -2,7 +2,9 @@
 
 Uses the test suite's fixture (``tests/integration/slapd.py``: ``Slapd`` and
 ``generate_seed_ldif``) when it offers seeding; otherwise starts its own minimal slapd with the
-same shape: OpenLDAP 2.5 mdb, memberof + refint + sssvlv overlays, equality indexes on the
+same shape: OpenLDAP 2.5 mdb, memberof + refint + sssvlv + deref overlays (deref after sssvlv:
+a user's groups come with the user), ``member`` stored apart once a group has over 100 members
+(``multival``: adding one member does not rewrite a 50,000-value entry), equality indexes on the
 attributes the bridge searches, a service account ``cn=scim`` with the production-like limits
 (size.hard=500, unlimited paged results).
 
@@ -99,6 +101,7 @@ rootpw {admin_pw}
 directory {dir}/data
 maxsize 8589934592
 dbnosync
+multival member 100,10
 index objectClass,entryUUID,entryCSN,uid,cn,mail,sn,member,memberOf,employeeType eq
 limits dn.exact="{bind}" size.soft=500 size.hard=500 size.prtotal=unlimited
 access to attrs=userPassword by dn.exact="{bind}" write by anonymous auth by * none

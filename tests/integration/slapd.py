@@ -375,6 +375,7 @@ olcRootDN: {ADMIN_DN}
 olcRootPW: {_ssha(ADMIN_PASSWORD)}
 olcDbMaxSize: 4294967296
 olcDbNoSync: TRUE
+olcDbMultival: member 100,10
 {indexes}
 olcLimits: {{0}}dn.exact="{BIND_DN}" size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} \
 size.prtotal=unlimited
