@@ -84,22 +84,23 @@ class AttributeMap:
     primary: bool = False
     to: tuple[str, ...] = ()  # reference targets (resource names)
     fallback: tuple[str, ...] = ()  # SCIM paths whose value is written when this one is absent
+    # derived once (read for every attribute of every rendered entry)
+    is_reference: bool = field(init=False, repr=False, compare=False)
+    extension: bool = field(init=False, repr=False, compare=False)
+    key: str = field(init=False, repr=False, compare=False)  # ``ldap`` lower-cased: Entry keys
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_reference", self.codec.name == "reference")
+        object.__setattr__(self, "extension", self.schema not in (sch.USER, sch.GROUP))
+        object.__setattr__(self, "key", self.ldap.lower())
 
     @property
     def multi(self) -> bool:
         return self.parent.multi_valued
 
     @property
-    def is_reference(self) -> bool:
-        return self.codec.name == "reference"
-
-    @property
     def writable(self) -> bool:
         return self.mutability in ("readWrite", "writeOnly", "immutable")
-
-    @property
-    def extension(self) -> bool:
-        return self.schema not in (sch.USER, sch.GROUP)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -296,19 +297,22 @@ def build_routes(base: str) -> list[BaseRoute]:
     def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
         return Route(base + path, endpoint, methods=methods)
 
-    from bridge.routes_ops import ops_routes  # discovery/probes: before /{resource}
+    from bridge.routes_ops import ops_routes
 
+    # The resource routes come first: they take nearly all the traffic, and each route costs a
+    # regex match per request.  Their {resource} never matches the fixed endpoints (see
+    # ResourceConvertor), so those still reach their own routes below.
     return [
-        *ops_routes(base),
-        r("/.search", search_root, ["POST"]),
-        r("/Bulk", bulk_request, ["POST"]),
-        r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
-        r("/{resource}/.search", search_resources, ["POST"]),
+        r("/{resource:resource}/.search", search_resources, ["POST"]),
         # one route per path, dispatching on the method: each route is a regex match per
         # request, and these two paths take nearly all the traffic
-        r("/{resource}", by_method(GET=list_resources, POST=create_resource), ["GET", "POST"]),
         r(
-            "/{resource}/{id}",
+            "/{resource:resource}",
+            by_method(GET=list_resources, POST=create_resource),
+            ["GET", "POST"],
+        ),
+        r(
+            "/{resource:resource}/{id}",
             by_method(
                 GET=get_resource,
                 PUT=replace_resource,
@@ -317,7 +321,27 @@ def build_routes(base: str) -> list[BaseRoute]:
             ),
             ["GET", "PUT", "PATCH", "DELETE"],
         ),
+        *ops_routes(base),
+        r("/.search", search_root, ["POST"]),
+        r("/Bulk", bulk_request, ["POST"]),
+        r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
     ]
+
+
+class ResourceConvertor(Convertor[str]):
+    """A path segment naming a resource endpoint: anything but the fixed SCIM endpoints
+    (discovery, ``/Bulk``, ``/Me``, ``/.search``), which have routes of their own."""
+
+    regex = r"(?!(?:ServiceProviderConfig|Schemas|ResourceTypes|Bulk|Me|\.search)(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("resource", ResourceConvertor())
 
 
 def by_method(**handlers: Callable[[Request], Any]) -> Callable[[Request], Any]:

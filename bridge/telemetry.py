@@ -38,6 +38,12 @@ def _latency(route: str, method: str) -> Any:
     return metrics.HTTP_LATENCY.labels(route, method)
 
 
+@functools.lru_cache(maxsize=256)
+def _plain_template(path: str) -> str:
+    """``/{resource:resource}/{id}`` -> ``/{resource}/{id}`` (convertors are not for labels)."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
 class TelemetryMiddleware:
     def __init__(
         self,
@@ -113,6 +119,7 @@ class TelemetryMiddleware:
         template = getattr(route, "path", None)
         if not isinstance(template, str):
             return "unmatched"
+        template = _plain_template(template)
         resource = params.get("resource")
         if resource is not None:
             rmap = self.mapping.by_endpoint("/" + str(resource))

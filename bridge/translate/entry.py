@@ -105,12 +105,17 @@ def to_resource(
     rid = id_of(rmap, entry)
     res: dict[str, Any] = {"schemas": [rmap.schema], "id": rid}
     used_ext: set[str] = set()
+    attrs = entry.attrs
     for a in rendered(rmap, projection):
-        raw = list(entry.get(a.ldap))
+        raw = attrs.get(a.key)
+        if not raw:
+            if a.is_reference or a.codec.absent is None:
+                continue  # most mapped attributes are absent on any one entry
+            raw = ()
         if a.is_reference:
             values = _ref_values(a, raw, refs, base_url, rmap)
         else:
-            values = a.codec.decode_all(raw) if raw or a.codec.absent is not None else []
+            values = a.codec.decode_all(list(raw))
         if not values:
             continue
         target = res
