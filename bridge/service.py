@@ -362,9 +362,10 @@ class Service:
     ) -> ListResult:
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
-        names = ",".join(r.name for r, _ in plans)
-        fp = fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
-        if query.cursor is not None:
+        fp = ""
+        if query.cursor is not None:  # cursors are bound to the query they page (RFC 9865)
+            names = ",".join(r.name for r, _ in plans)
+            fp = fingerprint(names, query.filter, query.sort_by, query.sort_order.lower())
             if query.start_index > 1:
                 raise InvalidValue("use either startIndex or cursor, not both (RFC 9865 §2)")
             start = self.cursors.decode(query.cursor, fp) if query.cursor else 1
@@ -404,6 +405,8 @@ class Service:
                 out.append(None)
         if refused is not None and all(keys is None for keys in out):
             raise refused
+        if refused is None:
+            return [k for k in out if k is not None]
         default = replace(query, sort_by=None)
         return [
             k if k is not None else self._sort_keys(r, default)
