@@ -441,6 +441,14 @@ class Ldap3Directory(Directory):
         attrs = list(attributes) or ["1.1"]
         self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
         if window is not None:
+            small = self._run(
+                "search",
+                base,
+                lambda c: self._probe(c, base, filter, attrs, scope, window),
+                retry=True,
+            )
+            if small is not None:
+                return small
             return self._run(
                 "search",
                 base,
@@ -509,6 +517,35 @@ class Ldap3Directory(Directory):
                     return out
 
         yield from self._run("search", base, walk, retry=True)
+
+    def _probe(
+        self,
+        conn: ldap3.Connection,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        window: Window,
+    ) -> SearchResult | None:
+        """The answer to a VLV request over at most one match, without the VLV (as the
+        python-ldap client does): most filtered lists are IdP lookups matching one entry or
+        none, and a VLV search costs slapd a sorted result set and this client its connection
+        (see :meth:`_vlv`).  None means "more than one match"."""
+        ok = conn.search(
+            base,
+            filter,
+            _SCOPES[scope],
+            attributes=attrs,
+            size_limit=2,
+            controls=self._read_controls(None),
+        )
+        desc = conn.result.get("description")
+        if not ok and desc not in ("success", "sizeLimitExceeded"):
+            self._check(conn, False, "search", base)
+        found = sum(1 for i in conn.response or [] if i.get("type") == "searchResEntry")
+        if desc == "sizeLimitExceeded" or found > 1:
+            return None
+        return SearchResult(self._entries(conn) if window.offset <= 1 else [], found)
 
     def _vlv(
         self,
