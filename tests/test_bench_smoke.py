@@ -1,0 +1,66 @@
+"""A few seconds of bench/run.py --quick, so the benchmark keeps working (CI runs it; issue 8).
+
+Performance is a benchmark result, not a test: nothing here asserts a timing.  It checks that
+every scenario ran against slapd with the production entry point, answered without errors, and
+that the LDAP floor was measured in the same run."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT, unavailable
+
+SCENARIOS = ["lookup", "get", "list", "create", "patch", "addmember", "delete"]
+LABELS = ["lookup `userName eq`", "GET by id", "list page of 100 (start)", "create",
+          "PATCH replace", "PATCH add member (big group)", "DELETE"]  # fmt: skip
+
+
+def test_bench_quick_smoke() -> None:
+    try:
+        from tests.integration.slapd import require_slapd
+
+        require_slapd()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"slapd is not available: {exc}")
+    if shutil.which("wrk") is None:
+        unavailable("wrk is not installed (apt-get install wrk)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--duration",
+            "1",
+            "--workers",
+            "1",
+            "--scenarios",
+            ",".join(SCENARIOS),
+            "--floor",
+            "libldap",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    rows = {
+        cells[1].strip(): cells
+        for line in proc.stdout.splitlines()
+        if line.startswith("| ") and len(cells := line.split("|")) > 8
+    }
+    for label in LABELS:
+        assert label in rows, f"no row for {label}: {proc.stdout[-3000:]}"
+        cells = rows[label]
+        bridge = cells[3].strip()  # "req/s" or "req/s (N err)"
+        assert "err" not in bridge, f"{label}: {bridge}"
+        assert int(re.sub(r"\D.*", "", bridge)) > 0, f"{label}: {bridge}"
+        floor = cells[9].strip()
+        assert re.match(r"\d+", floor), f"{label}: no floor measured ({floor})"
