@@ -459,17 +459,7 @@ class Ldap3Directory(Directory):
 
             def once(conn: ldap3.Connection) -> SearchResult:
                 ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
-                ok = conn.search(
-                    base,
-                    filter,
-                    _SCOPES[scope],
-                    attributes=attrs,
-                    size_limit=size_limit,
-                    controls=ctrls,
-                )
-                desc = conn.result.get("description")
-                if not ok and desc not in ("success", "sizeLimitExceeded"):
-                    self._check(conn, False, "search", base)
+                self._bounded(conn, base, filter, attrs, scope, size_limit, ctrls)
                 return SearchResult(self._entries(conn))
 
             return self._run("search", base, once, retry=True)
@@ -518,6 +508,26 @@ class Ldap3Directory(Directory):
 
         yield from self._run("search", base, walk, retry=True)
 
+    def _bounded(
+        self,
+        conn: ldap3.Connection,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        size_limit: int,
+        ctrls: list[Any] | None,
+    ) -> str:
+        """One search whose entries stay on ``conn``; hitting ``size_limit`` is not an error
+        (the entries before it are kept).  Returns the result's description."""
+        ok = conn.search(
+            base, filter, _SCOPES[scope], attributes=attrs, size_limit=size_limit, controls=ctrls
+        )
+        desc = str(conn.result.get("description"))
+        if not ok and desc not in ("success", "sizeLimitExceeded"):
+            self._check(conn, False, "search", base)
+        return desc
+
     def _probe(
         self,
         conn: ldap3.Connection,
@@ -531,17 +541,7 @@ class Ldap3Directory(Directory):
         python-ldap client does): most filtered lists are IdP lookups matching one entry or
         none, and a VLV search costs slapd a sorted result set and this client its connection
         (see :meth:`_vlv`).  None means "more than one match"."""
-        ok = conn.search(
-            base,
-            filter,
-            _SCOPES[scope],
-            attributes=attrs,
-            size_limit=2,
-            controls=self._read_controls(None),
-        )
-        desc = conn.result.get("description")
-        if not ok and desc not in ("success", "sizeLimitExceeded"):
-            self._check(conn, False, "search", base)
+        desc = self._bounded(conn, base, filter, attrs, scope, 2, self._read_controls(None))
         found = sum(1 for i in conn.response or [] if i.get("type") == "searchResEntry")
         if desc == "sizeLimitExceeded" or found > 1:
             return None
