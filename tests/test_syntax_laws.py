@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from ldap3.operation.search import parse_filter
 from ldap3.utils.dn import parse_dn, safe_dn
 
@@ -54,3 +55,30 @@ def test_rdn_round_trips_through_both_parsers(value: str) -> None:
     assert len(parts) == 4, parts
     assert parts[1:] == [("ou", "people", ","), ("dc", "example", ","), ("dc", "org", "")]
     assert split_rdn(safe_dn(dn))[1] == value
+
+
+_dn_chars = st.sampled_from(list('aZ09 -_.=,+\\"<>;#\t\n\xa0\u2000\x85\x1cİéß'))
+_rdn = st.builds(
+    lambda a, v: f"{a}={v}",
+    st.sampled_from(["cn", "uid", "OU", "dc", "2.5.4.3", " cn"]),
+    st.text(alphabet=_dn_chars, max_size=8) | hostile_text,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(dn=st.lists(_rdn, min_size=1, max_size=4).map(",".join) | hostile_text)
+def test_simple_dn_fast_path_normalizes_like_the_parser(dn: str) -> None:
+    """dn_path lower-cases DNs with nothing to (un)escape instead of parsing them: the same
+    normalized RDNs as the full RFC 4514 parse, for every DN the fast path accepts."""
+    from bridge.directory.syntax import _SIMPLE_DN, _parsed_path, _rdns, dn_path, parent_dn
+    from bridge.errors import InvalidValue
+
+    try:
+        expected = _parsed_path(dn)
+    except InvalidValue:  # e.g. NUL in a value: never a simple DN
+        assert not _SIMPLE_DN.fullmatch(dn)
+        return
+    assert dn_path(dn) == expected
+    if _SIMPLE_DN.fullmatch(dn):
+        assert dn_path(dn) == tuple(p.lower() for p in reversed(dn.split(",")))
+        assert parent_dn(dn) == ",".join(text for _, _, text in _rdns(dn)[1:])
