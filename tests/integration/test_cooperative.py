@@ -146,3 +146,87 @@ def test_a_group_outside_the_mapped_base_is_not_rendered_from_the_dereference(
             assert [g["value"] for g in got["groups"]] == [mapped["id"]]
         finally:
             libldap.delete(outside)
+
+
+class _SilentServer:
+    """Accepts LDAP connections, answers every bind with success, and never answers anything
+    else: a directory that hangs mid-request."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[Any] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: Any) -> None:
+        while True:
+            try:
+                data = conn.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            # LDAPMessage: 30 len 02 01 <msgid> <op tag> ...; BindRequest is [APPLICATION 0]
+            if len(data) > 5 and data[2] == 0x02 and data[3] == 1 and data[5] == 0x60:
+                msgid = data[4]
+                conn.sendall(bytes([0x30, 0x0C, 0x02, 0x01, msgid, 0x61, 0x07, 0x0A, 0x01, 0x00,
+                                    0x04, 0x00, 0x04, 0x00]))  # fmt: skip
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_a_hung_directory_times_out_without_blocking_the_loop() -> None:
+    """An answer that never comes ends in the operation timeout (503), while other work on
+    the same event loop goes on; the connection is not reused."""
+    from bridge import greenio
+    from bridge.directory.base import Capabilities
+    from bridge.directory.connections import ConnectionSettings
+    from bridge.directory.libldap_client import LibldapDirectory
+    from bridge.errors import DirectoryError
+
+    server = _SilentServer()
+    d = LibldapDirectory(
+        ConnectionSettings(urls=(f"ldap://127.0.0.1:{server.port}",), operation_timeout=0.5)
+    )
+    d._caps = Capabilities()  # the silent server has no root DSE to read
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(8):
+            ticks.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(0.04)
+
+    async def main() -> DirectoryError:
+        t = asyncio.ensure_future(ticker())
+        try:
+            await greenio.run(lambda: d.search("dc=x", "(uid=a)", ["uid"], size_limit=2))
+        except DirectoryError as exc:
+            await t
+            return exc
+        raise AssertionError("a search of a silent server returned")
+
+    try:
+        err = asyncio.run(main())
+        assert err.code == "timeout" and err.transient and err.to_scim().status == 503, err
+        assert len(ticks) == 8  # the loop kept running while the search waited
+        assert d.pool_stats().idle == 0  # the connection with an unanswered request is gone
+    finally:
+        d.close()
+        server.close()
