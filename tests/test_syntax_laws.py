@@ -82,3 +82,5 @@ def test_simple_dn_fast_path_normalizes_like_the_parser(dn: str) -> None:
     if _SIMPLE_DN.fullmatch(dn):
         assert dn_path(dn) == tuple(p.lower() for p in reversed(dn.split(",")))
         assert parent_dn(dn) == ",".join(text for _, _, text in _rdns(dn)[1:])
+        attr, value, _ = _rdns(dn)[0]
+        assert split_rdn(dn) == (attr, value, ",".join(text for _, _, text in _rdns(dn)[1:]))

@@ -135,6 +135,10 @@ def _split_unescaped(text: str, sep: str) -> tuple[str, str, str]:
 
 def split_rdn(dn: str) -> tuple[str, str, str]:
     """``(attr, unescaped value, parent dn)`` of a DN's first RDN."""
+    if _SIMPLE_DN.fullmatch(dn):  # nothing escaped: plain text splits
+        first, _, parent = dn.partition(",")
+        attr, _, value = first.partition("=")
+        return attr, value, parent
     parts = _rdns(dn)
     if not parts:
         raise InvalidValue(f"not a DN: {dn!r}")

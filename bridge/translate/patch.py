@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from bridge.config import AttributeMap, ResourceMap
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import escape_filter, normalize_dn, split_rdn
@@ -267,6 +269,15 @@ def _has_value(service: Service, dn: str, attr: str, value: str) -> bool:
     return bool(service.directory.search(dn, flt, ["1.1"], scope="base").entries)
 
 
+def _copy(resource: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a rendered (JSON) resource: an orjson round trip is several times faster
+    than copy.deepcopy; anything that is not plain JSON falls back to deepcopy unchanged."""
+    try:
+        return orjson.loads(orjson.dumps(resource, option=orjson.OPT_PASSTHROUGH_DATETIME))
+    except TypeError:
+        return copy.deepcopy(resource)
+
+
 # ---------------------------------------------------------------------------- the plan
 def plan_patch(
     service: Service, rmap: ResourceMap, entry: Entry, body: Any, base_url: str
@@ -277,7 +288,7 @@ def plan_patch(
         raise InvalidSyntax("the request body must be a JSON object")
     ops = parse_ops(body)
     current = service.render(rmap, [entry], base_url, WORKING_VIEW)[0]
-    work = Work(rmap, copy.deepcopy(current))
+    work = Work(rmap, _copy(current))
     members = Members()
     for o in ops:
         try:
