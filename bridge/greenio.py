@@ -26,6 +26,7 @@ import asyncio
 import contextvars
 import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 try:
@@ -68,11 +69,13 @@ def await_(awaitable: Awaitable[T]) -> T:
     return current.parent.switch(awaitable)
 
 
-def offload(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in the threadpool, the calling greenlet suspended meanwhile."""
+def offload(fn: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
+    """``fn(*args)`` in a thread (the loop's default executor, or ``executor``), the calling
+    greenlet suspended meanwhile.  Work that may block for long (waiting for a pool slot)
+    belongs in an executor of its own, so it cannot starve short work queued behind it."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    return await_(loop.run_in_executor(None, functools.partial(ctx.run, fn, *args)))
+    return await_(loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args)))
 
 
 async def readable(fd: int, timeout: float) -> bool:

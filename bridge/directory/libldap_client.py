@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -104,6 +105,7 @@ class LibldapDirectory(Directory):
             raise ValueError("LibldapDirectory needs at least one LDAP URL")
         self.settings = settings
         self._slots: Slots[SimpleLDAPObject] = Slots(settings.pool_size)
+        self._waits: ThreadPoolExecutor | None = None  # threads that wait for a pool slot
         self._dead: dict[str, float] = {}
         self._caps: Capabilities | None = None
         self._timeout = float(settings.operation_timeout)
@@ -180,9 +182,19 @@ class LibldapDirectory(Directory):
                     "busy", "no free directory connection", operation="pool"
                 ) from None
         try:
-            return greenio.offload(self._slots.take, timeout)
+            # not the loop's default executor: the connects of the requests holding the slots
+            # run there, and waiters queued ahead of them would block them (a deadlock until
+            # the timeout, e.g. when every VLV search closes its connection)
+            return greenio.offload(self._slots.take, timeout, executor=self._slot_waits())
         except PoolTimeout:
             raise DirectoryError("busy", "no free directory connection", operation="pool") from None
+
+    def _slot_waits(self) -> ThreadPoolExecutor:
+        if self._waits is None:
+            self._waits = ThreadPoolExecutor(
+                max_workers=max(4, 2 * self.settings.pool_size), thread_name_prefix="ldap-wait"
+            )
+        return self._waits
 
     @contextmanager
     def _connection(self) -> Iterator[SimpleLDAPObject]:
@@ -568,6 +580,9 @@ class LibldapDirectory(Directory):
     def close(self) -> None:
         while (conn := self._slots.pop_idle()) is not None:
             _close(conn)
+        if self._waits is not None:
+            self._waits.shutdown(wait=False)
+            self._waits = None
 
 
 def _result4(conn: SimpleLDAPObject, msgid: int, all_: int, timeout: float) -> Any:

@@ -230,3 +230,39 @@ def test_a_hung_directory_times_out_without_blocking_the_loop() -> None:
     finally:
         d.close()
         server.close()
+
+
+def test_slot_waiters_never_starve_the_connects_of_slot_holders(slapd_server: Any) -> None:
+    """Every slot taken, many requests waiting, and each operation closing its connection
+    (as a VLV search does): the holders' reconnects must not queue behind the waiters.  With a
+    2-thread default executor, waiters sharing it would hold both threads until the timeout and
+    every request would fail with ``busy``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridge import greenio
+    from bridge.directory.libldap_client import _SPENT
+
+    d = slapd_directory(slapd_server, "libldap", pool_size=1, operation_timeout=5)
+    inner = d._search  # type: ignore[attr-defined]
+
+    def spending(conn: Any, *a: Any, **kw: Any) -> Any:
+        conn.__dict__[_SPENT] = True  # closed after this operation: the next one reconnects
+        return inner(conn, *a, **kw)
+
+    d._search = spending  # type: ignore[attr-defined]
+    base = slapd_server.base_dn
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+        calls = [
+            greenio.run(lambda: d.search(base, "(objectClass=*)", ["1.1"], scope="base"))
+            for _ in range(20)
+        ]
+        results = await asyncio.gather(*calls)  # DirectoryError('busy') if starved
+        assert all(len(r.entries) == 1 for r in results)
+
+    try:
+        d.capabilities  # noqa: B018 - read the root DSE before the test starts
+        asyncio.run(main())
+    finally:
+        d.close()
