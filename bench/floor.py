@@ -103,6 +103,11 @@ class Ops:
     def listdeep(self, rnd: random.Random, _n: int) -> bool:
         return self._list(self.data["deep_index"])
 
+    def cursor(self, rnd: random.Random, n: int) -> bool:
+        """A cursor page is a VLV window at the page's offset: walk them in order."""
+        pages = max(self.data["users"] // 100, 1)
+        return self._list(1 + (n % pages) * 100)
+
     def create(self, rnd: random.Random, n: int) -> bool:
         uid = f"f{self.data['tag']}-{os.getpid()}-{threading.get_ident() % 100000}-{n}"
         attrs = {

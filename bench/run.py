@@ -38,12 +38,23 @@ from bench import ldapserver  # noqa: E402
 from bench.floor import run as floor_run  # noqa: E402
 
 TOKEN = "bench-token-9b1f2c"
-SCENARIOS = ["lookup", "get", "list", "listdeep", "create", "patch", "addmember", "delete"]
+SCENARIOS = [
+    "lookup",
+    "get",
+    "list",
+    "listdeep",
+    "cursor",
+    "create",
+    "patch",
+    "addmember",
+    "delete",
+]
 LABELS = {
     "lookup": "lookup `userName eq`",
     "get": "GET by id",
     "list": "list page of 100 (start)",
     "listdeep": "list page of 100 (90% deep)",
+    "cursor": "cursor walk, pages of 100",
     "create": "create",
     "patch": "PATCH replace",
     "addmember": "PATCH add member (big group)",

@@ -14,8 +14,9 @@ import sys
 
 from tests.conftest import ROOT, unavailable
 
-SCENARIOS = ["lookup", "get", "list", "create", "patch", "addmember", "delete"]
-LABELS = ["lookup `userName eq`", "GET by id", "list page of 100 (start)", "create",
+SCENARIOS = ["lookup", "get", "list", "cursor", "create", "patch", "addmember", "delete"]
+LABELS = ["lookup `userName eq`", "GET by id", "list page of 100 (start)",
+          "cursor walk, pages of 100", "create",
           "PATCH replace", "PATCH add member (big group)", "DELETE"]  # fmt: skip
 
 

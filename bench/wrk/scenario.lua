@@ -1,5 +1,5 @@
 -- One wrk script for every bridge scenario (bench/run.py sets the environment):
---   BENCH_OP    lookup | get | list | listdeep | create | patch | addmember | delete
+--   BENCH_OP    lookup | get | list | listdeep | cursor | create | patch | addmember | delete
 --   BENCH_DATA  a Lua file returning {users=N, ids={...}, victims={...}, outsiders={...},
 --               big="group id", deep=startIndex, tag="run tag"}
 --   BENCH_TOKEN bearer token
@@ -42,6 +42,10 @@ function request()
     return wrk.format("GET", base .. "/Users/" .. data.ids[math.random(1, #data.ids)], headers())
   elseif op == "list" then
     return wrk.format("GET", base .. "/Users?startIndex=1&count=100", headers())
+  elseif op == "cursor" then
+    -- an RFC 9865 cursor walk: each thread follows the nextCursor of its last page and starts
+    -- over after the last one (connections of a thread share the walk)
+    return wrk.format("GET", base .. "/Users?count=100&cursor=" .. (cursor or ""), headers())
   elseif op == "listdeep" then
     return wrk.format("GET", base .. "/Users?startIndex=" .. data.deep .. "&count=100", headers())
   elseif op == "create" then
@@ -65,6 +69,14 @@ function request()
     local i = next_n() + 1
     if i > #data.victims then i = #data.victims end -- exhausted: 404s, counted as errors
     return wrk.format("DELETE", base .. "/Users/" .. data.victims[i], headers())
+  end
+end
+
+if op == "cursor" then
+  function response(status, headers, body)
+    if status == 200 then
+      cursor = body:match('"nextCursor":"([^"]*)"') -- nil after the last page: start over
+    end
   end
 end
 
