@@ -1,6 +1,6 @@
-"""Per-request context carried across the threadpool hop (contextvars are copied into
-``run_in_threadpool``): the request id, for log lines, and the write collector, for the audit
-record.  Pure: no HTTP, no LDAP."""
+"""Per-request context carried into the service call (contextvars are copied by
+``run_in_threadpool`` and by ``greenio.run``): the request id, for log lines, and the write
+collector, for the audit record.  Pure: no HTTP, no LDAP."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bridge.directory.syntax import dn_path, escape_filter, normalize_dn
+from bridge.directory.syntax import escape_filter, in_scope, normalize_dn
 from bridge.scim.projection import Projection
 from bridge.translate import entry as tr
 
@@ -80,24 +80,19 @@ def known_refs(
         guids.update(e.guids)
     if not guids:
         return {}
-    scopes = []
-    for name in targets:
-        rmap = mapping.resource(name)
-        if rmap.id.codec.name == "guid":
-            scopes.append((name, rmap, dn_path(rmap.base_dn)))
+    typed = [
+        (name, rmap) for name in targets if (rmap := mapping.resource(name)).id.codec.name == "guid"
+    ]
     out: dict[str, tr.Ref] = {}
     for dn in dns:
         key = normalize_dn(dn)
         raw = guids.get(key)
         if raw is None:
             continue
-        path = dn_path(dn)
         holders = [
             (name, rmap)
-            for name, rmap, base in scopes
-            if path[: len(base)] == base
-            and len(path) > len(base)
-            and (rmap.scope == "sub" or len(path) == len(base) + 1)
+            for name, rmap in typed
+            if key != normalize_dn(rmap.base_dn) and in_scope(dn, rmap.base_dn, rmap.scope)
         ]
         if len(holders) == 1:
             name, rmap = holders[0]

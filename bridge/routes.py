@@ -1,8 +1,9 @@
-"""Thin async endpoints: parse the request, one threadpool hop into the service, shape the
+"""Thin async endpoints: parse the request, one service call (routes.call), shape the
 response (RFC 7644 §3).  No LDAP and no business rules here."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from bridge import bulk, greenio
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
+from bridge.routes_ops import FIXED_ENDPOINTS, ops_routes
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection
 from bridge.service import ListQuery, ListResult, Service
@@ -297,15 +299,12 @@ def build_routes(base: str) -> list[BaseRoute]:
     def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
         return Route(base + path, endpoint, methods=methods)
 
-    from bridge.routes_ops import ops_routes
-
     # The resource routes come first: they take nearly all the traffic, and each route costs a
     # regex match per request.  Their {resource} never matches the fixed endpoints (see
     # ResourceConvertor), so those still reach their own routes below.
     return [
         r("/{resource:resource}/.search", search_resources, ["POST"]),
-        # one route per path, dispatching on the method: each route is a regex match per
-        # request, and these two paths take nearly all the traffic
+        # one route per path, dispatching on the method
         r(
             "/{resource:resource}",
             by_method(GET=list_resources, POST=create_resource),
@@ -330,9 +329,11 @@ def build_routes(base: str) -> list[BaseRoute]:
 
 class ResourceConvertor(Convertor[str]):
     """A path segment naming a resource endpoint: anything but the fixed SCIM endpoints
-    (discovery, ``/Bulk``, ``/Me``, ``/.search``), which have routes of their own."""
+    (discovery, ``/Me``, ``/Bulk``, ``/.search``), which have routes of their own."""
 
-    regex = r"(?!(?:ServiceProviderConfig|Schemas|ResourceTypes|Bulk|Me|\.search)(?:/|$))[^/]+"
+    regex = "(?!(?:{})(?:/|$))[^/]+".format(
+        "|".join(re.escape(name) for name in (*FIXED_ENDPOINTS, "Bulk", ".search"))
+    )
 
     def convert(self, value: str) -> str:
         return value

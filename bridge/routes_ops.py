@@ -112,8 +112,12 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
+#: the fixed endpoints below the base path served here (the resource routes never match them)
+FIXED_ENDPOINTS = ("ServiceProviderConfig", "ResourceTypes", "Schemas", "Me")
+
+
 def ops_routes(base: str) -> list[BaseRoute]:
-    """Routes that must be matched before the generic ``/{resource}`` ones."""
+    """Probes, discovery (RFC 7644 §4) and ``/Me`` (not implemented)."""
 
     def r(path: str, endpoint: Any, methods: list[str] | None = None) -> Route:
         return Route(path, endpoint, methods=methods or ["GET"])

@@ -22,15 +22,14 @@ from bridge.directory.base import (
     Deref,
     Directory,
     Entry,
-    SearchResult,
     SortKey,
     Window,
 )
 from bridge.directory.syntax import (
     escape_filter,
+    in_scope,
     is_under,
     normalize_dn,
-    parent_dn,
     rdn_of,
     split_rdn,
 )
@@ -144,8 +143,26 @@ class Service:
             raise NotFound(f"{rmap.name} {rid} not found")
         return Found(rmap, res.entries[0])
 
-    def _read_dn(self, rmap: ResourceMap, dn: str, attributes: Sequence[str]) -> Entry:
-        entry = self.directory.read(dn, attributes)
+    def _read_dn(
+        self,
+        rmap: ResourceMap,
+        dn: str,
+        attributes: Sequence[str],
+        deref: Sequence[Deref] = (),
+    ) -> Entry:
+        entry: Entry | None
+        if deref:  # the entry and what it references, in one base search
+            try:
+                found = self.directory.search(
+                    dn, "(objectClass=*)", attributes, scope="base", deref=deref
+                )
+                entry = found.entries[0] if found.entries else None
+            except DirectoryError as exc:
+                if exc.code != "noSuchObject":
+                    raise
+                entry = None
+        else:
+            entry = self.directory.read(dn, attributes)
         if entry is None:
             raise NotFound(f"{rmap.name} at {dn} vanished")
         return entry
@@ -221,7 +238,11 @@ class Service:
                 for name in targets:
                     rmap = self.rmap(name)
                     need = _required_classes(rmap.base_filter)
-                    if need is None or not need <= classes or not _in_scope(dn, rmap):
+                    if (
+                        need is None
+                        or not need <= classes
+                        or not in_scope(dn, rmap.base_dn, rmap.scope)
+                    ):
                         continue
                     holders.append((name, rmap))
                 if len(holders) != 1:
@@ -901,19 +922,7 @@ class Service:
         self, rmap: ResourceMap, dn: str, base_url: str, projection: Projection = DEFAULT
     ) -> dict[str, Any]:
         attrs = tr.ldap_attributes(rmap, projection)
-        deref = self.derefs(rmap, projection)
-        if deref:  # the entry and what it references in one search
-            try:
-                res = self.directory.search(dn, "(objectClass=*)", attrs, scope="base", deref=deref)
-            except DirectoryError as exc:
-                if exc.code != "noSuchObject":
-                    raise
-                res = SearchResult([])
-            if not res.entries:
-                raise NotFound(f"{rmap.name} at {dn} vanished")
-            entry = res.entries[0]
-        else:
-            entry = self._read_dn(rmap, dn, attrs)
+        entry = self._read_dn(rmap, dn, attrs, self.derefs(rmap, projection))
         return self.render(rmap, [entry], base_url, projection)[0]
 
 
@@ -941,18 +950,6 @@ def _required_classes(base_filter: str) -> frozenset[str] | None:
     if not terms or "".join(f"(objectClass={t})" for t in terms).lower() != inner.lower():
         return None
     return frozenset(t.lower() for t in terms)
-
-
-def _in_scope(dn: str, rmap: ResourceMap) -> bool:
-    """Whether a search of ``rmap`` (its base and scope) can return the entry at ``dn``."""
-    return _scope_holds(dn, rmap.base_dn, rmap.scope)
-
-
-@functools.lru_cache(maxsize=16384)  # pure DN arithmetic (the same group DNs recur)
-def _scope_holds(dn: str, base: str, scope: str) -> bool:
-    if scope == "one":
-        return normalize_dn(parent_dn(dn)) == normalize_dn(base)
-    return is_under(dn, base)
 
 
 def _writable_by_ldap(rmap: ResourceMap) -> dict[str, list[AttributeMap]]:

@@ -9,6 +9,8 @@ by the tests themselves (tests/integration/slapd.py) and emptied between tests. 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,25 @@ def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: integration suites must run)")
     pytest.skip(reason)
+
+
+def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """One of the bench/ scripts against a slapd it starts itself (a CI smoke of it)."""
+    try:
+        from tests.integration.slapd import require_slapd
+
+        require_slapd()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"slapd is not available: {exc}")
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass

@@ -6,13 +6,10 @@ that the LDAP floor was measured in the same run."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 
-from tests.conftest import ROOT, unavailable
+from tests.conftest import run_bench, unavailable
 
 SCENARIOS = ["lookup", "get", "list", "cursor", "create", "patch", "addmember", "delete"]
 LABELS = ["lookup `userName eq`", "GET by id", "list page of 100 (start)",
@@ -21,35 +18,20 @@ LABELS = ["lookup `userName eq`", "GET by id", "list page of 100 (start)",
 
 
 def test_bench_quick_smoke() -> None:
-    try:
-        from tests.integration.slapd import require_slapd
-
-        require_slapd()
-    except (ImportError, RuntimeError) as exc:
-        unavailable(f"slapd is not available: {exc}")
     if shutil.which("wrk") is None:
         unavailable("wrk is not installed (apt-get install wrk)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "bench/run.py",
-            "--quick",
-            "--duration",
-            "1",
-            "--workers",
-            "1",
-            "--scenarios",
-            ",".join(SCENARIOS),
-            "--floor",
-            "libldap",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc = run_bench(
+        "bench/run.py",
+        "--quick",
+        "--duration",
+        "1",
+        "--workers",
+        "1",
+        "--scenarios",
+        ",".join(SCENARIOS),
+        "--floor",
+        "libldap",
         timeout=300,
-        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     rows = {

@@ -3,29 +3,12 @@ restarts under load, no acknowledged write lost, no 500."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from tests.conftest import ROOT, unavailable
+from tests.conftest import run_bench
 
 
 def test_soak_smoke() -> None:
-    try:
-        from tests.integration.slapd import require_slapd
-
-        require_slapd()
-    except (ImportError, RuntimeError) as exc:
-        unavailable(f"slapd is not available: {exc}")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "bench/soak.py", "--duration", "8", "--outage", "1", "--threads", "3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    proc = run_bench(
+        "bench/soak.py", "--duration", "8", "--outage", "1", "--threads", "3", timeout=180
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "acknowledged writes lost: **0**" in proc.stdout

@@ -171,21 +171,18 @@ class LibldapDirectory(Directory):
         return conn
 
     def _take(self) -> SimpleLDAPObject | None:
-        """A pool slot (and an idle connection, if any).  When every slot is taken the wait
-        happens in the threadpool if this is a cooperative call, never on the event loop."""
+        """A pool slot (and an idle connection, if any).  A cooperative call that finds every
+        slot taken waits in a thread of its own (never on the event loop, and not in the
+        loop's default executor: the connects of the requests holding the slots run there,
+        and waiters queued ahead of them would block them until the timeout)."""
         timeout = self.settings.operation_timeout
         try:
-            return self._slots.take(0.0 if greenio.active() else timeout)
-        except PoolTimeout:
             if not greenio.active():
-                raise DirectoryError(
-                    "busy", "no free directory connection", operation="pool"
-                ) from None
-        try:
-            # not the loop's default executor: the connects of the requests holding the slots
-            # run there, and waiters queued ahead of them would block them (a deadlock until
-            # the timeout, e.g. when every VLV search closes its connection)
-            return greenio.offload(self._slots.take, timeout, executor=self._slot_waits())
+                return self._slots.take(timeout)
+            try:
+                return self._slots.take(0.0)
+            except PoolTimeout:
+                return greenio.offload(self._slots.take, timeout, executor=self._slot_waits())
         except PoolTimeout:
             raise DirectoryError("busy", "no free directory connection", operation="pool") from None
 

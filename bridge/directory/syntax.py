@@ -217,6 +217,14 @@ def dn_equal(a: str, b: str) -> bool:
     return normalize_dn(a) == normalize_dn(b)
 
 
+def in_scope(dn: str, base: str, scope: str) -> bool:
+    """Whether a search of ``base`` with ``scope`` ("one" or "sub") can return ``dn``."""
+    pd, pb = dn_path(dn), dn_path(base)
+    if pd[: len(pb)] != pb:
+        return False
+    return len(pd) == len(pb) + 1 if scope == "one" else True
+
+
 def is_under(dn: str, base: str) -> bool:
     """True when ``dn`` is ``base`` or below it."""
     pd, pb = dn_path(dn), dn_path(base)
