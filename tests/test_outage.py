@@ -39,10 +39,12 @@ def own_slapd() -> Iterator[Any]:
     server.cleanup()
 
 
-@pytest.fixture
-def outage_client(own_slapd: Any, openldap_mapping: MappingConfig) -> Iterator[TestClient]:
+@pytest.fixture(params=["ldap3", "libldap"])
+def outage_client(
+    own_slapd: Any, openldap_mapping: MappingConfig, request: pytest.FixtureRequest
+) -> Iterator[TestClient]:
     directory = slapd_directory(
-        own_slapd.info, connect_timeout=1.0, operation_timeout=TIMEOUT, pool_size=4
+        own_slapd.info, request.param, connect_timeout=1.0, operation_timeout=TIMEOUT, pool_size=4
     )
     client = make_client(Backend("slapd", directory, openldap_mapping, own_slapd.info))
     yield TestClient(

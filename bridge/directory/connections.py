@@ -6,9 +6,11 @@ client, so the clients cannot drift apart.
 from __future__ import annotations
 
 import re
+import select
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bridge.directory.syntax import normalize_dn
 
@@ -86,6 +88,21 @@ class Slots(Generic[T]):
     @property
     def idle(self) -> int:
         return len(self._idle)
+
+
+def reusable(sock: Any, idle_since: float, idle_timeout: float) -> bool:
+    """Whether a pooled connection may serve another request: not idle longer than
+    ``idle_timeout`` (0: no limit; firewalls drop idle TCP silently, AD closes idle LDAP after
+    900 s), and its socket not readable — readable with nothing outstanding means the server
+    closed it (a restart) or sent a Notice of Disconnection."""
+    if idle_timeout and time.monotonic() - idle_since > idle_timeout:
+        return False
+    try:
+        poller = select.poll()  # not select(): it fails for descriptors >= 1024
+        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return not poller.poll(0)
+    except (OSError, ValueError):
+        return False
 
 
 # AD's extended-DN form of a DN value: hex objectGUID, optional SID, then the DN.  Parsed only

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import select
 import ssl
 import threading
 import time
@@ -65,6 +64,7 @@ from bridge.directory.connections import (
     PoolTimeout,
     Slots,
     plain_dn,
+    reusable,
     split_extended,
 )
 from bridge.directory.connections import (
@@ -241,15 +241,7 @@ class Ldap3Directory(Directory):
         they idle out."""
         if conn.closed or conn.socket is None:
             return False
-        timeout = self.settings.idle_timeout
-        if timeout and time.monotonic() - idle_since > timeout:
-            return False
-        try:  # readable with nothing outstanding = EOF or a Notice of Disconnection
-            poller = select.poll()  # not select(): it fails for descriptors >= 1024
-            poller.register(conn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
-            return not poller.poll(0)
-        except (OSError, ValueError):
-            return False
+        return reusable(conn.socket, idle_since, self.settings.idle_timeout)
 
     def _borrow(self, idle: tuple[ldap3.Connection, float] | None) -> ldap3.Connection:
         while idle is not None:

@@ -64,6 +64,7 @@ from bridge.directory.connections import (
     PoolTimeout,
     Slots,
     plain_dn,
+    reusable,
     split_extended,
 )
 from bridge.directory.results import result_name
@@ -104,7 +105,8 @@ class LibldapDirectory(Directory):
         if not settings.urls:
             raise ValueError("LibldapDirectory needs at least one LDAP URL")
         self.settings = settings
-        self._slots: Slots[SimpleLDAPObject] = Slots(settings.pool_size)
+        #: idle connections with the monotonic time they were returned
+        self._slots: Slots[tuple[SimpleLDAPObject, float]] = Slots(settings.pool_size)
         self._waits: ThreadPoolExecutor | None = None  # threads that wait for a pool slot
         self._dead: dict[str, float] = {}
         self._caps: Capabilities | None = None
@@ -170,7 +172,7 @@ class LibldapDirectory(Directory):
             raise
         return conn
 
-    def _take(self) -> SimpleLDAPObject | None:
+    def _take(self) -> tuple[SimpleLDAPObject, float] | None:
         """A pool slot (and an idle connection, if any).  A cooperative call that finds every
         slot taken waits in a thread of its own (never on the event loop, and not in the
         loop's default executor: the connects of the requests holding the slots run there,
@@ -195,7 +197,14 @@ class LibldapDirectory(Directory):
 
     @contextmanager
     def _connection(self) -> Iterator[SimpleLDAPObject]:
-        conn = self._take()
+        idle = self._take()
+        conn: SimpleLDAPObject | None = None
+        while idle is not None:  # checked before reuse: a restarted server closed it
+            if _reusable(idle, self.settings.idle_timeout):
+                conn = idle[0]
+                break
+            _close(idle[0])
+            idle = self._slots.pop_idle()
         try:
             if conn is None:
                 # connecting and binding block (up to connect_timeout on a dead server): in the
@@ -211,7 +220,7 @@ class LibldapDirectory(Directory):
             if conn is not None and conn.__dict__.get(_SPENT):
                 _close(conn)
                 conn = None
-            self._slots.give(conn)
+            self._slots.give((conn, time.monotonic()) if conn is not None else None)
 
     def _run(
         self, operation: str, dn: str, fn: Callable[[SimpleLDAPObject], T], *, retry: bool = False
@@ -575,11 +584,19 @@ class LibldapDirectory(Directory):
         self._run("delete", dn, lambda c: self._wait(c, c.delete_ext(dn, ctrls)))
 
     def close(self) -> None:
-        while (conn := self._slots.pop_idle()) is not None:
-            _close(conn)
+        while (idle := self._slots.pop_idle()) is not None:
+            _close(idle[0])
         if self._waits is not None:
             self._waits.shutdown(wait=False)
             self._waits = None
+
+
+def _reusable(idle: tuple[SimpleLDAPObject, float], idle_timeout: float) -> bool:
+    try:
+        fd = idle[0].fileno()
+    except (ldap.LDAPError, AttributeError):
+        return False
+    return reusable(fd, idle[1], idle_timeout)
 
 
 def _result4(conn: SimpleLDAPObject, msgid: int, all_: int, timeout: float) -> Any:
