@@ -6,7 +6,8 @@ the very same bytes; the ``*_control`` functions wrap them for ldap3."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +17,9 @@ from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import namedtype, tag, univ
 
 from bridge.directory.base import OID_ASSERTION, OID_SORT, OID_VLV, SortKey
+from bridge.directory.syntax import normalize_dn
+
+log = logging.getLogger("bridge.ldap")
 
 OID_VLV_RESPONSE = "2.16.840.1.113730.3.4.10"
 OID_SORT_RESPONSE = "1.2.840.113556.1.4.474"
@@ -259,4 +263,20 @@ def decode_deref(raw: bytes) -> list[tuple[str, str, dict[str, list[bytes]]]]:
                     vpos = v1
                 attrs.setdefault(raw[t0:t1].decode("utf-8").lower(), []).extend(vals)
         out.append((raw[a0:a1].decode("utf-8"), raw[d0:d1].decode("utf-8"), attrs))
+    return out
+
+
+def linked_entries(values: Iterable[bytes]) -> dict[str, dict[str, list[bytes]]]:
+    """normalized DN -> attributes of the entries dereference response controls brought along
+    (``Entry.linked``).  A malformed control yields nothing: those references are resolved by
+    a search instead."""
+    out: dict[str, dict[str, list[bytes]]] = {}
+    for value in values:
+        try:
+            for _attr, dn, attrs in decode_deref(value):
+                if attrs:
+                    out[normalize_dn(dn)] = attrs
+        except (ValueError, UnicodeDecodeError):
+            log.warning("ignoring a malformed dereference control")
+            return {}
     return out

@@ -362,6 +362,7 @@ class Ldap3Directory(Directory):
                 vlv=OID_VLV in ctrls and OID_SORT in ctrls,
                 paged=OID_PAGED in ctrls,
                 assertion=OID_ASSERTION in ctrls,
+                deref=controls.OID_DEREF in ctrls,
                 controls=frozenset(ctrls),
             )
 
@@ -395,7 +396,10 @@ class Ldap3Directory(Directory):
             guids: dict[str, bytes] = {}
             for name in EXTENDED_DN_ATTRS.intersection(attrs):
                 attrs[name] = [split_extended(v, guids) for v in attrs[name]]
-            out.append(Entry(dn, attrs, guids))
+            deref = (item.get("controls") or {}).get(controls.OID_DEREF)
+            value = deref.get("value") if deref else None
+            linked = controls.linked_entries([value]) if isinstance(value, bytes) else {}
+            out.append(Entry(dn, attrs, guids, linked))
         return out
 
     def _read_controls(self, extra: list[Any] | None = None) -> list[Any] | None:
@@ -431,12 +435,13 @@ class Ldap3Directory(Directory):
         deref: Sequence[Deref] = (),
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
-        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
+        caps = self.capabilities  # read the root DSE now, not while holding a connection
+        linked = [_deref(deref)] if deref and caps.deref else []
         if window is not None:
             small = self._run(
                 "search",
                 base,
-                lambda c: self._probe(c, base, filter, attrs, scope, window),
+                lambda c: self._probe(c, base, filter, attrs, scope, window, linked),
                 retry=True,
             )
             if small is not None:
@@ -444,18 +449,20 @@ class Ldap3Directory(Directory):
             return self._run(
                 "search",
                 base,
-                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window),
+                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, linked),
                 retry=True,
             )
         if scope == "base" or size_limit:
 
             def once(conn: ldap3.Connection) -> SearchResult:
-                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
+                ctrls = self._read_controls(
+                    ([controls.sort_control(sort)] if sort else []) + linked
+                )
                 self._bounded(conn, base, filter, attrs, scope, size_limit, ctrls)
                 return SearchResult(self._entries(conn))
 
             return self._run("search", base, once, retry=True)
-        return SearchResult(list(self.iter_search(base, filter, attrs, scope=scope, sort=sort)))
+        return SearchResult(list(self._walk(base, filter, attrs, scope, 0, sort, linked)))
 
     def iter_search(
         self,
@@ -469,7 +476,18 @@ class Ldap3Directory(Directory):
     ) -> Iterator[Entry]:
         """RFC 2696 paged search.  One connection is held for the whole walk (cookies are bound
         to it); each page is fetched in order (ldap3's paged_search helper reverses pages)."""
-        attrs = list(attributes) or ["1.1"]
+        return self._walk(base, filter, list(attributes) or ["1.1"], scope, page_size, sort, [])
+
+    def _walk(
+        self,
+        base: str,
+        filter: str,
+        attrs: list[str],
+        scope: Scope,
+        page_size: int,
+        sort: Sequence[SortKey],
+        linked: list[Any],
+    ) -> Iterator[Entry]:
         size = page_size or self.settings.page_size
         self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
 
@@ -477,7 +495,9 @@ class Ldap3Directory(Directory):
             out: list[Entry] = []
             cookie: bytes | None = None
             while True:
-                ctrls = self._read_controls([controls.sort_control(sort)] if sort else None)
+                ctrls = self._read_controls(
+                    ([controls.sort_control(sort)] if sort else []) + linked
+                )
                 ok = conn.search(
                     base,
                     filter,
@@ -528,12 +548,13 @@ class Ldap3Directory(Directory):
         attrs: list[str],
         scope: Scope,
         window: Window,
+        linked: list[Any],
     ) -> SearchResult | None:
         """The answer to a VLV request over at most one match, without the VLV (as the
         python-ldap client does): most filtered lists are IdP lookups matching one entry or
         none, and a VLV search costs slapd a sorted result set and this client its connection
         (see :meth:`_vlv`).  None means "more than one match"."""
-        desc = self._bounded(conn, base, filter, attrs, scope, 2, self._read_controls(None))
+        desc = self._bounded(conn, base, filter, attrs, scope, 2, self._read_controls(linked))
         found = sum(1 for i in conn.response or [] if i.get("type") == "searchResEntry")
         if desc == "sizeLimitExceeded" or found > 1:
             return None
@@ -548,11 +569,13 @@ class Ldap3Directory(Directory):
         scope: Scope,
         sort: Sequence[SortKey],
         window: Window,
+        linked: list[Any],
     ) -> SearchResult:
         ctrls = self._read_controls(
             [
                 controls.sort_control(sort or (SortKey("cn"),)),
                 controls.vlv_control(window.offset, window.count),
+                *linked,
             ]
         )
         # OpenLDAP's sssvlv keeps each VLV result set as state of the connection until it
@@ -651,3 +674,9 @@ def _close(conn: ldap3.Connection) -> None:
 def _loopback(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _deref(specs: Sequence[Deref]) -> tuple[str, bool, bytes]:
+    """The dereference request control (not critical: a server without it answers plainly)."""
+    key = tuple((d.attr, tuple(d.attributes)) for d in specs)
+    return (controls.OID_DEREF, False, controls.deref_value(key))

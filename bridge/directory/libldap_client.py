@@ -68,7 +68,7 @@ from bridge.directory.connections import (
     split_extended,
 )
 from bridge.directory.results import result_name
-from bridge.directory.syntax import normalize_dn, parent_dn
+from bridge.directory.syntax import parent_dn
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
@@ -612,17 +612,9 @@ def _result4(conn: SimpleLDAPObject, msgid: int, all_: int, timeout: float) -> A
 
 def _linked(ectrls: list[tuple[str, int, bytes | None]]) -> dict[str, dict[str, list[bytes]]]:
     """normalized DN -> attributes of the entries a dereference control brought along."""
-    out: dict[str, dict[str, list[bytes]]] = {}
-    for oid, _critical, value in ectrls:
-        if oid == controls.OID_DEREF and value:
-            try:
-                for _attr, dn, attrs in controls.decode_deref(value):
-                    if attrs:
-                        out[normalize_dn(dn)] = attrs
-            except (ValueError, UnicodeDecodeError):
-                log.warning("ignoring a malformed dereference control")  # resolved by search
-                return {}
-    return out
+    return controls.linked_entries(
+        value for oid, _critical, value in ectrls if oid == controls.OID_DEREF and value
+    )
 
 
 def _deref(specs: Sequence[Deref]) -> list[RequestControl]:

@@ -146,6 +146,7 @@ from __future__ import annotations
 import atexit
 import base64
 import collections
+import contextlib
 import hashlib
 import os
 import random
@@ -203,8 +204,13 @@ LOCKED_FOREVER = "000001010000Z"
 SIZE_LIMIT = 500
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/local/libexec", "/usr/libexec")
-_MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap",
-                "/usr/libexec/openldap", "/usr/local/libexec/openldap")
+_MODULE_DIRS = (
+    "/usr/lib/ldap",
+    "/usr/lib64/openldap",
+    "/usr/lib/openldap",
+    "/usr/libexec/openldap",
+    "/usr/local/libexec/openldap",
+)
 _SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema")
 _MODULES = ("back_mdb", "memberof", "refint", "ppolicy", "sssvlv", "deref")
 _SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
@@ -288,8 +294,13 @@ def require_slapd() -> None:
 
 def _run(cmd: list[str], cwd: Path | str, what: str, stdin: bytes | None = None) -> None:
     proc = subprocess.run(
-        cmd, cwd=cwd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        check=False, env=_tool_env(),
+        cmd,
+        cwd=cwd,
+        input=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        env=_tool_env(),
     )
     if proc.returncode != 0:
         out = proc.stdout.decode("utf-8", "replace")[-4000:]
@@ -318,19 +329,25 @@ def _tool_threads() -> int:
 
 
 def _config_ldif(moddir: str, schemadir: str) -> str:
-    peercred = (
-        f"gidNumber={os.getgid()}+uidNumber={os.getuid()},cn=peercred,cn=external,cn=auth"
-    )
-    schema_includes = "\n".join(
-        f"include: file://{schemadir}/{name}.ldif\n" for name in _SCHEMAS
-    )
+    peercred = f"gidNumber={os.getgid()}+uidNumber={os.getuid()},cn=peercred,cn=external,cn=auth"
+    schema_includes = "\n".join(f"include: file://{schemadir}/{name}.ldif\n" for name in _SCHEMAS)
     module_loads = "\n".join(f"olcModuleLoad: {m}" for m in _MODULES)
-    eq = ("objectClass entryUUID entryCSN uid cn mail sn givenName displayName member "
-          "memberOf employeeNumber").split()
+    eq = [
+        "objectClass",
+        "entryUUID",
+        "entryCSN",
+        "uid",
+        "cn",
+        "mail",
+        "sn",
+        "givenName",
+        "displayName",
+        "member",
+        "memberOf",
+        "employeeNumber",
+    ]
     sub = {"uid", "cn", "mail", "displayName"}
-    indexes = "\n".join(
-        f"olcDbIndex: {a} {'eq,sub' if a in sub else 'eq'}" for a in eq
-    )
+    indexes = "\n".join(f"olcDbIndex: {a} {'eq,sub' if a in sub else 'eq'}" for a in eq)
     mdb = "olcDatabase={1}mdb,cn=config"
     return f"""\
 dn: cn=config
@@ -516,9 +533,7 @@ def generate_seed_ldif(
         for i in range(big_group_members):
             member_of[i].append(bdn)
         members = "".join(f"member: {udn[i]}\n" for i in range(big_group_members))
-        group_chunks.append(
-            f"dn: {bdn}\nobjectClass: groupOfNames\ncn: biggroup\n{members}\n"
-        )
+        group_chunks.append(f"dn: {bdn}\nobjectClass: groupOfNames\ncn: biggroup\n{members}\n")
 
     pw = _ssha(SEED_PASSWORD)
     for i in range(users):
@@ -548,12 +563,43 @@ def _make_certs(tls: Path) -> None:
     tls.mkdir(parents=True, exist_ok=True)
     openssl = _find_binary("openssl") or "openssl"
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _run([openssl, "req", "-x509", *ec, "-days", "3650", "-subj", "/CN=scim-ldap-bridge test CA",
-          "-keyout", "ca.key", "-out", "ca.crt",
-          "-addext", "basicConstraints=critical,CA:TRUE",
-          "-addext", "keyUsage=critical,keyCertSign,cRLSign"], tls, "openssl (CA)")
-    _run([openssl, "req", *ec, "-subj", "/CN=localhost", "-keyout", "server.key",
-          "-out", "server.csr"], tls, "openssl (server CSR)")
+    _run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            *ec,
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=scim-ldap-bridge test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        tls,
+        "openssl (CA)",
+    )
+    _run(
+        [
+            openssl,
+            "req",
+            *ec,
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+        tls,
+        "openssl (server CSR)",
+    )
     sans = ["DNS:localhost", "IP:127.0.0.1"]
     host = socket.gethostname()
     if host and host != "localhost":
@@ -562,9 +608,28 @@ def _make_certs(tls: Path) -> None:
         f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth\n"
         "keyUsage=critical,digitalSignature,keyAgreement\n"
     )
-    _run([openssl, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-          "-CAcreateserial", "-days", "3650", "-extfile", "ext.cnf", "-out", "server.crt"],
-         tls, "openssl (server cert)")
+    _run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+        tls,
+        "openssl (server cert)",
+    )
     os.chmod(tls / "server.key", 0o600)
     os.chmod(tls / "ca.key", 0o600)
 
@@ -581,10 +646,18 @@ def _build_template() -> Path:
         (d / "slapd.d").mkdir()
         (d / "data").mkdir()
         _make_certs(d / "tls")
-        _run([slapadd, "-n0", "-F", "slapd.d"], d, "slapadd (cn=config)",
-             _config_ldif(moddir, schemadir).encode())
-        _run([slapadd, "-q", "-n1", "-F", "slapd.d"], d, "slapadd (base entries)",
-             _base_ldif().encode())
+        _run(
+            [slapadd, "-n0", "-F", "slapd.d"],
+            d,
+            "slapadd (cn=config)",
+            _config_ldif(moddir, schemadir).encode(),
+        )
+        _run(
+            [slapadd, "-q", "-n1", "-F", "slapd.d"],
+            d,
+            "slapadd (base entries)",
+            _base_ldif().encode(),
+        )
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)
         raise
@@ -622,8 +695,12 @@ def _template_dir(seed_ldif: str | None) -> Path:
             _copy_tree(_template, d)
             slapadd = _find_binary("slapadd")
             assert slapadd
-            _run([slapadd, "-q", "-n1", "-F", "slapd.d"], d, "slapadd (seed LDIF)",
-                 seed_ldif.encode("utf-8"))
+            _run(
+                [slapadd, "-q", "-n1", "-F", "slapd.d"],
+                d,
+                "slapadd (seed LDIF)",
+                seed_ldif.encode("utf-8"),
+            )
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
@@ -831,7 +908,10 @@ class Slapd:
             server,
             user if user is not None else info.bind_dn,
             password if password is not None else info.bind_password,
-            auto_bind=True, raise_exceptions=False, receive_timeout=30, **kwargs,
+            auto_bind=True,
+            raise_exceptions=False,
+            receive_timeout=30,
+            **kwargs,
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -889,10 +969,21 @@ class Slapd:
             log.write(f"==== starting slapd on {info.url} {info.ldaps_url}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                [slapd, "-d", _debug_level(), "-F", "slapd.d",
-                 "-h", f"{info.url}/ {info.ldaps_url}/ {info.ldapi_url}"],
-                cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=_tool_env(), start_new_session=True,
+                [
+                    slapd,
+                    "-d",
+                    _debug_level(),
+                    "-F",
+                    "slapd.d",
+                    "-h",
+                    f"{info.url}/ {info.ldaps_url}/ {info.ldapi_url}",
+                ],
+                cwd=d,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_tool_env(),
+                start_new_session=True,
             )
         deadline = time.monotonic() + _START_TIMEOUT
         announced = False  # "slapd starting" is printed once the listeners accept
@@ -956,7 +1047,5 @@ def _answers(url: str) -> bool:
     except Exception:
         return False
     finally:
-        try:
+        with contextlib.suppress(Exception):
             conn.unbind()
-        except Exception:
-            pass

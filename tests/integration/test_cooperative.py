@@ -2,9 +2,9 @@
 
 * Requests served cooperatively never block one another, also when every pooled connection is
   busy (the wait for a slot happens in the threadpool, not on the loop).
-* A user's ``groups`` (and a group's ``members``) come with the entry through OpenLDAP's
-  dereference control: one LDAP search per GET, and exactly the resource the two-search path
-  renders.
+* With either client, a user's ``groups`` (and a group's ``members``) come with the entry
+  through OpenLDAP's dereference control: one LDAP search per GET, and exactly the resource
+  the two-search path renders.
 """
 
 from __future__ import annotations
@@ -68,32 +68,49 @@ def test_many_concurrent_requests_share_two_connections(
     assert stats.in_use == 0 and stats.idle <= 2
 
 
+@pytest.fixture(params=["libldap", "ldap3"])
+def client(request: Any) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def either(client: str, slapd_server: Any, openldap_mapping: MappingConfig) -> Iterator[Directory]:
+    """A directory on the test slapd through each client: both implement the dereference
+    control, so both give one search per GET."""
+    d = slapd_directory(slapd_server, client)
+    _empty(d, openldap_mapping)
+    yield d
+    _empty(d, openldap_mapping)
+    d.close()
+
+
 def _count_searches(directory: Any) -> list[str]:
+    """Searches issued at the directory seam (each is one LDAP search, or one VLV window)."""
     seen: list[str] = []
-    inner = directory._search
+    inner = directory.search
 
-    def counting(conn: Any, base: str, scope: str, flt: str, *a: Any, **kw: Any) -> Any:
+    def counting(base: str, flt: str, *a: Any, **kw: Any) -> Any:
         seen.append(flt)
-        return inner(conn, base, scope, flt, *a, **kw)
+        return inner(base, flt, *a, **kw)
 
-    directory._search = counting
+    directory.search = counting
     return seen
 
 
 def test_groups_come_with_the_user_in_one_search(
-    libldap: Directory, openldap_mapping: MappingConfig, slapd_server: Any
+    either: Directory, client: str, openldap_mapping: MappingConfig, slapd_server: Any
 ) -> None:
     from starlette.testclient import TestClient
 
-    assert libldap.capabilities.deref, "the test slapd loads slapo-deref"
-    app = _app(libldap, openldap_mapping)
+    assert either.capabilities.deref, "the test slapd loads slapo-deref"
+    app = _app(either, openldap_mapping)
     with TestClient(app, base_url="https://scim.example.test") as tc:
         tc.headers["Authorization"] = f"Bearer {TOKEN}"
         alice = create_user(tc, "alice", displayName="Alice")
         bob = create_user(tc, "bob")
         g1 = create_group(tc, "Admins", [alice["id"], bob["id"]])
         g2 = create_group(tc, "Staff", [alice["id"]])
-        searches = _count_searches(libldap)
+        searches = _count_searches(either)
         got = tc.get(f"{SCIM}/Users/{alice['id']}").json()
         assert len(searches) == 1, searches
         assert sorted((g["value"], g["display"]) for g in got["groups"]) == sorted(
@@ -106,7 +123,7 @@ def test_groups_come_with_the_user_in_one_search(
         group = tc.get(f"{SCIM}/Groups/{g1['id']}").json()
 
     # the same resources through the two-search path (no dereference control)
-    plain = slapd_directory(slapd_server, "libldap")
+    plain = slapd_directory(slapd_server, client)
     plain._caps = dataclasses.replace(plain.capabilities, deref=False)  # type: ignore[attr-defined]
     try:
         app2 = _app(plain, openldap_mapping)
@@ -121,31 +138,31 @@ def test_groups_come_with_the_user_in_one_search(
 
 
 def test_a_group_outside_the_mapped_base_is_not_rendered_from_the_dereference(
-    libldap: Directory, openldap_mapping: MappingConfig
+    either: Directory, openldap_mapping: MappingConfig
 ) -> None:
     """memberOf can name a groupOfNames outside the Groups base; the dereference control
     returns it like any other, but it is no SCIM Group: left out, as without deref."""
     from starlette.testclient import TestClient
 
     users = openldap_mapping.resource("User").base_dn
-    app = _app(libldap, openldap_mapping)
+    app = _app(either, openldap_mapping)
     with TestClient(app, base_url="https://scim.example.test") as tc:
         tc.headers["Authorization"] = f"Bearer {TOKEN}"
         alice = create_user(tc, "alice")
         mapped = create_group(tc, "Mapped", [alice["id"]])
-        user_dn = libldap.search(users, "(uid=alice)", ["1.1"]).entries[0].dn
+        user_dn = either.search(users, "(uid=alice)", ["1.1"]).entries[0].dn
         outside = f"cn=outside,{users}"
-        libldap.add(
+        either.add(
             outside,
             {"objectClass": [b"groupOfNames"], "cn": [b"outside"], "member": [user_dn.encode()]},
         )
         try:
-            entry = libldap.read(user_dn, ["memberOf"])
+            entry = either.read(user_dn, ["memberOf"])
             assert entry is not None and len(entry.get("memberOf")) == 2
             got = tc.get(f"{SCIM}/Users/{alice['id']}").json()
             assert [g["value"] for g in got["groups"]] == [mapped["id"]]
         finally:
-            libldap.delete(outside)
+            either.delete(outside)
 
 
 class _SilentServer:
