@@ -163,3 +163,52 @@ def test_special_usernames_match_only_themselves(client: TestClient, name: str) 
     flt = 'userName eq "' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     r = client.get(f"{SCIM}/Users", params={"filter": flt})
     assert [u["userName"] for u in r.json()["Resources"]] == [name]
+
+
+def _outcome(read: Any, text: str) -> Filter | str:
+    try:
+        return read(text)  # type: ignore[no-any-return]
+    except ScimError:
+        return "refused"
+
+
+_NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,6}", fullmatch=True)
+plain_eq = st.builds(
+    lambda name, sub, eq, value: f'{name}{sub} {eq} "{value}"',
+    _NAMES,
+    st.one_of(st.just(""), _NAMES.map(lambda n: "." + n)),
+    st.sampled_from(["eq", "EQ", "Eq", "eQ"]),
+    st.one_of(  # quotes, escapes, controls and lone surrogates, and any other characters
+        st.text(st.sampled_from('\\"\x00\x1f\x7fun\ud800\udfff é'), max_size=6),
+        st.text(st.characters(), max_size=10),
+    ),
+)
+near_misses = st.builds(
+    lambda name, sub, space, op, quote, value: (
+        f"{name}{sub}{space}{op}{space}{quote}{value}{quote}"
+    ),
+    st.sampled_from(["userName", "1bad", "$ref", "urn:a:b:userName", "a b", ""]),
+    st.sampled_from(["", ".givenName", ".", ".a.b"]),
+    st.sampled_from([" ", "  ", "\t"]),
+    st.sampled_from(["eq", "ne", "pr", "eqq"]),
+    st.sampled_from(['"', "'", ""]),
+    st.text(st.characters(), max_size=6),
+)
+
+
+@given(st.one_of(plain_eq, near_misses))
+def test_the_plain_eq_fast_path_reads_what_the_parser_reads(text: str) -> None:
+    """``parse`` reads ``attr eq "value"`` without the tokenizer: for every text, the same AST
+    as the full parser, or the same refusal."""
+    from bridge.scim.filter import FilterParser, parse
+
+    def full(t: str) -> Filter:
+        from bridge.scim._syntax import Problem
+        from bridge.scim.filter import FilterSyntaxError
+
+        try:
+            return FilterParser(t, "filter", max_depth=32, max_terms=128).whole()
+        except Problem as problem:
+            raise FilterSyntaxError(t, problem.pos + 1, problem.message()) from None
+
+    assert _outcome(parse, text) == _outcome(full, text)

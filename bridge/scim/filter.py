@@ -149,10 +149,22 @@ class FilterSyntaxError(InvalidFilter):
         self.reason = reason
 
 
+#: ``attr[.sub] eq "plain string"``, the lookup IdPs send all day (``userName eq "bjensen"``):
+#: read without tokenizing.  Anything else - escapes, control characters, surrogates, other
+#: spacing or operators - goes through the parser; both give the same AST (a property test).
+_PLAIN_EQ = re.compile(
+    r"([A-Za-z][A-Za-z0-9_-]*)(?:\.([A-Za-z][A-Za-z0-9_-]*))? [eE][qQ] "
+    r'"([^"\\\x00-\x1f\ud800-\udfff]*)"'
+)
+
+
 def parse(
     text: str, *, max_length: int = 4096, max_depth: int = 32, max_terms: int = 128
 ) -> Filter:
     """Parse a ``filter`` query parameter (RFC 7644 §3.4.2.2); raise FilterSyntaxError."""
+    plain = _PLAIN_EQ.fullmatch(text) if len(text) <= max_length else None
+    if plain is not None and max_terms >= 1:
+        return Compare(AttrPath(None, plain[1], plain[2]), "eq", plain[3])
     try:
         check_length(text, max_length, "filter")
         return FilterParser(text, "filter", max_depth=max_depth, max_terms=max_terms).whole()
