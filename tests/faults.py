@@ -66,6 +66,7 @@ class FaultyDirectory(Directory):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
         self._hit("search", base)
         return self.inner.search(
@@ -77,6 +78,7 @@ class FaultyDirectory(Directory):
             sort=sort,
             window=window,
             deref=deref,
+            matched_values=matched_values,
         )
 
     def iter_search(
@@ -98,9 +100,16 @@ class FaultyDirectory(Directory):
         self._hit("add", dn)
         self.inner.add(dn, attributes)
 
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         self._hit("modify", dn)
-        self.inner.modify(dn, changes, assertion=assertion)
+        return self.inner.modify(dn, changes, assertion=assertion, post_read=post_read)
 
     def rename(self, dn: str, new_rdn: str, new_superior: str | None = None, **kw: Any) -> str:
         self._hit("rename", dn)

@@ -97,9 +97,9 @@ def recorder(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[list
     calls: list[list[Change]] = []
     original = backend.directory.modify
 
-    def modify(dn: str, changes: Any, *, assertion: str | None = None) -> None:
+    def modify(dn: str, changes: Any, **kw: Any) -> Any:
         calls.append(list(changes))
-        original(dn, changes, assertion=assertion)
+        return original(dn, changes, **kw)
 
     monkeypatch.setattr(backend.directory, "modify", modify)
     yield calls

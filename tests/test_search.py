@@ -368,8 +368,8 @@ class NoVlv(Directory):
     def add(self, dn: str, attributes: Any) -> None:
         self.inner.add(dn, attributes)
 
-    def modify(self, dn: str, changes: Any, *, assertion: str | None = None) -> None:
-        self.inner.modify(dn, changes, assertion=assertion)
+    def modify(self, dn: str, changes: Any, **kw: Any) -> Entry | None:
+        return self.inner.modify(dn, changes, **kw)
 
     def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
         return self.inner.rename(dn, new_rdn, new_superior)

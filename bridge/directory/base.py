@@ -21,6 +21,8 @@ OID_SORT = "1.2.840.113556.1.4.473"
 OID_VLV = "2.16.840.1.113730.3.4.9"
 OID_ASSERTION = "1.3.6.1.1.12"
 OID_EXTENDED_DN = "1.2.840.113556.1.4.529"  # AD: DN values as <GUID=..>;<SID=..>;dn
+OID_POST_READ = "1.3.6.1.1.13.2"  # RFC 4527: the entry as a write left it, in its response
+OID_MATCHED_VALUES = "1.2.826.0.1.3344810.2.3"  # RFC 3876: return only the matching values
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ class Capabilities:
     assertion: bool = False
     #: the dereference control (draft-masarati-ldap-deref; OpenLDAP's slapo-deref)
     deref: bool = False
+    #: the post-read control (RFC 4527): ``modify(post_read=...)`` returns the entry
+    post_read: bool = False
+    #: the matched-values control (RFC 3876): ``search(matched_values=...)`` is honoured
+    matched_values: bool = False
     controls: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -141,9 +147,17 @@ class Directory(ABC):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
         """All entries matching ``filter`` (paging through server size limits transparently),
-        or, with ``window``, one VLV window of the ``sort``-ed result set and its total."""
+        or, with ``window``, one VLV window of the ``sort``-ed result set and its total.
+
+        ``matched_values`` (only where ``capabilities.matched_values``; RFC 3876, sent
+        critical): of each attribute named there (it is requested too), only the values
+        equal, by the attribute's equality rule, to one of the given raw assertion values come
+        back (none: an empty attribute); every other requested attribute comes back whole.
+        The attributes must be named (not ``*`` or ``+``).  Where the directory cannot honour
+        it the search fails with ``unavailableCriticalExtension``: never all the values."""
 
     @abstractmethod
     def iter_search(
@@ -174,9 +188,21 @@ class Directory(ABC):
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None: ...
 
     @abstractmethod
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         """Apply ``changes`` atomically; with ``assertion`` (an LDAP filter) only if the entry
-        still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
+        still matches it (RFC 4528), else DirectoryError('assertionFailed').
+
+        With ``post_read`` (attribute names) the entry as this modify left it, with those
+        attributes, read atomically with the change (RFC 4527 post-read, not critical);
+        None when not asked, when the directory has no post-read
+        (``capabilities.post_read``) or returned none: the caller reads the entry instead."""
 
     @abstractmethod
     def rename(

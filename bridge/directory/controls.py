@@ -1,5 +1,7 @@
 """BER encoders for the request controls ldap3 has no helper for: server-side sort (RFC 2891),
-virtual list view (draft-ietf-ldapext-ldapv3-vlv-09) and assertion (RFC 4528).
+virtual list view (draft-ietf-ldapext-ldapv3-vlv-09), assertion (RFC 4528), dereference
+(slapo-deref), post-read (RFC 4527) and matched values (RFC 3876); decoders for the response
+controls the clients pass on raw.
 
 The ``*_value`` functions return the bare BER control values, so the python-ldap client wraps
 the very same bytes; the ``*_control`` functions wrap them for ldap3."""
@@ -16,7 +18,15 @@ from ldap3.protocol.controls import build_control
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import namedtype, tag, univ
 
-from bridge.directory.base import OID_ASSERTION, OID_SORT, OID_VLV, SortKey
+from bridge.directory.base import (
+    OID_ASSERTION,
+    OID_MATCHED_VALUES,
+    OID_POST_READ,
+    OID_SORT,
+    OID_VLV,
+    Entry,
+    SortKey,
+)
 from bridge.directory.syntax import normalize_dn
 
 log = logging.getLogger("bridge.ldap")
@@ -228,6 +238,26 @@ def _read(buf: bytes, pos: int) -> tuple[int, int, int]:
     return tag, pos, pos + length
 
 
+def _attributes(raw: bytes, pos: int, end: int) -> dict[str, list[bytes]]:
+    """``{attribute (lower-case): values}`` of the PartialAttribute SEQUENCEs (RFC 4511
+    §4.1.7: type, SET OF value) between ``pos`` and ``end``."""
+    attrs: dict[str, list[bytes]] = {}
+    while pos < end:
+        tag, ppos, pend = _read(raw, pos)
+        pos = pend
+        tag, t0, t1 = _read(raw, ppos)
+        stag, vpos, vend = _read(raw, t1)
+        if tag != 0x04 or stag != 0x31:
+            raise ValueError("bad PartialAttribute")
+        vals = []
+        while vpos < vend:
+            _t, v0, v1 = _read(raw, vpos)
+            vals.append(raw[v0:v1])
+            vpos = v1
+        attrs.setdefault(raw[t0:t1].decode("utf-8").lower(), []).extend(vals)
+    return attrs
+
+
 def decode_deref(raw: bytes) -> list[tuple[str, str, dict[str, list[bytes]]]]:
     """``(derefAttr, derefVal DN, {attribute (lower-case): values})`` per DerefRes of a
     dereference response control value.  Malformed input raises ValueError."""
@@ -249,19 +279,7 @@ def decode_deref(raw: bytes) -> list[tuple[str, str, dict[str, list[bytes]]]]:
             tag, lpos, lend = _read(raw, d1)
             if tag != 0xA0:  # attrVals [0] PartialAttributeList
                 raise ValueError("bad attrVals")
-            while lpos < lend:
-                tag, ppos, pend = _read(raw, lpos)
-                lpos = pend
-                tag, t0, t1 = _read(raw, ppos)
-                stag, vpos, vend = _read(raw, t1)
-                if tag != 0x04 or stag != 0x31:
-                    raise ValueError("bad PartialAttribute")
-                vals = []
-                while vpos < vend:
-                    _t, v0, v1 = _read(raw, vpos)
-                    vals.append(raw[v0:v1])
-                    vpos = v1
-                attrs.setdefault(raw[t0:t1].decode("utf-8").lower(), []).extend(vals)
+            attrs = _attributes(raw, lpos, lend)
         out.append((raw[a0:a1].decode("utf-8"), raw[d0:d1].decode("utf-8"), attrs))
     return out
 
@@ -280,3 +298,93 @@ def linked_entries(values: Iterable[bytes]) -> dict[str, dict[str, list[bytes]]]
             log.warning("ignoring a malformed dereference control")
             return {}
     return out
+
+
+# ---------------------------------------------------------------------------- post-read
+@lru_cache(maxsize=64)
+def _post_read_value(attributes: tuple[str, ...]) -> bytes:
+    return _tlv(0x30, b"".join(_tlv(0x04, a.encode()) for a in attributes or ("1.1",)))
+
+
+def post_read_value(attributes: Sequence[str]) -> bytes:
+    """BER of a post-read request (RFC 4527 §3.2): the AttributeSelection (RFC 4511 §4.5.1.8)
+    of the entry to return after the write.  Sent not critical: a server that ignores it
+    still applies the write, and the caller reads the entry instead."""
+    return _post_read_value(tuple(attributes))
+
+
+def read_entry(raw: bytes | bytearray) -> Entry | None:
+    """The entry of a post-read response control (a BER SearchResultEntry, RFC 4511 §4.5.2),
+    attribute names lower-cased, values raw; None when it is malformed or holds ranged
+    attributes (AD's ``member;range=0-1499``, which only a search can complete): the caller
+    then reads the entry."""
+    raw = bytes(raw)
+    try:
+        tag, pos, end = _read(raw, 0)
+        if tag != 0x64:  # [APPLICATION 4]
+            raise ValueError("not a SearchResultEntry")
+        tag, d0, d1 = _read(raw, pos)
+        ltag, lpos, lend = _read(raw, d1)
+        if tag != 0x04 or ltag != 0x30:
+            raise ValueError("bad objectName / attributes")
+        attrs = _attributes(raw, lpos, min(lend, end))
+        dn = raw[d0:d1].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if any(";range=" in name for name in attrs):
+        return None
+    return Entry(dn, attrs)
+
+
+# ---------------------------------------------------------------------------- matched values
+@lru_cache(maxsize=64)
+def _matched_values_value(
+    attributes: tuple[str, ...], only: tuple[tuple[str, tuple[bytes, ...]], ...]
+) -> bytes:
+    items = b""
+    for attr, values in only:
+        for value in values:  # equalityMatch [3] AttributeValueAssertion
+            items += _tlv(0xA3, _tlv(0x04, attr.encode()) + _tlv(0x04, value))
+    named = {attr.lower() for attr, _ in only}
+    for attr in attributes:
+        if attr in ("*", "+"):
+            raise ValueError("matched values need the attributes named, not * or +")
+        if attr != "1.1" and attr.lower() not in named:
+            items += _tlv(0x87, attr.encode())  # present [7]: every value of the attribute
+            named.add(attr.lower())
+    return _tlv(0x30, items)
+
+
+def matched_values_value(attributes: Sequence[str], only: Mapping[str, Sequence[bytes]]) -> bytes:
+    """BER of a ValuesReturnFilter (RFC 3876 §2) that returns, of each attribute in ``only``,
+    just the values equal to one listed there, and every value of the other ``attributes``.
+
+    The control filters *every* requested attribute: a value that matches no item of the
+    filter is left out, so an attribute no item names comes back empty (§2, step 4.ii; slapd
+    does so).  Each other requested attribute therefore gets a present item ``(attr=*)``,
+    which every one of its values matches.  Values are raw assertion values in BER, never
+    parts of a filter string: there is nothing to escape."""
+    key = tuple((attr, tuple(bytes(v) for v in values)) for attr, values in only.items())
+    return _matched_values_value(tuple(attributes), key)
+
+
+def with_matched(attributes: Sequence[str], only: Mapping[str, Sequence[bytes]]) -> list[str]:
+    """``attributes`` plus those of ``only`` not already among them (a matched-values search
+    requests the attributes it filters)."""
+    have = {a.lower() for a in attributes}
+    return [*attributes, *(a for a in only if a.lower() not in have)]
+
+
+def post_read_control(attributes: Sequence[str]) -> Any:
+    return build_control(
+        OID_POST_READ, False, post_read_value(attributes), encode_control_value=False
+    )
+
+
+def matched_values_control(attributes: Sequence[str], only: Mapping[str, Sequence[bytes]]) -> Any:
+    return build_control(
+        OID_MATCHED_VALUES,
+        True,
+        matched_values_value(attributes, only),
+        encode_control_value=False,
+    )

@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from bridge import context, metrics
 from bridge.directory.base import (
@@ -86,7 +87,9 @@ class DryRunDirectory(Directory):
 
     @property
     def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
+        """The directory's, less post-read and matched values: planned writes live in the
+        overlay, which has neither (the service then reads entries back as it does without)."""
+        return replace(self.inner.capabilities, post_read=False, matched_values=False)
 
     @property
     def secure(self) -> bool:
@@ -197,7 +200,12 @@ class DryRunDirectory(Directory):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
+        if matched_values:  # not offered (see capabilities): as a server without it answers
+            raise DirectoryError(
+                "unavailableCriticalExtension", "no matched values", dn=base, operation="search"
+            )
         with self._lock:
             affected = self._affects(base, scope)
         if not affected:  # no planned write in scope: straight to the directory, unlocked
@@ -262,9 +270,17 @@ class DryRunDirectory(Directory):
         body = [f"{name}{self._value(name, v)}" for name, vals in attributes.items() for v in vals]
         self._plan("add", dn, [*attributes], body)
 
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        """Planned, not sent; ``post_read`` is not offered (see capabilities): None."""
         if not changes:
-            return
+            return None
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="modify")
@@ -278,6 +294,7 @@ class DryRunDirectory(Directory):
             body += [f"{ch.attr}{self._value(ch.attr, v)}" for v in ch.values]
             body.append("-")
         self._plan("modify", dn, list(dict.fromkeys(c.attr for c in changes)), body)
+        return None
 
     def rename(
         self,

@@ -134,6 +134,9 @@ class EmbeddedDirectory(Directory):
 
     @property
     def capabilities(self) -> Capabilities:
+        """Sort, VLV, paging and assertion, as slapd has them; no dereference, post-read or
+        matched values (ldap3's mock has no controls): the service takes the path it takes
+        with a directory without them, so the behaviour suites cover that path here."""
         ctrls = frozenset({OID_SORT, OID_VLV, OID_PAGED, OID_ASSERTION})
         return Capabilities(sort=True, vlv=True, paged=True, assertion=True, controls=ctrls)
 
@@ -304,7 +307,15 @@ class EmbeddedDirectory(Directory):
             entry.setdefault("entrydn", [dn.encode()])
             self._dit[normalize_dn(dn)] = entry
 
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        """As slapd; ``post_read`` is ignored (no post-read control here): returns None."""
         with self._lock:
             self._injected("modify", dn)
             entry = self._get(dn)
@@ -325,6 +336,7 @@ class EmbeddedDirectory(Directory):
                 self._member_of(before[k], entry["_dn"], add=False)
             for k in after.keys() - before.keys():
                 self._member_of(after[k], entry["_dn"], add=True)
+        return None
 
     def _apply(self, dn: str, work: dict[str, Any], ch: Change) -> None:
         name = ch.attr.lower()
@@ -475,7 +487,12 @@ class EmbeddedDirectory(Directory):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
+        if matched_values:  # a server without the (critical) control answers so
+            raise DirectoryError(
+                "unavailableCriticalExtension", "no matched values", dn=base, operation="search"
+            )
         with self._lock:
             self._injected("search", base)
             node = _parse(filter)

@@ -123,6 +123,7 @@ class InstrumentedDirectory(Directory):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
         return self._measure(
             "search",
@@ -136,6 +137,7 @@ class InstrumentedDirectory(Directory):
                 sort=sort,
                 window=window,
                 deref=deref,
+                matched_values=matched_values,
             ),
         )
 
@@ -180,12 +182,19 @@ class InstrumentedDirectory(Directory):
             write=context.LdapOp("add", dn, names),
         )
 
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         names = tuple(dict.fromkeys(c.attr for c in changes))
-        self._measure(
+        return self._measure(
             "modify",
             dn,
-            lambda: self.inner.modify(dn, changes, assertion=assertion),
+            lambda: self.inner.modify(dn, changes, assertion=assertion, post_read=post_read),
             write=context.LdapOp("modify", dn, names),
         )
 

@@ -45,7 +45,9 @@ from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
     OID_EXTENDED_DN,
+    OID_MATCHED_VALUES,
     OID_PAGED,
+    OID_POST_READ,
     OID_SORT,
     OID_VLV,
     Capabilities,
@@ -181,6 +183,7 @@ class Ldap3Directory(Directory):
             auto_range=False,
             return_empty_attributes=False,
         )
+        _keep_post_read_raw(conn)
         try:
             conn.open()
             if s.start_tls and not server.ssl:
@@ -363,6 +366,8 @@ class Ldap3Directory(Directory):
                 paged=OID_PAGED in ctrls,
                 assertion=OID_ASSERTION in ctrls,
                 deref=controls.OID_DEREF in ctrls,
+                post_read=OID_POST_READ in ctrls,
+                matched_values=OID_MATCHED_VALUES in ctrls,
                 controls=frozenset(ctrls),
             )
 
@@ -433,10 +438,16 @@ class Ldap3Directory(Directory):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
         caps = self.capabilities  # read the root DSE now, not while holding a connection
-        linked = [_deref(deref)] if deref and caps.deref else []
+        linked: list[Any] = []
+        if matched_values:  # first: it shapes the entries the other controls see (RFC 3876 §4)
+            attrs = controls.with_matched(attrs, matched_values)
+            linked.append(controls.matched_values_control(attrs, matched_values))
+        if deref and caps.deref:
+            linked.append(_deref(deref))
         if window is not None:
             small = self._run(
                 "search",
@@ -598,16 +609,32 @@ class Ldap3Directory(Directory):
         attrs = {k: list(v) for k, v in attributes.items() if v}
         self._run("add", dn, lambda c: self._check(c, c.add(dn, attributes=attrs), "add", dn))
 
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         if not changes:
-            return
+            return None
         spec: dict[str, list[tuple[Any, list[bytes]]]] = {}
         for ch in changes:
             spec.setdefault(ch.attr, []).append((_OPS[ch.op], list(ch.values)))
-        ctrls = [controls.assertion_control(assertion)] if assertion else None
-        self._run(
-            "modify", dn, lambda c: self._check(c, c.modify(dn, spec, controls=ctrls), "modify", dn)
-        )
+        ctrls = [controls.assertion_control(assertion)] if assertion else []
+        if post_read is not None:
+            ctrls.append(controls.post_read_control(post_read))
+
+        def fn(c: ldap3.Connection) -> Entry | None:
+            self._check(c, c.modify(dn, spec, controls=ctrls or None), "modify", dn)
+            if post_read is None:
+                return None
+            ctrl = (c.result or {}).get("controls", {}).get(OID_POST_READ) or {}
+            raw = ctrl.get("value")
+            return controls.read_entry(raw) if isinstance(raw, bytes | bytearray) else None
+
+        return self._run("modify", dn, fn)
 
     def rename(
         self,
@@ -660,6 +687,32 @@ def _client_side_code(exc: Exception) -> str:
     if isinstance(exc, lx.LDAPObjectClassError):
         return "objectClassViolation"
     return "invalidAttributeSyntax"
+
+
+def _keep_post_read_raw(conn: ldap3.Connection) -> None:
+    """Have ``conn`` hand on a post-read response control as its BER value.
+
+    ldap3 2.9.1 decodes that control itself: it drops the entry's DN and turns every value
+    into text, a value that is not UTF-8 through latin-1, so the bytes cannot be told back.
+    Its decoder is a static method the strategy calls through ``self``; this connection's
+    strategy gets one that keeps the raw value of that control (decoded by
+    :func:`controls.read_entry`, as the python-ldap client does) and leaves all others to
+    ldap3.  ``control`` is ldap3's fast-decoder form: ``[(class, form, tag, value), ...]``,
+    the controlType first; an unexpected shape is left to ldap3 too, and then the service
+    finds no entry and reads it back."""
+    decode = conn.strategy.decode_control_fast
+
+    def decode_control_fast(control: Any, from_server: bool = True) -> Any:
+        try:
+            oid = bytes(control[0][3])
+            value = next((bytes(r[3]) for r in control[1:] if r[2] == 4), None)
+        except (TypeError, IndexError, ValueError):
+            return decode(control, from_server)
+        if oid != OID_POST_READ.encode():
+            return decode(control, from_server)
+        return OID_POST_READ, {"description": "", "criticality": False, "value": value}
+
+    conn.strategy.decode_control_fast = decode_control_fast
 
 
 def _child(rdn: str, parent: str) -> str:

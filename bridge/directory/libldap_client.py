@@ -15,8 +15,9 @@ happen in C with the GIL released, where ldap3 spends about a millisecond of Pyt
   operation timeout (the connection is then discarded: its state is unknown).
 * TLS: ``ldaps://`` or StartTLS, per-connection context (``OPT_X_TLS_NEWCTX``) with the CA file
   and ``OPT_X_TLS_REQUIRE_CERT`` DEMAND (or NEVER when verification is off).
-* Controls: paged results (libldap's C encoder), server-side sort and VLV (the BER values from
-  :mod:`bridge.directory.controls`, shared with the ldap3 client), assertion (C encoder).
+* Controls: paged results (libldap's C encoder), server-side sort, VLV, dereference, post-read
+  and matched values (the BER values from :mod:`bridge.directory.controls`, shared with the
+  ldap3 client), assertion (C encoder).
 * Active Directory range retrieval: an attribute returned as ``member;range=0-1499`` is completed
   with base searches for ``member;range=1500-*`` until the server answers ``...-*``.
 
@@ -44,7 +45,9 @@ from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,
     OID_EXTENDED_DN,
+    OID_MATCHED_VALUES,
     OID_PAGED,
+    OID_POST_READ,
     OID_SORT,
     OID_VLV,
     Capabilities,
@@ -91,6 +94,7 @@ _RESPONSE_CONTROLS: dict[str, type[ResponseControl]] = {
     OID_PAGED: SimplePagedResultsControl,
     controls.OID_VLV_RESPONSE: _RawControl,
     controls.OID_SORT_RESPONSE: _RawControl,
+    OID_POST_READ: _RawControl,
 }
 #: one search entry as received: (dn, attributes, its own controls as raw tuples)
 _Found = tuple[str, dict[str, list[bytes]], list[tuple[str, int, bytes | None]]]
@@ -319,6 +323,8 @@ class LibldapDirectory(Directory):
                 paged=OID_PAGED in ctrls,
                 assertion=OID_ASSERTION in ctrls,
                 deref=controls.OID_DEREF in ctrls,
+                post_read=OID_POST_READ in ctrls,
+                matched_values=OID_MATCHED_VALUES in ctrls,
                 controls=frozenset(ctrls),
             )
 
@@ -412,9 +418,16 @@ class LibldapDirectory(Directory):
         sort: Sequence[SortKey] = (),
         window: Window | None = None,
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
         attrs = list(attributes) or _NO_ATTRS
-        linked = _deref(deref) if deref and self.capabilities.deref else []
+        linked: list[RequestControl] = []
+        if matched_values:  # first: it shapes the entries the other controls see (RFC 3876 §4)
+            attrs = controls.with_matched(attrs, matched_values)
+            value = controls.matched_values_value(attrs, matched_values)
+            linked.append(RequestControl(OID_MATCHED_VALUES, True, value))
+        if deref and self.capabilities.deref:
+            linked += _deref(deref)
         if window is not None:
             small = self._run(
                 "search",
@@ -548,19 +561,40 @@ class LibldapDirectory(Directory):
         return SearchResult(self._entries(conn, found), total)
 
     # ------------------------------------------------------------------ writes
-    def _wait(self, conn: SimpleLDAPObject, msgid: int) -> None:
-        self._result(conn, msgid, 1)
+    def _wait(self, conn: SimpleLDAPObject, msgid: int) -> list[ResponseControl]:
+        """The response controls of the write ``msgid``, once it succeeded."""
+        return list(self._result(conn, msgid, 1)[3])
 
     def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
         modlist = [(k, list(v)) for k, v in attributes.items() if v]
         self._run("add", dn, lambda c: self._wait(c, c.add_ext(dn, modlist)))
 
-    def modify(self, dn: str, changes: Sequence[Change], *, assertion: str | None = None) -> None:
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         if not changes:
-            return
+            return None
         modlist = [(_OPS[ch.op], ch.attr, list(ch.values) or None) for ch in changes]
-        ctrls = [AssertionControl(True, assertion)] if assertion else None
-        self._run("modify", dn, lambda c: self._wait(c, c.modify_ext(dn, modlist, ctrls)))
+        ctrls: list[RequestControl] = [AssertionControl(True, assertion)] if assertion else []
+        if post_read is not None:
+            value = controls.post_read_value(post_read)
+            ctrls.append(RequestControl(OID_POST_READ, False, value))
+
+        def fn(c: SimpleLDAPObject) -> Entry | None:
+            rctrls = self._wait(c, c.modify_ext(dn, modlist, ctrls or None))
+            if post_read is None:
+                return None
+            raw = next(
+                (r.encodedControlValue for r in rctrls if r.controlType == OID_POST_READ), b""
+            )
+            return controls.read_entry(raw) if raw else None
+
+        return self._run("modify", dn, fn)
 
     def rename(
         self,

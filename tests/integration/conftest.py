@@ -30,9 +30,9 @@ class RecordingDirectory(Ldap3Directory):
         super().__init__(settings)
         self.modifies: list[tuple[str, list[Change]]] = []
 
-    def modify(self, dn: str, changes: Any, *, assertion: str | None = None) -> None:
+    def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
         self.modifies.append((dn, list(changes)))
-        super().modify(dn, changes, assertion=assertion)
+        return super().modify(dn, changes, **kw)
 
 
 def _recording_libldap(settings: ConnectionSettings) -> Any:
@@ -49,9 +49,9 @@ def _recording_libldap(settings: ConnectionSettings) -> Any:
             super().__init__(settings)
             self.modifies: list[tuple[str, list[Change]]] = []
 
-        def modify(self, dn: str, changes: Any, *, assertion: str | None = None) -> None:
+        def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
             self.modifies.append((dn, list(changes)))
-            super().modify(dn, changes, assertion=assertion)
+            return super().modify(dn, changes, **kw)
 
     return RecordingLibldap(settings)
 

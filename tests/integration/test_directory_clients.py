@@ -373,3 +373,84 @@ def test_window_over_one_or_no_match(
     res = directory.search(people, flt, ["uid"], scope="one", sort=keys, window=Window(offset, 10))
     assert [e.attrs["uid"][0] for e in res.entries] == want
     assert res.total == total
+
+
+# ---------------------------------------------------------------------------- RFC 4527 / 3876
+def test_slapd_offers_post_read_and_matched_values(directory: Directory) -> None:
+    caps = directory.capabilities
+    assert caps.post_read and caps.matched_values
+
+
+def test_post_read_returns_the_entry_as_the_modify_left_it(
+    directory: Directory, people: str
+) -> None:
+    """Raw bytes (a value that is not UTF-8 too), lower-cased names, the DN, operational
+    attributes the server updated: the same as a read right after."""
+    photo = b"\xff\xd8\xe9\x00\x80binary"
+    dn = _person(directory, people, "pia", jpegPhoto=[photo], mail=[b"p@x"])
+    attrs = ["sn", "mail", "jpegPhoto", "entryCSN", "entryDN", "modifyTimestamp", "entryUUID"]
+    after = directory.modify(dn, [Change("replace", "sn", ("Zoë".encode(),))], post_read=attrs)
+    now = directory.read(dn, attrs)
+    assert after is not None and now is not None
+    assert after.dn.lower() == dn.lower()
+    assert after.attrs == now.attrs
+    assert after.attrs["jpegphoto"] == [photo] and after.attrs["sn"] == ["Zoë".encode()]
+    assert directory.modify(dn, [Change("replace", "sn", (b"Q",))]) is None  # not asked
+
+
+def test_post_read_with_an_assertion(directory: Directory, people: str) -> None:
+    dn = _person(directory, people, "quinn")
+    after = directory.modify(
+        dn, [Change("replace", "sn", (b"New",))], assertion="(sn=S)", post_read=["sn"]
+    )
+    assert after is not None and after.attrs == {"sn": [b"New"]}
+    with pytest.raises(DirectoryError) as info:
+        directory.modify(
+            dn, [Change("replace", "sn", (b"X",))], assertion="(sn=S)", post_read=["sn"]
+        )
+    assert info.value.code == "assertionFailed"
+    e = directory.read(dn, ["sn"])
+    assert e is not None and e.attrs["sn"] == [b"New"]
+
+
+def test_matched_values_return_only_the_equal_values_and_the_rest_whole(
+    directory: Directory, people: str
+) -> None:
+    """RFC 3876 with one attribute filtered: the other requested attributes stay complete
+    (a values-return filter naming only ``member`` would strip them), and the assertion value
+    goes in as BER: ``*`` and parentheses in it are plain characters, not filter syntax."""
+    star, starfish, paren = (f"cn={n},{people}" for n in ("star*", "starfish", "(x)"))
+    group = f"cn=vrf,{people}"
+    directory.add(
+        group,
+        {
+            "objectClass": [b"groupOfNames"],
+            "cn": [b"vrf"],
+            "description": [b"d1", b"d2"],
+            "member": [star.encode(), starfish.encode(), paren.encode()],
+        },
+    )
+    attrs = ["cn", "description", "entryUUID", "entryCSN", "entryDN"]
+    plain = directory.read(group, attrs)
+    assert plain is not None
+    for wanted, expect in ((star, [star]), (paren, [paren]), (f"cn=none,{people}", [])):
+        for found in (
+            directory.search(
+                group,
+                "(objectClass=*)",
+                attrs,
+                scope="base",
+                matched_values={"member": [wanted.encode()]},
+            ).entries,
+            directory.search(  # the paged path
+                people,
+                "(cn=vrf)",
+                attrs,
+                scope="one",
+                matched_values={"member": [wanted.upper().encode()]},
+            ).entries,
+        ):
+            assert len(found) == 1
+            e = found[0]
+            assert [v.decode().lower() for v in e.get("member")] == [x.lower() for x in expect]
+            assert {k: v for k, v in e.attrs.items() if k != "member"} == plain.attrs
