@@ -173,7 +173,8 @@ def delete(service: Service, rmap: ResourceMap, found: Found, assertion: str | N
 def after_update(service: Service, rmap: ResourceMap, dn: str, was: Entry) -> str | None:
     """Called after a PUT/PATCH was applied: runs on_deactivate when ``active`` went from true to
     false, and moves a re-activated account back from the deactivation OU.  Returns the entry's
-    new DN when it moved, else None.  Costs nothing unless the policy does more than disable."""
+    DN (new if it moved) when it changed anything, else None: the entry is as the update left
+    it.  Costs nothing unless the policy does more than disable."""
     active = next((a for a in rmap.attributes if a.attr == "active" and not a.sub), None)
     policy = rmap.deprovision
     if active is None or all(a.kind == "disable" for a in policy.on_deactivate):

@@ -3,7 +3,10 @@
 Every write is the smallest correct set of LDAP operations: only attributes that change, member
 changes as MODIFY_ADD/MODIFY_DELETE of the affected DNs (never a rewrite of a member list), a
 rename before a modify when the RDN source changes.  References (members, groups, manager) are
-resolved DN <-> id in batched searches.
+resolved DN <-> id in batched searches.  Where the directory offers them, a PATCH of a group
+learns whether the empty-group placeholder is there with the find (matched values, RFC 3876),
+and a write that is one modify gets the entry for the response back with it (post-read,
+RFC 4527) instead of reading it again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from bridge import deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import (
+    OID_EXTENDED_DN,
     Change,
     Deref,
     Directory,
@@ -93,6 +97,24 @@ class Found:
         return self.entry.dn
 
 
+@dataclass(frozen=True)
+class Modified:
+    """What :meth:`Service.modify` did: the changes the directory applied (what an undo must
+    invert) and, when asked for with ``post_read`` and returned, the entry they left."""
+
+    applied: list[Change]
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What :meth:`Service.write` did: the entry's DN afterwards and, when the write was one
+    modify asked for a post-read, the entry it left (None: read it for the response)."""
+
+    dn: str
+    entry: Entry | None = None
+
+
 class Service:
     def __init__(
         self,
@@ -128,6 +150,7 @@ class Service:
         rid: str,
         attributes: Sequence[str],
         deref: Sequence[Deref] = (),
+        matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> Found:
         if not rid or len(rid) > 256:
             raise NotFound(f"{rmap.name} {rid} not found")
@@ -138,6 +161,7 @@ class Service:
             scope=rmap.scope,
             size_limit=2,
             deref=deref,
+            matched_values=matched_values,
         )
         if not res.entries:
             raise NotFound(f"{rmap.name} {rid} not found")
@@ -684,9 +708,15 @@ class Service:
             changes.append(Change("replace", ldap_attr, tuple(want)))
         new_rdn = tr.rdn_value(rmap, body)
         _attr, old_rdn, _parent = split_rdn(found.dn)
-        dn = self.write(rmap, found, changes, new_rdn if new_rdn != old_rdn else None, assertion)
-        dn = deprovision.after_update(self, rmap, dn, found.entry) or dn
-        return self._read_back(rmap, dn, base_url)
+        written = self.write(
+            rmap,
+            found,
+            changes,
+            new_rdn if new_rdn != old_rdn else None,
+            assertion,
+            post_read=self._post_read(rmap),
+        )
+        return self._respond(rmap, found, written, base_url)
 
     def _member_delta(
         self, rmap: ResourceMap, a: AttributeMap, have: list[bytes], want: list[bytes]
@@ -747,23 +777,34 @@ class Service:
                 raise Uniqueness(f"{rmap.rdn.source} {new_value!r} is already in use") from None
             raise
 
-    def modify(self, dn: str, changes: list[Change], assertion: str | None = None) -> list[Change]:
+    def modify(
+        self,
+        dn: str,
+        changes: list[Change],
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Modified:
         """Apply changes; a retry of an add of a present value or a delete of an absent one is
         a successful no-op (IdPs retry), so those values are dropped and the rest re-applied.
-        Returns the changes the directory actually applied (what an undo must invert)."""
+        Returns the changes the directory actually applied (what an undo must invert) and,
+        with ``post_read``, the entry the modify that went through left (none when the retry
+        found nothing left to apply: no modify carried the control)."""
         try:
             try:
-                self.directory.modify(dn, changes, assertion=assertion)
-                return changes
+                entry = self.directory.modify(dn, changes, assertion=assertion, post_read=post_read)
+                return Modified(changes, entry)
             except DirectoryError as exc:
                 if exc.code not in ("attributeOrValueExists", "noSuchAttribute"):
                     raise
                 retry = self._drop_noops(dn, changes)
                 if retry == changes:
                     raise
+                entry = None
                 if retry:
-                    self.directory.modify(dn, retry, assertion=assertion)
-                return retry
+                    entry = self.directory.modify(
+                        dn, retry, assertion=assertion, post_read=post_read
+                    )
+                return Modified(retry, entry)
         except DirectoryError as exc:
             if exc.code == "noSuchObject":
                 raise self._missing(dn, exc) from None
@@ -826,24 +867,77 @@ class Service:
         projection: Projection = DEFAULT,
     ) -> dict[str, Any]:
         """PATCH (RFC 7644 §3.5.2): every operation is validated and planned before anything is
-        written (translate.patch); the member list is never read."""
+        written (translate.patch); the member list is never read.
+
+        With a directory that offers them, adding a member to a group is three operations:
+        the find (which also says, through matched values, whether the empty-group
+        placeholder is there), the member id's lookup, and the modify, whose post-read gives
+        the response."""
         from bridge.translate.patch import plan_patch, read_attributes
 
         rmap = self.rmap(name)
         body = self._body(body)
-        found = self.find(rmap, rid, read_attributes(rmap))
+        probe = self._placeholder_probe(rmap)
+        found = self.find(rmap, rid, read_attributes(rmap), matched_values=probe)
         assertion = self._check_version(rmap, found.entry, if_match)
-        plan = plan_patch(self, rmap, found.entry, body, base_url)
-        dn = self.write(
+        plan = plan_patch(
+            self,
+            rmap,
+            found.entry,
+            body,
+            base_url,
+            has_placeholder=_holds_placeholder(rmap, found.entry) if probe else None,
+        )
+        written = self.write(
             rmap,
             found,
             list(plan.changes),
             plan.new_rdn_value,
             assertion,
             list(plan.when_emptied) if plan.when_emptied is not None else None,
+            post_read=self._post_read(rmap, projection),
         )
-        dn = deprovision.after_update(self, rmap, dn, found.entry) or dn
-        return self._read_back(rmap, dn, base_url, projection)
+        return self._respond(rmap, found, written, base_url, projection)
+
+    def _placeholder_probe(self, rmap: ResourceMap) -> dict[str, list[bytes]] | None:
+        """For the find of a group whose mapping has an ``empty_member`` placeholder, where the
+        directory offers matched values (RFC 3876): the member attribute, read with just the
+        placeholder value (present or not), so planning needs no search of its own for it.
+        None otherwise (:mod:`bridge.translate.patch` then asks the directory)."""
+        member = rmap.member_map
+        if member is None or not rmap.empty_member:
+            return None
+        if not self.directory.capabilities.matched_values:
+            return None
+        return {member.ldap: [rmap.empty_member.encode()]}
+
+    def _post_read(self, rmap: ResourceMap, projection: Projection = DEFAULT) -> list[str] | None:
+        """The attributes a write asks back with its modify (RFC 4527 post-read) for the
+        response, or None (read it back afterwards): where the directory has no post-read, and
+        where the read-back brings more than the entry itself (the entries its references
+        name, through the dereference control; AD's member GUIDs, through the extended-DN
+        control), which the response would otherwise have to look up with searches."""
+        caps = self.directory.capabilities
+        if not caps.post_read or OID_EXTENDED_DN in caps.controls:
+            return None
+        if self.derefs(rmap, projection):
+            return None
+        return tr.ldap_attributes(rmap, projection)
+
+    def _respond(
+        self,
+        rmap: ResourceMap,
+        found: Found,
+        written: Written,
+        base_url: str,
+        projection: Projection = DEFAULT,
+    ) -> dict[str, Any]:
+        """The resource after a PUT/PATCH: rendered from the entry the modify returned, unless
+        the deprovisioning policy then changed it (or there is no such entry: read back)."""
+        moved = deprovision.after_update(self, rmap, written.dn, found.entry)
+        if moved is not None or written.entry is None:
+            return self._read_back(rmap, moved or written.dn, base_url, projection)
+        return self.render(rmap, [written.entry], base_url, projection)[0]
 
     def write(
         self,
@@ -853,14 +947,20 @@ class Service:
         new_rdn_value: str | None,
         assertion: str | None,
         when_emptied: list[Change] | None = None,
-    ) -> str:
-        """One modify and, when the naming attribute changed, one rename; returns the DN.
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Written:
+        """One modify and, when the naming attribute changed, one rename; returns the DN (and,
+        see ``post_read``, the entry).
 
         The modify goes first, carrying the If-Match assertion (RFC 4528) so a concurrent
         change fails it atomically; the rename follows (asserted itself when there is nothing to
         modify).  When the rename fails (the new name is taken) the modify is undone, so a
         request never leaves the entry half-written.  ``when_emptied`` is sent instead of
-        ``changes`` if the directory refuses to leave a groupOfNames without members."""
+        ``changes`` if the directory refuses to leave a groupOfNames without members.
+
+        ``post_read``: when the write is one modify (no rename after it), the modify asks for
+        these attributes of the entry it leaves (``Written.entry``; RFC 4527)."""
         from bridge import integrity
 
         dn = found.dn
@@ -871,26 +971,28 @@ class Service:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
             self._check_free(rmap, dn, new_rdn_value)
         before = None
-        if new_rdn_value is not None and changes:
-            before = integrity.before_image(self.directory, dn, changes)
-        applied: list[Change] = []
+        if new_rdn_value is not None:
+            post_read = None  # the rename changes the entry after the modify
+            if changes:
+                before = integrity.before_image(self.directory, dn, changes)
+        done = Modified([])
         if changes:
             try:
-                applied = self.modify(dn, changes, assertion)
+                done = self.modify(dn, changes, assertion, post_read)
             except DirectoryError as exc:
                 if exc.code != "objectClassViolation" or when_emptied is None:
                     raise
                 changes = when_emptied
                 if new_rdn_value is not None:
                     before = integrity.before_image(self.directory, dn, changes)
-                applied = self.modify(dn, changes, assertion)
+                done = self.modify(dn, changes, assertion, post_read)
         if new_rdn_value is None:
-            return dn
+            return Written(dn, done.entry)
         try:
-            return self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
+            return Written(self.rename(rmap, dn, new_rdn_value, None if changes else assertion))
         except (ScimError, DirectoryError) as exc:
-            if applied and before is not None:
-                self._undo(dn, applied, before, exc)
+            if done.applied and before is not None:
+                self._undo(dn, done.applied, before, exc)
             raise
 
     def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
@@ -924,6 +1026,16 @@ class Service:
         attrs = tr.ldap_attributes(rmap, projection)
         entry = self._read_dn(rmap, dn, attrs, self.derefs(rmap, projection))
         return self.render(rmap, [entry], base_url, projection)[0]
+
+
+def _holds_placeholder(rmap: ResourceMap, entry: Entry) -> bool:
+    """Whether ``entry`` (found with :meth:`Service._placeholder_probe`) holds the group's
+    ``empty_member`` placeholder.  Compared here too, so the answer holds even from a
+    directory that returned every value."""
+    member, placeholder = rmap.member_map, rmap.empty_member
+    assert member is not None and placeholder
+    key = normalize_dn(placeholder)
+    return any(normalize_dn(v.decode("utf-8", "replace")) == key for v in entry.get(member.ldap))
 
 
 def _display_attr(rmap: ResourceMap) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from bridge.directory.base import (
@@ -124,3 +125,34 @@ class FaultyDirectory(Directory):
 
     def close(self) -> None:
         self.inner.close()
+
+
+class Masked(FaultyDirectory):
+    """``inner`` with capabilities turned off (``Masked(d, deref=False)``), for the path the
+    service takes on a directory without them.  Every call is in ``calls``; ``asked`` notes
+    the searches sent with matched values and the modifies sent with a post-read."""
+
+    name = "masked"
+
+    def __init__(self, inner: Directory, **off: bool):
+        super().__init__(inner)
+        self.off = off
+        self.asked: list[str] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(self.inner.capabilities, **self.off)
+
+    def search(self, base: str, filter: str, attributes: Sequence[str], **kw: Any) -> SearchResult:
+        if kw.get("matched_values"):
+            self.asked.append("matched_values")
+        return super().search(base, filter, attributes, **kw)
+
+    def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
+        if kw.get("post_read") is not None:
+            self.asked.append("post_read")
+        return super().modify(dn, changes, **kw)
+
+    def ops(self) -> list[str]:
+        """The operations so far, in order (a read is a search)."""
+        return [op for op, _ in self.calls]

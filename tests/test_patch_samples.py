@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from starlette.testclient import TestClient
 
 from bridge.directory.base import Change
 from bridge.directory.syntax import normalize_dn
-from tests.conftest import Backend
+from tests.conftest import Backend, make_client
+from tests.faults import Masked
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA
 
 SAMPLES = sorted((Path(__file__).parent / "samples" / "patch").glob("*.json"))
@@ -158,6 +160,26 @@ def _expected_calls(sample: dict[str, Any], al: Aliases) -> list[list[list[Any]]
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
 def test_patch_sample(
+    path: Path, client: TestClient, backend: Backend, recorder: list[list[Change]]
+) -> None:
+    _run_sample(path, client, backend, recorder)
+
+
+@pytest.mark.parametrize("backend", ["slapd", "slapd-libldap"], indirect=True)
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_patch_sample_from_the_post_read(
+    path: Path, backend: Backend, recorder: list[list[Change]]
+) -> None:
+    """The same on slapd without its dereference control: every PATCH that ends in one modify
+    renders the entry that modify's post-read returned (RFC 4527) instead of reading it."""
+    directory = Masked(backend.directory, deref=False)
+    _run_sample(path, make_client(replace(backend, directory=directory)), backend, recorder)
+    ops = directory.ops()
+    if "modify" in ops and "rename" not in ops:
+        assert "post_read" in directory.asked
+
+
+def _run_sample(
     path: Path, client: TestClient, backend: Backend, recorder: list[list[Change]]
 ) -> None:
     sample = _load(path)

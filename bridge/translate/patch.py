@@ -11,7 +11,8 @@ How a PATCH is planned, before anything is written (a PATCH is all-or-nothing):
 3. ``members`` is never read: add/remove become MODIFY_ADD/MODIFY_DELETE of just the affected
    DNs; a ``replace`` (or a remove of all members) is a MODIFY_REPLACE with the new set.  A
    groupOfNames keeps its ``empty_member`` placeholder when it would become empty
-   (``PatchPlan.when_emptied``) and loses it when a real member arrives.
+   (``PatchPlan.when_emptied``) and loses it when a real member arrives (whether it is there
+   comes with the find where the directory has matched values, else from a base search).
 4. A change of the attribute that names the entry is a rename (``new_rdn_value``); the RDN
    attribute itself is then left out of ``changes``.  ``Service.write`` sends the modify first
    (carrying the If-Match assertion) and the rename after it, undoing the modify if the rename
@@ -221,7 +222,7 @@ def _members_matching(service: Service, rmap: ResourceMap, entry: Entry, t: Targ
 
 
 def _member_changes(
-    service: Service, rmap: ResourceMap, entry: Entry, m: Members
+    service: Service, rmap: ResourceMap, entry: Entry, m: Members, has_placeholder: bool | None
 ) -> tuple[list[Change], list[Change] | None]:
     a = rmap.member_map
     assert a is not None
@@ -238,7 +239,9 @@ def _member_changes(
     changes: list[Change] = []
     if add_dns:
         changes.append(Change("add", a.ldap, tuple(d.encode() for d in add_dns.values())))
-        if placeholder and _has_value(service, entry.dn, a.ldap, placeholder):
+        if has_placeholder is None and placeholder:
+            has_placeholder = _has_value(service, entry.dn, a.ldap, placeholder)
+        if placeholder and has_placeholder:
             changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
     dels = tuple(d.encode() for d in del_dns.values())
     if dels:
@@ -280,10 +283,17 @@ def _copy(resource: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the plan
 def plan_patch(
-    service: Service, rmap: ResourceMap, entry: Entry, body: Any, base_url: str
+    service: Service,
+    rmap: ResourceMap,
+    entry: Entry,
+    body: Any,
+    base_url: str,
+    has_placeholder: bool | None = None,
 ) -> PatchPlan:
     """Validate and plan every operation of a PATCH request against ``entry`` (read with
-    :func:`read_attributes`); nothing is written here."""
+    :func:`read_attributes`); nothing is written here.  ``has_placeholder``: whether the group
+    holds its ``empty_member`` placeholder, when the caller learnt it with the find (None:
+    asked of the directory when a member is added)."""
     if not isinstance(body, Mapping):
         raise InvalidSyntax("the request body must be a JSON object")
     ops = parse_ops(body)
@@ -295,7 +305,7 @@ def plan_patch(
             _run(service, rmap, entry, work, members, o)
         except ScimError as exc:
             raise named(o, exc) from None
-    return _to_plan(service, rmap, entry, work, members)
+    return _to_plan(service, rmap, entry, work, members, has_placeholder)
 
 
 def _run(
@@ -399,7 +409,12 @@ def _run_target(
 
 
 def _to_plan(
-    service: Service, rmap: ResourceMap, entry: Entry, work: Work, members: Members
+    service: Service,
+    rmap: ResourceMap,
+    entry: Entry,
+    work: Work,
+    members: Members,
+    has_placeholder: bool | None,
 ) -> PatchPlan:
     tr.check_required(rmap, work.res)
     touched = _touched_maps(rmap, work.touched)
@@ -447,7 +462,7 @@ def _to_plan(
     service._unique_check(rmap, changed, exclude_dn=entry.dn)
     when_emptied = None
     if not members.empty:
-        member_changes, emptied = _member_changes(service, rmap, entry, members)
+        member_changes, emptied = _member_changes(service, rmap, entry, members, has_placeholder)
         if emptied is not None:
             when_emptied = tuple(changes + emptied)
         changes += member_changes

@@ -1,0 +1,292 @@
+"""PATCH/PUT with the post-read (RFC 4527) and matched-values (RFC 3876) controls (issue 4).
+
+Where the directory offers both (slapd), adding a member to a group is three LDAP operations:
+the find, which also brings the empty-group placeholder if the group holds it, the member id's
+lookup, and the modify, whose post-read is the response.  Each test runs on the embedded
+directory (neither control: the path of a directory without them) and on slapd with both
+clients, also with the controls masked off, and checks the response against a GET through a
+client that reads the entry back as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from bridge.config import parse_mapping
+from bridge.directory.base import Change, Entry
+from bridge.directory.syntax import normalize_dn
+from bridge.service import Service
+from tests.conftest import OPENLDAP_MAP, Backend, make_client
+from tests.faults import Masked
+from tests.helpers import PATCH_SCHEMA, SCIM, create_group, create_user, patch
+
+NO_MEMBERS = {"excludedAttributes": "members"}
+#: what each directory offers, as the tests ask for it
+OFFERS = {
+    "offered": {},
+    "none": {"post_read": False, "matched_values": False},
+    "no-deref": {"deref": False},
+}
+
+
+@pytest.fixture(params=list(OFFERS))
+def offer(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def masked(backend: Backend, offer: str) -> Masked:
+    return Masked(backend.directory, **OFFERS[offer])
+
+
+@pytest.fixture
+def scim(backend: Backend, masked: Masked) -> TestClient:
+    return make_client(replace(backend, directory=masked))
+
+
+@pytest.fixture
+def plain(backend: Backend) -> TestClient:
+    """Reads the old way: a directory without post-read, matched values or dereference."""
+    bare = Masked(backend.directory, post_read=False, matched_values=False, deref=False)
+    return make_client(replace(backend, directory=bare))
+
+
+def _uses(masked: Masked, control: str) -> bool:
+    return bool(getattr(masked.capabilities, control))
+
+
+def _members(backend: Backend, dn: str) -> list[str]:
+    entry = backend.directory.read(dn, ["member"])
+    assert entry is not None
+    return sorted(normalize_dn(v.decode()) for v in entry.get("member"))
+
+
+def _dn(backend: Backend, kind: str, rid: str) -> str:
+    rmap = backend.mapping.resource(kind)
+    found = backend.directory.search(rmap.base_dn, f"(entryUUID={rid})", ["1.1"], scope="one")
+    return found.entries[0].dn
+
+
+def _placeholder(backend: Backend) -> str:
+    return normalize_dn(backend.mapping.resource("Group").empty_member or "")
+
+
+@pytest.mark.parametrize("params", [NO_MEMBERS, {}], ids=["excluded-members", "default"])
+def test_add_one_member(
+    backend: Backend,
+    scim: TestClient,
+    plain: TestClient,
+    masked: Masked,
+    offer: str,
+    params: dict[str, str],
+) -> None:
+    users = [create_user(plain, f"m{i}")["id"] for i in range(3)]
+    g = create_group(plain, "Ops", users[:2])
+    masked.calls.clear()
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+        {"value": users[2]}
+    ]}, params=params)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}", params=params).json()
+    if not params:
+        assert sorted(m["value"] for m in r.json()["members"]) == sorted(users)
+    vrf, deref = _uses(masked, "matched_values"), _uses(masked, "deref")
+    post = _uses(masked, "post_read") and (bool(params) or not deref)
+    # find, the new member's id, [placeholder check], modify, [read back], [members' ids]
+    expected = ["search", "search"] + ["search"] * (not vrf) + ["modify"] + ["search"] * (not post)
+    expected += ["search"] * (not params and not deref)
+    assert masked.ops() == expected
+    assert masked.asked == ["matched_values"] * vrf + ["post_read"] * post
+    if backend.name == "slapd" and params and offer == "offered":
+        assert masked.ops() == ["search", "search", "modify"]  # issue 4: three operations
+
+
+def test_placeholder_goes_with_the_first_member_and_returns_after_the_last(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    alice = create_user(plain, "alice")["id"]
+    g = create_group(plain, "Empty")
+    dn = _dn(backend, "Group", g["id"])
+    assert _members(backend, dn) == [_placeholder(backend)]
+
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+        {"value": alice}
+    ]}, params=NO_MEMBERS)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}", params=NO_MEMBERS).json()
+    assert _members(backend, dn) == [normalize_dn(_dn(backend, "User", alice))]
+
+    masked.calls.clear()
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "remove", "path": f'members[value eq "{alice}"]'})
+    assert r.status_code == 200, r.text
+    assert "members" not in r.json()
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}").json()
+    assert _members(backend, dn) == [_placeholder(backend)]
+    # find, alice's id, the modify refused (65: no member left), the modify with the placeholder
+    post = _uses(masked, "post_read") and not _uses(masked, "deref")
+    assert masked.ops() == ["search", "search", "modify", "modify"] + ["search"] * (not post)
+
+
+def test_rename_reads_back(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    """A rename follows the modify, so the modify's post-read would be stale: no post-read."""
+    u = create_user(plain, "renamer")["id"]
+    g = create_group(plain, "Before")
+    r = patch(
+        scim,
+        f"/Groups/{g['id']}",
+        {"op": "replace", "path": "displayName", "value": "After"},
+        {"op": "add", "path": "members", "value": [{"value": u}]},
+        params=NO_MEMBERS,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["displayName"] == "After"
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}", params=NO_MEMBERS).json()
+    assert "post_read" not in masked.asked
+    assert masked.ops()[-3:] == ["modify", "rename", "search"]
+
+
+def test_noop_patch_reads_back(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    g = create_group(plain, "Same")
+    masked.calls.clear()
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "replace", "path": "displayName", "value": "Same"})
+    assert r.status_code == 200, r.text
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}").json() == g
+    assert "modify" not in masked.ops() and "post_read" not in masked.asked
+
+
+def test_if_match_goes_with_the_post_read(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    u = create_user(plain, "matcher")["id"]
+    g = create_group(plain, "Asserted")
+    etag = plain.get(f"{SCIM}/Groups/{g['id']}").headers["ETag"]
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+        {"value": u}
+    ]}, params=NO_MEMBERS, headers={"If-Match": etag})  # fmt: skip
+    assert r.status_code == 200, r.text
+    after = plain.get(f"{SCIM}/Groups/{g['id']}", params=NO_MEMBERS)
+    assert r.json() == after.json() and r.headers["ETag"] == after.headers["ETag"] != etag
+    stale = patch(scim, f"/Groups/{g['id']}", {"op": "remove", "path": "members"}, headers={
+        "If-Match": etag
+    })  # fmt: skip
+    assert stale.status_code == 412
+
+
+def test_if_match_lost_to_a_concurrent_change_writes_nothing(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    """The version moves between the find and the modify: the assertion fails the modify
+    (412), and the post-read on it returns nothing."""
+    u = create_user(plain, "racer")["id"]
+    g = create_group(plain, "Raced")
+    dn = _dn(backend, "Group", g["id"])
+    etag = plain.get(f"{SCIM}/Groups/{g['id']}").headers["ETag"]
+    real = masked.inner.modify
+
+    def modify(target: str, changes: Any, **kw: Any) -> Entry | None:
+        real(target, [Change("replace", "businessCategory", (b"sneaked-in",))])
+        return real(target, changes, **kw)
+
+    masked.inner = _Proxy(masked.inner, modify)
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+        {"value": u}
+    ]}, headers={"If-Match": etag})  # fmt: skip
+    assert r.status_code == 412, r.text
+    assert _members(backend, dn) == [_placeholder(backend)]
+
+
+class _Proxy:
+    """``inner`` with another modify."""
+
+    def __init__(self, inner: Any, modify: Any):
+        self._inner, self.modify = inner, modify
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_retry_that_drops_a_present_member(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    """An IdP re-sends a present member with a new one: the modify fails (20), the present one
+    is dropped and the retry, which applies the new one, carries the post-read."""
+    alice, bob = (create_user(plain, n)["id"] for n in ("alice", "bob"))
+    g = create_group(plain, "Retried", [alice])
+    masked.calls.clear()
+    masked.asked.clear()
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+        {"value": alice}, {"value": bob}
+    ]}, params=NO_MEMBERS)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}", params=NO_MEMBERS).json()
+    full = plain.get(f"{SCIM}/Groups/{g['id']}").json()
+    assert sorted(m["value"] for m in full["members"]) == sorted([alice, bob])
+    ops = masked.ops()
+    assert ops.count("modify") == 2
+    post = _uses(masked, "post_read")
+    assert masked.asked.count("post_read") == 2 * post
+    assert ops[-1] == ("modify" if post else "search")  # no read-back after a post-read
+
+
+def test_retry_with_nothing_left_reads_back(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    """Only present members re-sent: after the refused modify nothing is left to apply, so no
+    modify carries a post-read and the entry is read back."""
+    alice = create_user(plain, "alice")["id"]
+    g = create_group(plain, "Resent", [alice])
+    masked.calls.clear()
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+        {"value": alice}
+    ]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}").json()
+    assert [m["value"] for m in r.json()["members"]] == [alice]
+    ops = masked.ops()
+    assert ops.count("modify") == 1 and ops[-1] == "search"
+
+
+def test_put_takes_the_post_read_too(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    u = create_user(plain, "putter")["id"]
+    g = create_group(plain, "Put")
+    masked.calls.clear()
+    body = {"displayName": "Put", "externalId": "x-1", "members": [{"value": u}]}
+    r = scim.put(f"{SCIM}/Groups/{g['id']}", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}").json()
+    post = _uses(masked, "post_read") and not _uses(masked, "deref")
+    assert ("post_read" in masked.asked) == post
+
+
+def test_deactivation_that_strips_groups_reads_back(backend: Backend, offer: str) -> None:
+    """``on_deactivate: [disable, remove_groups]`` changes the user after the PATCH's modify:
+    the response is read after that, not taken from the modify's post-read."""
+    text = OPENLDAP_MAP.read_text().replace(
+        "    rdn: {ldap: uid, from: userName}",
+        "    rdn: {ldap: uid, from: userName}\n"
+        "    deprovision:\n"
+        "      on_deactivate: [disable, remove_groups]",
+    )
+    masked = Masked(backend.directory, **OFFERS[offer])
+    svc = Service(parse_mapping(text), masked)
+    user = svc.create("User", {"userName": "leaver"}, "")
+    svc.create("Group", {"displayName": "Stays", "members": [{"value": user["id"]}]}, "")
+    body = {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "replace", "value": {"active": False}}],
+    }
+    r = svc.patch("User", user["id"], body, "")
+    assert r["active"] is False and "groups" not in r
+    assert r == svc.get("User", user["id"], "")
+    # the post-read (memberOf still listing the group) was asked for, and not used
+    assert ("post_read" in masked.asked) == (backend.name == "slapd" and offer == "no-deref")
