@@ -1,6 +1,7 @@
 """PATCH add-one-member: a 50,000-member group against a 10-member group, on real slapd.
 
     PYTHONPATH=. python bench/patch_member.py                      # starts its own slapd
+    PYTHONPATH=. python bench/patch_member.py --client libldap     # the python-ldap client
     PYTHONPATH=. python bench/patch_member.py --url ldap://127.0.0.1:39389 \\
         --bind-dn cn=scim,dc=example,dc=org --bind-password ... \\
         --admin-dn cn=admin,dc=example,dc=org --admin-password ...
@@ -10,8 +11,10 @@ Each repeat PATCHes one new member into each group (``{"op": "add", "path": "mem
 would, with ``excludedAttributes=members`` so the response does not list 50,000 members) and
 through ``Service.patch`` directly, and reports the median and p90.  The bridge talks to slapd
 through a counting TCP relay, so the bytes sent to (and received from) LDAP per PATCH are
-measured on the wire.  Seeding (users over LDAP, then one group add) happens once per server
-and is skipped when the bench entries exist.
+measured on the wire; the LDAP operations per PATCH are counted by the bridge's own metrics
+(``scim_bridge_ldap_operations``).  ``--client`` picks the bridge's LDAP client: ldap3 (the
+default) or python-ldap (``libldap``).  Seeding (users over LDAP, then one group add) happens
+once per server and is skipped when the bench entries exist.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from typing import Any
 
 import ldap3
 
+from bridge import metrics
 from bridge.app import build_app
 from bridge.config import load_mapping
+from bridge.directory.base import Directory
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 from bridge.scim.projection import Projection
 from bridge.settings import Settings, Token
@@ -175,27 +180,48 @@ class Result:
     times: list[float]
     sent: list[int]
     received: list[int]
+    ops: list[float]
 
     def row(self) -> str:
         ms = sorted(t * 1e3 for t in self.times)
         p90 = ms[min(len(ms) - 1, int(len(ms) * 0.9))]
         return (
             f"| {self.label} | {statistics.median(ms):.2f} | {p90:.2f} | "
-            f"{statistics.median(self.sent):.0f} | {statistics.median(self.received):.0f} |"
+            f"{statistics.median(self.sent):.0f} | {statistics.median(self.received):.0f} | "
+            f"{statistics.median(self.ops):.0f} |"
         )
+
+
+def ldap_operations() -> float:
+    """All LDAP operations the bridge has counted so far (its Prometheus counter)."""
+    return sum(
+        s.value
+        for m in metrics.LDAP_OPERATIONS.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+
+
+def make_directory(client: str, settings: ConnectionSettings) -> Directory:
+    if client == "libldap":
+        from bridge.directory.libldap_client import LibldapDirectory
+
+        return LibldapDirectory(settings)
+    return Ldap3Directory(settings)
 
 
 def run(args: argparse.Namespace) -> None:
     with slapd(args) as (info, names):
         host, port = info.url.split("//", 1)[1].rsplit(":", 1)
         relay = Relay(host.strip("/"), int(port.strip("/")))
-        directory = Ldap3Directory(
+        directory = make_directory(
+            args.client,
             ConnectionSettings(
                 urls=(f"ldap://127.0.0.1:{relay.port}",),
                 bind_dn=info.bind_dn,
                 bind_password=info.bind_password,
                 pool_size=2,
-            )
+            ),
         )
         mapping = load_mapping(MAPPING)
         settings = Settings(tokens=(Token("bench", "bench-token"),))
@@ -227,18 +253,22 @@ def run(args: argparse.Namespace) -> None:
                 "Operations": [{"op": "add", "path": "members", "value": [{"value": rid}]}],
             }
 
-        def measure(label: str, call: Callable[[str, str], None], probes: list[str]) -> None:
+        def measure(
+            label: str, call: Callable[[str, str], None], probes: list[str], bare: bool = False
+        ) -> None:
             """Small and big group alternate on every probe, so machine noise hits both."""
-            rows = {g: Result(f"{label}, {g}-member group", [], [], []) for g in groups}
+            rows = {g: Result(f"{label}, {g}-member group", [], [], [], []) for g in groups}
             for n, rid in enumerate(probes):
                 order = list(groups.items()) if n % 2 == 0 else list(groups.items())[::-1]
                 for group_label, group_id in order:
                     relay.reset()
+                    ops = ldap_operations()
                     t0 = time.perf_counter()
                     call(group_id, rid)
                     rows[group_label].times.append(time.perf_counter() - t0)
                     rows[group_label].sent.append(relay.sent)
                     rows[group_label].received.append(relay.received)
+                    rows[group_label].ops.append(1 if bare else ldap_operations() - ops)
             results.extend(rows.values())
 
         def via_http(group_id: str, rid: str) -> None:
@@ -293,13 +323,16 @@ def run(args: argparse.Namespace) -> None:
         for gid_ in groups.values():
             for rid in first:
                 undo(gid_, rid)
-        measure("bare ldap3 MODIFY_ADD (no bridge)", via_ldap3, first)
+        measure("bare ldap3 MODIFY_ADD (no bridge)", via_ldap3, first, bare=True)
         for gid_ in groups.values():  # leave the groups as seeded
             for rid in probe_ids:
                 undo(gid_, rid)
-        print(f"PATCH add one member (repeats={args.repeats}, slapd {info.url})\n")
-        print("| case | median ms | p90 ms | bytes to LDAP | bytes from LDAP |")
-        print("|---|---|---|---|---|")
+        print(
+            f"PATCH add one member (repeats={args.repeats}, slapd {info.url}, "
+            f"bridge client {args.client})\n"
+        )
+        print("| case | median ms | p90 ms | bytes to LDAP | bytes from LDAP | LDAP ops |")
+        print("|---|---|---|---|---|---|")
         for r in results:
             print(r.row())
         big = [r for r in results if "HTTP" in r.label]
@@ -317,6 +350,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--admin-password", default="")
     p.add_argument("--big", type=int, default=50_000)
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument(
+        "--client",
+        choices=("ldap3", "libldap"),
+        default="ldap3",
+        help="the bridge's LDAP client: ldap3 (default) or python-ldap",
+    )
     run(p.parse_args(argv))
 
 
