@@ -873,11 +873,11 @@ class Service:
         the find (which also says, through matched values, whether the empty-group
         placeholder is there), the member id's lookup, and the modify, whose post-read gives
         the response."""
-        from bridge.translate.patch import plan_patch, read_attributes
+        from bridge.translate.patch import may_add_members, plan_patch, read_attributes
 
         rmap = self.rmap(name)
         body = self._body(body)
-        probe = self._placeholder_probe(rmap)
+        probe = self._placeholder_probe(rmap) if may_add_members(body) else None
         found = self.find(rmap, rid, read_attributes(rmap), matched_values=probe)
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(

@@ -290,3 +290,37 @@ def test_deactivation_that_strips_groups_reads_back(backend: Backend, offer: str
     assert r == svc.get("User", user["id"], "")
     # the post-read (memberOf still listing the group) was asked for, and not used
     assert ("post_read" in masked.asked) == (backend.name == "slapd" and offer == "no-deref")
+
+
+def test_a_patch_adding_no_member_does_not_ask_for_the_placeholder(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked
+) -> None:
+    g = create_group(plain, "Tagged")
+    masked.calls.clear()
+    r = patch(scim, f"/Groups/{g['id']}", {"op": "replace", "path": "externalId", "value": "t-1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["externalId"] == "t-1"
+    assert r.json() == plain.get(f"{SCIM}/Groups/{g['id']}").json()
+    assert "matched_values" not in masked.asked
+    post = _uses(masked, "post_read") and not _uses(masked, "deref")
+    assert masked.ops() == ["search", "modify"] + ["search"] * (not post)
+
+
+@pytest.mark.parametrize(
+    ("ops", "adds"),
+    [
+        ([{"op": "add", "path": "members", "value": [{"value": "1"}]}], True),
+        ([{"op": "Add", "path": "Members", "value": [{"value": "1"}]}], True),
+        ([{"op": "replace", "path": "members", "value": []}], True),
+        ([{"op": "add", "value": {"members": [{"value": "1"}]}}], True),
+        ([{"op": "add", "value": {"urn:ietf:params:scim:schemas:core:2.0:Group:members": []}}], True),
+        ([{"op": "remove", "path": 'members[value eq "1"]'}], False),
+        ([{"op": "replace", "path": "displayName", "value": "x"}], False),
+        ([{"op": "replace", "value": {"displayName": "x"}}], False),
+        ([{"op": "nonsense"}], False),
+    ],
+)  # fmt: skip
+def test_which_patches_may_add_members(ops: list[dict[str, Any]], adds: bool) -> None:
+    from bridge.translate.patch import may_add_members
+
+    assert may_add_members({"schemas": [PATCH_SCHEMA], "Operations": ops}) is adds

@@ -57,7 +57,7 @@ from bridge.translate import entry as tr
 if TYPE_CHECKING:
     from bridge.service import Service
 
-__all__ = ["PatchPlan", "plan_patch", "read_attributes"]
+__all__ = ["PatchPlan", "may_add_members", "plan_patch", "read_attributes"]
 
 #: the working view of a resource: no member list (never read), no read-only groups
 WORKING_VIEW = Projection(exclude=frozenset({("members", None), ("groups", None)}))
@@ -84,6 +84,27 @@ def read_attributes(rmap: ResourceMap) -> list[str]:
         a.ldap for a in rmap.attributes if a.attr not in ("members", "groups")
     ]
     return [x for x in dict.fromkeys(wanted) if x.lower() not in skip]
+
+
+def may_add_members(body: Any) -> bool:
+    """Whether a PATCH body may add members: an add or replace naming ``members`` in its path
+    or, path-less, in a key of its value.  Only then is the empty-group placeholder worth
+    reading with the find (the matched-values scan of a 50,000-value ``member`` costs slapd
+    about a millisecond); a body this misses costs the plan a base search, never a wrong
+    plan.  A body that does not parse: False (the plan refuses it)."""
+    try:
+        ops = parse_ops(body) if isinstance(body, Mapping) else []
+    except ScimError:
+        return False
+    for o in ops:
+        if o.op == "remove":
+            continue
+        if o.path_text is not None:
+            if "members" in o.path_text.lower():
+                return True
+        elif any(isinstance(k, str) and "members" in k.lower() for k in o.value):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------- the resource
