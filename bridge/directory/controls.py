@@ -24,6 +24,7 @@ from bridge.directory.base import (
     OID_POST_READ,
     OID_SORT,
     OID_VLV,
+    Deref,
     Entry,
     SortKey,
 )
@@ -208,14 +209,18 @@ def _tlv(tag: int, body: bytes) -> bytes:
     return bytes((tag, 0x80 | len(size))) + size + body
 
 
-@lru_cache(maxsize=64)
-def deref_value(specs: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes:
+def deref_value(specs: Sequence[Deref]) -> bytes:
     """BER of ``SEQUENCE OF DerefSpec``; DerefSpec ::= SEQUENCE { derefAttr, attributes
     SEQUENCE OF AttributeDescription } — one per (DN-valued attribute, attributes wanted)."""
+    return _deref_value(tuple(specs))
+
+
+@lru_cache(maxsize=64)
+def _deref_value(specs: tuple[Deref, ...]) -> bytes:
     out = b""
-    for attr, wanted in specs:
-        names = b"".join(_tlv(0x04, a.encode()) for a in wanted)
-        out += _tlv(0x30, _tlv(0x04, attr.encode()) + _tlv(0x30, names))
+    for spec in specs:
+        names = b"".join(_tlv(0x04, a.encode()) for a in spec.attributes)
+        out += _tlv(0x30, _tlv(0x04, spec.attr.encode()) + _tlv(0x30, names))
     return _tlv(0x30, out)
 
 

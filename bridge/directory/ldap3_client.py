@@ -442,17 +442,17 @@ class Ldap3Directory(Directory):
     ) -> SearchResult:
         attrs = list(attributes) or ["1.1"]
         caps = self.capabilities  # read the root DSE now, not while holding a connection
-        linked: list[Any] = []
+        extra: list[Any] = []
         if matched_values:  # first: it shapes the entries the other controls see (RFC 3876 §4)
             attrs = controls.with_matched(attrs, matched_values)
-            linked.append(controls.matched_values_control(attrs, matched_values))
+            extra.append(controls.matched_values_control(attrs, matched_values))
         if deref and caps.deref:
-            linked.append(_deref(deref))
+            extra.append(_deref(deref))
         if window is not None:
             small = self._run(
                 "search",
                 base,
-                lambda c: self._probe(c, base, filter, attrs, scope, window, linked),
+                lambda c: self._probe(c, base, filter, attrs, scope, window, extra),
                 retry=True,
             )
             if small is not None:
@@ -460,20 +460,18 @@ class Ldap3Directory(Directory):
             return self._run(
                 "search",
                 base,
-                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, linked),
+                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, extra),
                 retry=True,
             )
         if scope == "base" or size_limit:
 
             def once(conn: ldap3.Connection) -> SearchResult:
-                ctrls = self._read_controls(
-                    ([controls.sort_control(sort)] if sort else []) + linked
-                )
+                ctrls = self._read_controls(([controls.sort_control(sort)] if sort else []) + extra)
                 self._bounded(conn, base, filter, attrs, scope, size_limit, ctrls)
                 return SearchResult(self._entries(conn))
 
             return self._run("search", base, once, retry=True)
-        return SearchResult(list(self._walk(base, filter, attrs, scope, 0, sort, linked)))
+        return SearchResult(list(self._walk(base, filter, attrs, scope, 0, sort, extra)))
 
     def iter_search(
         self,
@@ -497,7 +495,7 @@ class Ldap3Directory(Directory):
         scope: Scope,
         page_size: int,
         sort: Sequence[SortKey],
-        linked: list[Any],
+        extra: list[Any],
     ) -> Iterator[Entry]:
         size = page_size or self.settings.page_size
         self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
@@ -506,9 +504,7 @@ class Ldap3Directory(Directory):
             out: list[Entry] = []
             cookie: bytes | None = None
             while True:
-                ctrls = self._read_controls(
-                    ([controls.sort_control(sort)] if sort else []) + linked
-                )
+                ctrls = self._read_controls(([controls.sort_control(sort)] if sort else []) + extra)
                 ok = conn.search(
                     base,
                     filter,
@@ -559,13 +555,13 @@ class Ldap3Directory(Directory):
         attrs: list[str],
         scope: Scope,
         window: Window,
-        linked: list[Any],
+        extra: list[Any],
     ) -> SearchResult | None:
         """The answer to a VLV request over at most one match, without the VLV (as the
         python-ldap client does): most filtered lists are IdP lookups matching one entry or
         none, and a VLV search costs slapd a sorted result set and this client its connection
         (see :meth:`_vlv`).  None means "more than one match"."""
-        desc = self._bounded(conn, base, filter, attrs, scope, 2, self._read_controls(linked))
+        desc = self._bounded(conn, base, filter, attrs, scope, 2, self._read_controls(extra))
         found = sum(1 for i in conn.response or [] if i.get("type") == "searchResEntry")
         if desc == "sizeLimitExceeded" or found > 1:
             return None
@@ -580,13 +576,13 @@ class Ldap3Directory(Directory):
         scope: Scope,
         sort: Sequence[SortKey],
         window: Window,
-        linked: list[Any],
+        extra: list[Any],
     ) -> SearchResult:
         ctrls = self._read_controls(
             [
                 controls.sort_control(sort or (SortKey("cn"),)),
                 controls.vlv_control(window.offset, window.count),
-                *linked,
+                *extra,
             ]
         )
         # OpenLDAP's sssvlv keeps each VLV result set as state of the connection until it
@@ -731,5 +727,4 @@ def _loopback(url: str) -> bool:
 
 def _deref(specs: Sequence[Deref]) -> tuple[str, bool, bytes]:
     """The dereference request control (not critical: a server without it answers plainly)."""
-    key = tuple((d.attr, tuple(d.attributes)) for d in specs)
-    return (controls.OID_DEREF, False, controls.deref_value(key))
+    return (controls.OID_DEREF, False, controls.deref_value(specs))

@@ -421,18 +421,18 @@ class LibldapDirectory(Directory):
         matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> SearchResult:
         attrs = list(attributes) or _NO_ATTRS
-        linked: list[RequestControl] = []
+        extra: list[RequestControl] = []
         if matched_values:  # first: it shapes the entries the other controls see (RFC 3876 §4)
             attrs = controls.with_matched(attrs, matched_values)
             value = controls.matched_values_value(attrs, matched_values)
-            linked.append(RequestControl(OID_MATCHED_VALUES, True, value))
+            extra.append(RequestControl(OID_MATCHED_VALUES, True, value))
         if deref and self.capabilities.deref:
-            linked += _deref(deref)
+            extra += _deref(deref)
         if window is not None:
             small = self._run(
                 "search",
                 base,
-                lambda c: self._probe(c, base, filter, attrs, scope, window, linked),
+                lambda c: self._probe(c, base, filter, attrs, scope, window, extra),
                 retry=True,
             )
             if small is not None:
@@ -440,18 +440,18 @@ class LibldapDirectory(Directory):
             return self._run(
                 "search",
                 base,
-                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, linked),
+                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, extra),
                 retry=True,
             )
         if scope == "base" or size_limit:
 
             def once(conn: SimpleLDAPObject) -> SearchResult:
-                ctrls = self._read_controls(([_sort(sort)] if sort else []) + linked) or None
+                ctrls = self._read_controls(([_sort(sort)] if sort else []) + extra) or None
                 found, _ = self._search(conn, base, scope, filter, attrs, ctrls, size_limit)
                 return SearchResult(self._entries(conn, found))
 
             return self._run("search", base, once, retry=True)
-        return SearchResult(list(self._iter(base, filter, attrs, scope, 0, sort, linked)))
+        return SearchResult(list(self._iter(base, filter, attrs, scope, 0, sort, extra)))
 
     def iter_search(
         self,
@@ -653,8 +653,7 @@ def _linked(ectrls: list[tuple[str, int, bytes | None]]) -> dict[str, dict[str, 
 
 def _deref(specs: Sequence[Deref]) -> list[RequestControl]:
     """The dereference request control (not critical: a server without it answers plainly)."""
-    key = tuple((d.attr, tuple(d.attributes)) for d in specs)
-    return [RequestControl(controls.OID_DEREF, False, controls.deref_value(key))]
+    return [RequestControl(controls.OID_DEREF, False, controls.deref_value(specs))]
 
 
 def _sort(keys: Sequence[SortKey]) -> RequestControl:
