@@ -32,11 +32,12 @@ TOKEN = "test-token-Zq8vX2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def unavailable(reason: str) -> None:
-    """Skip locally, fail in CI: a skipped integration suite in CI is a broken setup."""
+def unavailable(reason: str, *, module: bool = False) -> None:
+    """Skip locally, fail in CI: a skipped integration suite in CI is a broken setup.
+    ``module``: called at import time, for the whole test module."""
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: integration suites must run)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=module)
 
 
 def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:

@@ -181,7 +181,6 @@ def test_rfc_3_7_3_mixed_results_and_errors(client: TestClient, backend: Backend
 
 def test_rfc_3_7_3_patch_operations(client: TestClient, backend: Backend) -> None:
     """§3.7.3's PATCH of a group, with a member added by ``bulkId``."""
-    pytest.importorskip("bridge.translate.patch", reason="Service.patch lands with issue 4")
     old = create_user(client, "old")
     group = create_group(client, "Tour Guides", [old["id"]])
     results = bulk(

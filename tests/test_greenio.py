@@ -10,7 +10,12 @@ import time
 
 import pytest
 
-pytest.importorskip("greenlet")
+try:
+    import greenlet  # noqa: F401 - comes with the libldap extra
+except ImportError:
+    from tests.conftest import unavailable
+
+    unavailable("greenlet (the libldap extra) is not installed", module=True)
 
 from bridge import greenio
 

@@ -112,8 +112,12 @@ class _WindowsLikeConnection:
 
 
 def test_windows_style_slices_are_followed_to_the_end() -> None:
-    pytest.importorskip("ldap")
-    from bridge.directory.libldap_client import LibldapDirectory
+    try:
+        from bridge.directory.libldap_client import LibldapDirectory
+    except ImportError:
+        from tests.conftest import unavailable
+
+        unavailable("python-ldap (the libldap extra) is not installed")
 
     values = [f"CN=u{i},DC=x".encode() for i in range(8)]
     conn = _WindowsLikeConnection(values)
