@@ -4,7 +4,11 @@ decoder against ldap3's ASN.1 model of a SearchResultEntry."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ldap3.protocol.rfc4511 import (
     LDAPDN,
     AttributeDescription,
@@ -101,3 +105,99 @@ def test_matched_values_need_named_attributes() -> None:
         controls.matched_values_value(["*"], {"member": [PLACEHOLDER]})
     assert controls.with_matched(["cn", "MEMBER"], {"member": []}) == ["cn", "MEMBER"]
     assert controls.with_matched(["cn"], {"member": []}) == ["cn", "member"]
+
+
+# ---------------------------------------------------------------------------- dereference
+def _deref_ber(results: list[tuple[str, str, dict[str, list[bytes]]]]) -> bytes:
+    """A dereference response control value (draft-masarati-ldap-deref §3) encoded by pyasn1:
+    ``SEQUENCE OF DerefRes``, DerefRes ::= SEQUENCE { derefAttr, derefVal LDAPDN,
+    attrVals [0] PartialAttributeList OPTIONAL }."""
+    from pyasn1.type import namedtype, tag, univ
+
+    class DerefRes(univ.Sequence):
+        componentType = namedtype.NamedTypes(
+            namedtype.NamedType("derefAttr", AttributeDescription()),
+            namedtype.NamedType("derefVal", LDAPDN()),
+            namedtype.OptionalNamedType(
+                "attrVals",
+                PartialAttributeList().subtype(
+                    implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 0)
+                ),
+            ),
+        )
+
+    class DerefResponse(univ.SequenceOf):
+        componentType = DerefRes()
+
+    seq = DerefResponse()
+    for i, (attr, dn, attrs) in enumerate(results):
+        res = DerefRes()
+        res["derefAttr"] = attr
+        res["derefVal"] = dn
+        if attrs:
+            plist = res["attrVals"]
+            for j, (name, values) in enumerate(attrs.items()):
+                part = PartialAttribute()
+                part["type"] = AttributeDescription(name)
+                vals = Vals()
+                for k, v in enumerate(values):
+                    vals[k] = AttributeValue(v)
+                part["vals"] = vals
+                plist[j] = part
+        seq[i] = res
+    return bytes(encoder.encode(seq))
+
+
+_names = st.from_regex(r"[a-zA-Z][a-zA-Z0-9-]{0,20}", fullmatch=True)
+_deref_results = st.lists(
+    st.tuples(
+        st.sampled_from(["memberOf", "manager", "member"]),
+        st.text(min_size=1, max_size=200).map(lambda s: "cn=" + s),
+        st.dictionaries(
+            _names, st.lists(st.binary(max_size=300), min_size=1, max_size=4), max_size=4
+        ),
+    ),
+    max_size=5,
+)
+
+
+@given(_deref_results)
+@settings(max_examples=150, deadline=None)
+def test_deref_response_decodes_what_pyasn1_encodes(results: list) -> None:
+    """Short and long BER lengths alike (values up to 300 bytes): each DerefRes comes back
+    with its attribute names lower-cased and its values as the raw octets."""
+    # names equal but for case would merge: keep one per lower-case name, as a server sends
+    results = [
+        (a, dn, {n: v for n, v in {k.lower(): v for k, v in attrs.items()}.items()})
+        for a, dn, attrs in results
+    ]
+    assert controls.decode_deref(_deref_ber(results)) == results
+
+
+def test_deref_merges_an_attribute_sent_twice() -> None:
+    raw = _deref_ber([("memberOf", GROUP, {"cn": [b"a"], "CN": [b"b"], "entryUUID": [b"u"]})])
+    assert controls.decode_deref(raw) == [
+        ("memberOf", GROUP, {"cn": [b"a", b"b"], "entryuuid": [b"u"]})
+    ]
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=400, deadline=None)
+def test_malformed_deref_is_a_value_error_never_a_crash(raw: bytes) -> None:
+    """Any other exception (IndexError from the inline length reads) fails the test."""
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        controls.decode_deref(raw)
+
+
+def test_every_truncation_of_a_deref_response_is_refused() -> None:
+    raw = _deref_ber(
+        [("memberOf", GROUP, {"cn": [b"eng" * 50], "entryUUID": [b"u"]}), ("manager", "x=y", {})]
+    )
+    for cut in range(len(raw)):
+        with pytest.raises(ValueError):
+            controls.decode_deref(raw[:cut])
+    # and linked_entries, which the clients call, ignores the malformed control
+    assert controls.linked_entries([raw[:-1]]) == {}
+    assert controls.linked_entries([raw]) == {
+        "cn=eng,ou=groups,dc=example,dc=org": {"cn": [b"eng" * 50], "entryuuid": [b"u"]}
+    }

@@ -11,7 +11,7 @@ import time
 import pytest
 
 try:
-    import greenlet  # noqa: F401 - comes with the libldap extra
+    import greenlet  # comes with the libldap extra
 except ImportError:
     from tests.conftest import unavailable
 
@@ -135,3 +135,79 @@ def test_readable() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_workers_are_reused_with_a_fresh_context_each_call() -> None:
+    """A finished call's greenlet serves the next one (a new greenlet per request costs a
+    fresh frame stack); what one call set in its context is not seen by the next."""
+
+    def first() -> object:
+        var.set("left behind")
+        return greenlet.getcurrent()
+
+    def second() -> tuple[object, str]:
+        return greenlet.getcurrent(), var.get()
+
+    def fails() -> None:
+        var.set("failed")
+        raise KeyError("boom")
+
+    async def main() -> None:
+        one = await greenio.run(first)
+        two, seen = await greenio.run(second)
+        assert two is one and seen == "unset"
+        with pytest.raises(KeyError):
+            await greenio.run(fails)
+        three, seen = await greenio.run(second)  # an error does not cost the worker
+        assert three is one and seen == "unset"
+        assert not one.dead and one.gr_context is None and one.result is None  # idle: nothing held
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_call_leaves_a_worker_that_still_works() -> None:
+    cleaned: list[str] = []
+
+    def waits() -> None:
+        try:
+            greenio.await_(asyncio.sleep(10))
+        finally:
+            cleaned.append("finally ran")
+
+    async def main() -> int:
+        task = asyncio.ensure_future(greenio.run(waits))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await greenio.run(lambda: 1 + greenio.await_(_value(1)))
+
+    assert asyncio.run(main()) == 2
+    assert cleaned == ["finally ran"]
+
+
+def test_many_concurrent_calls_and_a_bounded_pool() -> None:
+    def work(i: int) -> int:
+        return i + greenio.await_(_value(0, 0.001 * (i % 5)))
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(greenio.run(work, i) for i in range(300)))
+
+    assert asyncio.run(main()) == list(range(300))
+    assert 0 < len(greenio._POOL.idle) <= greenio._IDLE_MAX
+
+
+def test_each_thread_has_its_own_workers() -> None:
+    """Greenlets cannot switch across threads: a loop in another thread (Starlette's test
+    client runs the app in one) gets workers of its own."""
+
+    def me() -> object:
+        return greenlet.getcurrent()
+
+    here = asyncio.run(greenio.run(me))
+    there: list[object] = []
+    t = threading.Thread(target=lambda: there.append(asyncio.run(greenio.run(me))))
+    t.start()
+    t.join()
+    assert there and there[0] is not here
+    assert asyncio.run(greenio.run(me)) is here

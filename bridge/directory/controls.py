@@ -245,21 +245,54 @@ def _read(buf: bytes, pos: int) -> tuple[int, int, int]:
 
 def _attributes(raw: bytes, pos: int, end: int) -> dict[str, list[bytes]]:
     """``{attribute (lower-case): values}`` of the PartialAttribute SEQUENCEs (RFC 4511
-    §4.1.7: type, SET OF value) between ``pos`` and ``end``."""
+    §4.1.7: type, SET OF value) between ``pos`` and ``end``.
+
+    A lookup decodes one of these per group of the user, so the short length form (every
+    element under 128 bytes, nearly all of them) is read inline instead of through
+    :func:`_read`; an element that overruns the one holding it is malformed."""
     attrs: dict[str, list[bytes]] = {}
-    while pos < end:
-        tag, ppos, pend = _read(raw, pos)
-        pos = pend
-        tag, t0, t1 = _read(raw, ppos)
-        stag, vpos, vend = _read(raw, t1)
-        if tag != 0x04 or stag != 0x31:
-            raise ValueError("bad PartialAttribute")
-        vals = []
-        while vpos < vend:
-            _t, v0, v1 = _read(raw, vpos)
-            vals.append(raw[v0:v1])
-            vpos = v1
-        attrs.setdefault(raw[t0:t1].decode("utf-8").lower(), []).extend(vals)
+    try:
+        while pos < end:
+            size = raw[pos + 1]
+            if raw[pos] != 0x30:
+                raise ValueError("bad PartialAttribute")
+            if size < 0x80:
+                ppos, pend = pos + 2, pos + 2 + size
+            else:
+                _t, ppos, pend = _read(raw, pos)
+            size = raw[ppos + 1]
+            if size < 0x80:
+                t0, t1 = ppos + 2, ppos + 2 + size
+            else:
+                _t, t0, t1 = _read(raw, ppos)
+            if raw[ppos] != 0x04 or raw[t1] != 0x31 or pend > end:
+                raise ValueError("bad PartialAttribute")
+            size = raw[t1 + 1]
+            if size < 0x80:
+                vpos, vend = t1 + 2, t1 + 2 + size
+            else:
+                _t, vpos, vend = _read(raw, t1)
+            if vend > pend:
+                raise ValueError("truncated BER")
+            vals = []
+            while vpos < vend:
+                size = raw[vpos + 1]
+                if size < 0x80:
+                    v0, v1 = vpos + 2, vpos + 2 + size
+                else:
+                    _t, v0, v1 = _read(raw, vpos)
+                if v1 > vend:
+                    raise ValueError("truncated BER")
+                vals.append(raw[v0:v1])
+                vpos = v1
+            name = raw[t0:t1].decode("utf-8").lower()
+            if name in attrs:
+                attrs[name].extend(vals)
+            else:
+                attrs[name] = vals
+            pos = pend
+    except IndexError:
+        raise ValueError("truncated BER") from None
     return attrs
 
 
@@ -273,16 +306,16 @@ def decode_deref(raw: bytes) -> list[tuple[str, str, dict[str, list[bytes]]]]:
     while pos < end:
         tag, rpos, rend = _read(raw, pos)
         pos = rend
-        if tag != 0x30:
+        if tag != 0x30 or rend > end:
             raise ValueError("not a DerefRes")
         tag, a0, a1 = _read(raw, rpos)
         tag2, d0, d1 = _read(raw, a1)
-        if tag != 0x04 or tag2 != 0x04:
+        if tag != 0x04 or tag2 != 0x04 or d1 > rend:
             raise ValueError("bad derefAttr / derefVal")
         attrs: dict[str, list[bytes]] = {}
         if d1 < rend:
             tag, lpos, lend = _read(raw, d1)
-            if tag != 0xA0:  # attrVals [0] PartialAttributeList
+            if tag != 0xA0 or lend > rend:  # attrVals [0] PartialAttributeList
                 raise ValueError("bad attrVals")
             attrs = _attributes(raw, lpos, lend)
         out.append((raw[a0:a1].decode("utf-8"), raw[d0:d1].decode("utf-8"), attrs))
