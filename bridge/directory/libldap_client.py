@@ -511,10 +511,26 @@ class LibldapDirectory(Directory):
         match one entry or none.  A sort + VLV search makes slapd build and keep a sorted result
         set for it (and costs the connection, see :meth:`_vlv`); a plain search bounded to two
         entries answers the same question exactly: zero or one match needs no sorting, and the
-        window holds that entry only if it starts at 1.  None means "more than one match"."""
-        found, _ = self._search(
-            conn, base, scope, filter, attrs, self._read_controls(extra) or None, size_limit=2
+        window holds that entry only if it starts at 1.  None means "more than one match".
+
+        The answer is taken whole (one poll when it has all arrived): a third match makes the
+        directory stop with sizeLimitExceeded, and the entries it sent before are not needed."""
+        msgid = conn.search_ext(
+            base,
+            _SCOPES[scope],
+            filter,
+            attrs,
+            0,
+            self._read_controls(extra) or None,
+            None,
+            self._timeout,
+            2,
         )
+        try:
+            _t, data, _m, _c = self._result(conn, msgid, 1)
+        except ldap.SIZELIMIT_EXCEEDED:
+            return None
+        found = [d for d in data if d[0] is not None]
         if len(found) > 1:
             return None
         entries = self._entries(conn, found) if window.offset <= 1 else []

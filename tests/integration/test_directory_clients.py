@@ -375,6 +375,24 @@ def test_window_over_one_or_no_match(
     assert res.total == total
 
 
+@pytest.mark.parametrize("matches", [2, 3, 5])
+def test_window_over_more_matches_than_the_probe_takes(
+    directory: Directory, people: str, matches: int
+) -> None:
+    """Two matches fill the one-match probe's size limit exactly, three or more exceed it
+    (sizeLimitExceeded): either way the VLV answers, with every match counted."""
+    for i in range(matches):
+        _person(directory, people, f"many{matches}x{i}")
+    keys = (SortKey("uid", ordering_rule="caseIgnoreOrderingMatch"),)
+    res = directory.search(
+        people, f"(uid=many{matches}x*)", ["uid"], scope="one", sort=keys, window=Window(1, 10)
+    )
+    assert res.total == matches
+    assert [e.attrs["uid"][0] for e in res.entries] == [
+        f"many{matches}x{i}".encode() for i in range(matches)
+    ]
+
+
 # ---------------------------------------------------------------------------- RFC 4527 / 3876
 def test_slapd_offers_post_read_and_matched_values(directory: Directory) -> None:
     caps = directory.capabilities
