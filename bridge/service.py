@@ -196,6 +196,8 @@ class Service:
         """normalized DN -> Ref for every DN that is a mapped resource of a ``targets`` type."""
         pending = {normalize_dn(d): d for d in dns}
         out: dict[str, tr.Ref] = {}
+        if not pending:
+            return out
         dn_attr = self.mapping.dialect.dn_attribute
         for name in targets:
             rmap = self.rmap(name)
@@ -247,6 +249,12 @@ class Service:
         with the object classes its filter demands (a type with any other kind of filter, a
         DN the directory returned nothing for: left to :meth:`resolve_dns`)."""
         out: dict[str, tr.Ref] = {}
+        kinds = []  # per target type, once: what an entry must be to be one of it
+        for name in targets:
+            rmap = self.rmap(name)
+            need = _required_classes(rmap.base_filter)
+            if need is not None:
+                kinds.append((name, rmap, need, _display_attr(rmap)))
         for entry, dns in zip(entries, per_entry, strict=True):
             if not entry.linked:
                 continue
@@ -258,24 +266,17 @@ class Service:
                 classes = {
                     v.decode("utf-8", "replace").lower() for v in attrs.get("objectclass", ())
                 }
-                holders = []
-                for name in targets:
-                    rmap = self.rmap(name)
-                    need = _required_classes(rmap.base_filter)
-                    if (
-                        need is None
-                        or not need <= classes
-                        or not in_scope(dn, rmap.base_dn, rmap.scope)
-                    ):
-                        continue
-                    holders.append((name, rmap))
+                holders = [
+                    kind
+                    for kind in kinds
+                    if kind[2] <= classes and in_scope(dn, kind[1].base_dn, kind[1].scope)
+                ]
                 if len(holders) != 1:
                     continue
-                name, rmap = holders[0]
+                name, rmap, _need, display = holders[0]
                 found = Entry(dn, attrs)
                 if not found.get(rmap.id.ldap):
                     continue
-                display = _display_attr(rmap)
                 out[key] = tr.Ref(
                     tr.id_of(rmap, found), name, found.text(display) if display else None
                 )
@@ -1038,12 +1039,23 @@ def _holds_placeholder(rmap: ResourceMap, entry: Entry) -> bool:
     return any(normalize_dn(v.decode("utf-8", "replace")) == key for v in entry.get(member.ldap))
 
 
+_DISPLAY: dict[int, tuple[ResourceMap, str | None]] = {}
+
+
 def _display_attr(rmap: ResourceMap) -> str | None:
-    """The LDAP attribute behind a resource's displayName (a reference's ``display``)."""
-    return next(
+    """The LDAP attribute behind a resource's displayName (a reference's ``display``); looked
+    up once per mapping (every rendered reference asks)."""
+    hit = _DISPLAY.get(id(rmap))
+    if hit is not None and hit[0] is rmap:
+        return hit[1]
+    found = next(
         (a.ldap for a in rmap.attributes if a.attr == "displayName" and not a.is_reference),
         None,
     )
+    if len(_DISPLAY) >= 64:  # mappings are few; reloads make new ones
+        _DISPLAY.clear()
+    _DISPLAY[id(rmap)] = (rmap, found)
+    return found
 
 
 _OC_TERM = re.compile(r"\(objectClass=([A-Za-z][A-Za-z0-9-]*)\)", re.IGNORECASE)
