@@ -56,6 +56,7 @@ class TelemetryMiddleware:
         self.settings = settings
         self.mapping = mapping
         self.routes = routes
+        self._labels: dict[tuple[int, Any], str] = {}  # (route, resource) -> metric label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,11 +82,11 @@ class TelemetryMiddleware:
             nonlocal status, location
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                for k, v in headers:
-                    if k.lower() == b"location":
-                        location = v.decode("latin-1")
-                headers.append((b"x-request-id", rid.encode()))
+                headers = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+                if writes is not None:  # the audit record names a created resource's id
+                    for k, v in headers:
+                        if k.lower() == b"location":
+                            location = v.decode("latin-1")
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -110,6 +111,19 @@ class TelemetryMiddleware:
     def _template(self, scope: Scope) -> str:
         route = scope.get("route")
         params: dict[str, Any] = scope.get("path_params") or {}
+        if route is None:
+            return self._match_template(scope, params)
+        key = (id(route), params.get("resource"))  # the usual case: worked out once
+        label = self._labels.get(key)
+        if label is None:
+            label = self._match_template(scope, params)
+            if len(self._labels) >= 1024:  # {resource} is client input: stay bounded
+                self._labels.clear()
+            self._labels[key] = label
+        return label
+
+    def _match_template(self, scope: Scope, params: dict[str, Any]) -> str:
+        route = scope.get("route")
         if route is None:
             for candidate in self.routes:
                 match, child = candidate.matches(scope)
