@@ -63,6 +63,8 @@ VLV_CHUNK = 500
 VLV_REFUSED = frozenset(
     {"unavailableCriticalExtension", "unwillingToPerform", "adminLimitExceeded"}
 )
+#: how a directory refuses a critical control it advertises (for this account or request)
+CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform"})
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
@@ -132,6 +134,8 @@ class Service:
         #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
         self.cursor_key = cursor_key
         self._deref_specs: dict[tuple[int, Projection], tuple[Deref, ...]] = {}
+        #: the directory advertised matched values but refused them once: not sent again
+        self._matched_values_refused = False
 
     # ------------------------------------------------------------------ lookups
     def rmap(self, name: str) -> ResourceMap:
@@ -879,7 +883,17 @@ class Service:
         rmap = self.rmap(name)
         body = self._body(body)
         probe = self._placeholder_probe(rmap) if may_add_members(body) else None
-        found = self.find(rmap, rid, read_attributes(rmap), matched_values=probe)
+        try:
+            found = self.find(rmap, rid, read_attributes(rmap), matched_values=probe)
+        except DirectoryError as exc:
+            if probe is None or exc.code not in CONTROL_REFUSED:
+                raise
+            # advertised in the root DSE but refused (an ACL, a proxy, a limit): find without
+            # it, and plan_patch asks for the placeholder with a search of its own
+            log.warning("matched values refused (%s): not asked again", exc.code)
+            self._matched_values_refused = True
+            probe = None
+            found = self.find(rmap, rid, read_attributes(rmap))
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(
             self,
@@ -908,7 +922,7 @@ class Service:
         member = rmap.member_map
         if member is None or not rmap.empty_member:
             return None
-        if not self.directory.capabilities.matched_values:
+        if not self.directory.capabilities.matched_values or self._matched_values_refused:
             return None
         return {member.ldap: [rmap.empty_member.encode()]}
 

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from bridge.config import parse_mapping
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import normalize_dn
+from bridge.errors import DirectoryError
 from bridge.service import Service
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.faults import Masked
@@ -324,3 +325,37 @@ def test_which_patches_may_add_members(ops: list[dict[str, Any]], adds: bool) ->
     from bridge.translate.patch import may_add_members
 
     assert may_add_members({"schemas": [PATCH_SCHEMA], "Operations": ops}) is adds
+
+
+class _RefusesMatchedValues(Masked):
+    """Advertises matched values, then refuses the control (an ACL, a proxy in between)."""
+
+    @property
+    def capabilities(self) -> Any:
+        return replace(self.inner.capabilities, matched_values=True)
+
+    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> Any:
+        if kw.get("matched_values"):
+            self.asked.append("matched_values")
+            self.calls.append(("search", base))
+            raise DirectoryError("unavailableCriticalExtension", "refused", operation="search")
+        return super().search(base, filter, attributes, **kw)
+
+
+def test_a_refused_matched_values_control_falls_back_and_is_not_sent_again(
+    backend: Backend, plain: TestClient
+) -> None:
+    users = [create_user(plain, f"r{i}")["id"] for i in range(3)]
+    g = create_group(plain, "Refusers")
+    refusing = _RefusesMatchedValues(backend.directory)
+    scim = make_client(replace(backend, directory=refusing))
+    for uid in users[:2]:
+        r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
+            {"value": uid}
+        ]}, params=NO_MEMBERS)  # fmt: skip
+        assert r.status_code == 200, r.text
+    assert refusing.asked.count("matched_values") == 1  # refused once, then never sent
+    got = plain.get(f"{SCIM}/Groups/{g['id']}").json()
+    assert sorted(m["value"] for m in got["members"]) == sorted(users[:2])
+    dn = _dn(backend, "Group", g["id"])
+    assert _placeholder(backend) not in _members(backend, dn)  # planned without the probe
