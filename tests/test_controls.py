@@ -5,6 +5,7 @@ decoder against ldap3's ASN.1 model of a SearchResultEntry."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,10 +29,8 @@ GROUP = "cn=eng,ou=groups,dc=example,dc=org"
 PLACEHOLDER = b"cn=empty-membership-placeholder,dc=example,dc=org"
 
 
-def _entry_ber(dn: str, attrs: dict[str, list[bytes]]) -> bytes:
-    entry = SearchResultEntry()
-    entry["object"] = LDAPDN(dn)
-    plist = PartialAttributeList()
+def _fill(plist: Any, attrs: dict[str, list[bytes]]) -> Any:
+    """``plist`` (a PartialAttributeList, pyasn1) holding ``attrs``."""
     for i, (name, values) in enumerate(attrs.items()):
         attr = PartialAttribute()
         attr["type"] = AttributeDescription(name)
@@ -40,7 +39,13 @@ def _entry_ber(dn: str, attrs: dict[str, list[bytes]]) -> bytes:
             vals[j] = AttributeValue(v)
         attr["vals"] = vals
         plist[i] = attr
-    entry["attributes"] = plist
+    return plist
+
+
+def _entry_ber(dn: str, attrs: dict[str, list[bytes]]) -> bytes:
+    entry = SearchResultEntry()
+    entry["object"] = LDAPDN(dn)
+    entry["attributes"] = _fill(PartialAttributeList(), attrs)
     return bytes(encoder.encode(entry))
 
 
@@ -135,15 +140,7 @@ def _deref_ber(results: list[tuple[str, str, dict[str, list[bytes]]]]) -> bytes:
         res["derefAttr"] = attr
         res["derefVal"] = dn
         if attrs:
-            plist = res["attrVals"]
-            for j, (name, values) in enumerate(attrs.items()):
-                part = PartialAttribute()
-                part["type"] = AttributeDescription(name)
-                vals = Vals()
-                for k, v in enumerate(values):
-                    vals[k] = AttributeValue(v)
-                part["vals"] = vals
-                plist[j] = part
+            _fill(res["attrVals"], attrs)
         seq[i] = res
     return bytes(encoder.encode(seq))
 
