@@ -5,8 +5,9 @@ changes as MODIFY_ADD/MODIFY_DELETE of the affected DNs (never a rewrite of a me
 rename before a modify when the RDN source changes.  References (members, groups, manager) are
 resolved DN <-> id in batched searches.  Where the directory offers them, a PATCH of a group
 learns whether the empty-group placeholder is there with the find (matched values, RFC 3876),
-and a write that is one modify gets the entry for the response back with it (post-read,
-RFC 4527) instead of reading it again.
+and a write that is one modify, like a create's last write (the add, or its last staged
+modify), gets the entry for the response back with it (post-read, RFC 4527) instead of
+reading it again.
 """
 
 from __future__ import annotations
@@ -651,7 +652,7 @@ class Service:
         staged.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
-            staged.create(self, rmap, dn, attrs)
+            created = staged.create(self, rmap, dn, attrs, self._create_post_read(rmap))
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
@@ -659,8 +660,21 @@ class Service:
                 raise self._missing_on_add(rmap, exc) from None
             raise
         self._unique_recheck(rmap, dn, attrs)
-        entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
+        entry = created  # the entry as the create's last write left it (post-read)
+        if entry is None:  # not asked for, or the directory sent none: read it back
+            entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
         return self.render(rmap, [entry], base_url)[0]
+
+    def _create_post_read(self, rmap: ResourceMap) -> list[str] | None:
+        """The attributes a create asks back with its last write (RFC 4527 post-read) for the
+        response, or None (read it back afterwards): where the directory has no post-read, and
+        with AD's extended-DN control, whose read-back brings the GUIDs of DN values.  Unlike
+        :meth:`_post_read` the dereference control does not count: a create's read-back never
+        asked for it, the references are resolved by :meth:`render` either way."""
+        caps = self.directory.capabilities
+        if not caps.post_read or OID_EXTENDED_DN in caps.controls:
+            return None
+        return tr.ldap_attributes(rmap)
 
     def _check_version(self, rmap: ResourceMap, entry: Entry, if_match: str | None) -> str | None:
         """RFC 7644 §3.14: If-Match must name the current version; returns an LDAP assertion

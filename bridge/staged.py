@@ -23,7 +23,7 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bridge.directory.base import Change, Directory
+from bridge.directory.base import Change, Directory, Entry
 from bridge.errors import BridgeError, NotImplemented_
 from bridge.translate import entry as tr
 
@@ -90,8 +90,18 @@ def add_extras(rmap: ResourceMap, body: Mapping[str, Any], attrs: dict[str, list
             attrs[attr] = encoded
 
 
-def create(service: Service, rmap: ResourceMap, dn: str, attrs: dict[str, list[bytes]]) -> None:
-    """Add ``dn`` and run the create steps; undo the add if a step fails."""
+def create(
+    service: Service,
+    rmap: ResourceMap,
+    dn: str,
+    attrs: dict[str, list[bytes]],
+    post_read: Sequence[str] | None = None,
+) -> Entry | None:
+    """Add ``dn`` and run the create steps; undo the add if a step fails.
+
+    ``post_read``: the last write of the create (the add, or the last step's modify, which
+    leaves the entry as the create is done with it) asks for these attributes of the entry
+    it leaves (RFC 4527); returned when the directory sent them, else None."""
     directory = service.directory
     _generate_password(rmap, attrs)
     check_transport(directory, rmap, attrs)
@@ -109,13 +119,14 @@ def create(service: Service, rmap: ResourceMap, dn: str, attrs: dict[str, list[b
         ]
         if changes:
             steps.append(changes)
-    directory.add(dn, first)
-    for changes in steps:
+    entry = directory.add(dn, first, post_read=None if steps else post_read)
+    for i, changes in enumerate(steps, 1):
         try:
-            directory.modify(dn, changes)
+            entry = directory.modify(dn, changes, post_read=post_read if i == len(steps) else None)
         except BridgeError:
             _compensate(directory, dn)
             raise
+    return entry
 
 
 def _generate_password(rmap: ResourceMap, attrs: dict[str, list[bytes]]) -> None:

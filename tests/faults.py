@@ -97,9 +97,15 @@ class FaultyDirectory(Directory):
             base, filter, attributes, scope=scope, page_size=page_size, sort=sort
         )
 
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         self._hit("add", dn)
-        self.inner.add(dn, attributes)
+        return self.inner.add(dn, attributes, post_read=post_read)
 
     def modify(
         self,
@@ -130,7 +136,8 @@ class FaultyDirectory(Directory):
 class Masked(FaultyDirectory):
     """``inner`` with capabilities turned off (``Masked(d, deref=False)``), for the path the
     service takes on a directory without them.  Every call is in ``calls``; ``asked`` notes
-    the searches sent with matched values and the modifies sent with a post-read."""
+    the searches sent with matched values (``matched_values``), the modifies sent with a
+    post-read (``post_read``) and the adds sent with one (``add_post_read``)."""
 
     name = "masked"
 
@@ -147,6 +154,17 @@ class Masked(FaultyDirectory):
         if kw.get("matched_values"):
             self.asked.append("matched_values")
         return super().search(base, filter, attributes, **kw)
+
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        if post_read is not None:
+            self.asked.append("add_post_read")
+        return super().add(dn, attributes, post_read=post_read)
 
     def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
         if kw.get("post_read") is not None:

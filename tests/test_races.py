@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bridge.config import parse_mapping
+from bridge.directory.base import Entry
 from bridge.service import Service
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.faults import FaultyDirectory
@@ -33,9 +34,9 @@ class BarrierDirectory(FaultyDirectory):
         super().__init__(inner)
         self.barrier = threading.Barrier(parties, timeout=20)
 
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
         self.barrier.wait()
-        super().add(dn, attributes)
+        return super().add(dn, attributes, **kw)
 
 
 def race(fn: Any, n: int) -> list[Any]:

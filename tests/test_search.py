@@ -365,8 +365,8 @@ class NoVlv(Directory):
     def iter_search(self, base: str, filter: str, attributes: Any, **kw: Any) -> Iterator[Entry]:
         return self.inner.iter_search(base, filter, attributes, **kw)
 
-    def add(self, dn: str, attributes: Any) -> None:
-        self.inner.add(dn, attributes)
+    def add(self, dn: str, attributes: Any, **kw: Any) -> Entry | None:
+        return self.inner.add(dn, attributes, **kw)
 
     def modify(self, dn: str, changes: Any, **kw: Any) -> Entry | None:
         return self.inner.modify(dn, changes, **kw)

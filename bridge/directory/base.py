@@ -97,7 +97,7 @@ class Capabilities:
     assertion: bool = False
     #: the dereference control (draft-masarati-ldap-deref; OpenLDAP's slapo-deref)
     deref: bool = False
-    #: the post-read control (RFC 4527): ``modify(post_read=...)`` returns the entry
+    #: the post-read control (RFC 4527): ``add``/``modify(post_read=...)`` return the entry
     post_read: bool = False
     #: the matched-values control (RFC 3876): ``search(matched_values=...)`` is honoured
     matched_values: bool = False
@@ -185,7 +185,20 @@ class Directory(ABC):
         return found[0] if found else None
 
     @abstractmethod
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None: ...
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        """Add the entry ``dn`` with ``attributes`` (empty value lists are left out).
+
+        With ``post_read`` (attribute names) the entry as this add created it, with those
+        attributes, operational ones the server set included (entryUUID, createTimestamp),
+        read atomically with the add (RFC 4527 post-read, not critical); None when not asked,
+        when the directory has no post-read (``capabilities.post_read``) or returned none:
+        the caller reads the entry instead."""
 
     @abstractmethod
     def modify(

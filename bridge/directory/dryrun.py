@@ -254,7 +254,14 @@ class DryRunDirectory(Directory):
         return self.inner.read(dn, attributes)
 
     # ------------------------------------------------------------------ writes (planned)
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        """Planned, not sent; ``post_read`` is not offered (see capabilities): None."""
         with self._lock:
             if self._exists(dn):
                 raise DirectoryError("entryAlreadyExists", "", dn=dn, operation="add")
@@ -269,6 +276,7 @@ class DryRunDirectory(Directory):
             self._touched[normalize_dn(dn)] = (dn, True)
         body = [f"{name}{self._value(name, v)}" for name, vals in attributes.items() for v in vals]
         self._plan("add", dn, [*attributes], body)
+        return None
 
     def modify(
         self,

@@ -255,7 +255,14 @@ class EmbeddedDirectory(Directory):
                     del entry[name]
 
     # ------------------------------------------------------------------ writes
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        """As slapd; ``post_read`` is ignored (no post-read control here): returns None."""
         with self._lock:
             self._injected("add", dn)
             key = normalize_dn(dn)
@@ -283,6 +290,7 @@ class EmbeddedDirectory(Directory):
             self._dit[key] = entry
             for member in self._members(entry):
                 self._member_of(member, dn, add=True)
+        return None
 
     def seed(self, dn: str, attributes: Mapping[str, Sequence[bytes | str]]) -> None:
         """Add an entry during start-up (values may be str)."""

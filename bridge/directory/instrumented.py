@@ -173,12 +173,18 @@ class InstrumentedDirectory(Directory):
         return self._measure("read", dn, lambda: self.inner.read(dn, attributes))
 
     # ------------------------------------------------------------------ writes
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         names = tuple(k for k, v in attributes.items() if v)
-        self._measure(
+        return self._measure(
             "add",
             dn,
-            lambda: self.inner.add(dn, attributes),
+            lambda: self.inner.add(dn, attributes, post_read=post_read),
             write=context.LdapOp("add", dn, names),
         )
 

@@ -601,9 +601,21 @@ class Ldap3Directory(Directory):
             _close(conn)
 
     # ------------------------------------------------------------------ writes
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         attrs = {k: list(v) for k, v in attributes.items() if v}
-        self._run("add", dn, lambda c: self._check(c, c.add(dn, attributes=attrs), "add", dn))
+        ctrls = [controls.post_read_control(post_read)] if post_read is not None else None
+
+        def fn(c: ldap3.Connection) -> Entry | None:
+            self._check(c, c.add(dn, attributes=attrs, controls=ctrls), "add", dn)
+            return _post_read_entry(c) if post_read is not None else None
+
+        return self._run("add", dn, fn)
 
     def modify(
         self,
@@ -624,11 +636,7 @@ class Ldap3Directory(Directory):
 
         def fn(c: ldap3.Connection) -> Entry | None:
             self._check(c, c.modify(dn, spec, controls=ctrls or None), "modify", dn)
-            if post_read is None:
-                return None
-            ctrl = (c.result or {}).get("controls", {}).get(OID_POST_READ) or {}
-            raw = ctrl.get("value")
-            return controls.read_entry(raw) if isinstance(raw, bytes | bytearray) else None
+            return _post_read_entry(c) if post_read is not None else None
 
         return self._run("modify", dn, fn)
 
@@ -693,9 +701,10 @@ def _keep_post_read_raw(conn: ldap3.Connection) -> None:
     Its decoder is a static method the strategy calls through ``self``; this connection's
     strategy gets one that keeps the raw value of that control (decoded by
     :func:`controls.read_entry`, as the python-ldap client does) and leaves all others to
-    ldap3.  ``control`` is ldap3's fast-decoder form: ``[(class, form, tag, value), ...]``,
-    the controlType first; an unexpected shape is left to ldap3 too, and then the service
-    finds no entry and reads it back."""
+    ldap3.  The strategy decodes the controls of every response through it, whatever the
+    operation (an addResponse's as a modifyResponse's).  ``control`` is ldap3's fast-decoder
+    form: ``[(class, form, tag, value), ...]``, the controlType first; an unexpected shape is
+    left to ldap3 too, and then the service finds no entry and reads it back."""
     decode = conn.strategy.decode_control_fast
 
     def decode_control_fast(control: Any, from_server: bool = True) -> Any:
@@ -709,6 +718,14 @@ def _keep_post_read_raw(conn: ldap3.Connection) -> None:
         return OID_POST_READ, {"description": "", "criticality": False, "value": value}
 
     conn.strategy.decode_control_fast = decode_control_fast
+
+
+def _post_read_entry(conn: ldap3.Connection) -> Entry | None:
+    """The entry of the post-read response control of the write just done on ``conn`` (kept
+    raw by :func:`_keep_post_read_raw`, for add and modify responses alike), or None."""
+    ctrl = (conn.result or {}).get("controls", {}).get(OID_POST_READ) or {}
+    raw = ctrl.get("value")
+    return controls.read_entry(raw) if isinstance(raw, bytes | bytearray) else None
 
 
 def _child(rdn: str, parent: str) -> str:

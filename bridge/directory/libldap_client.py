@@ -581,9 +581,21 @@ class LibldapDirectory(Directory):
         """The response controls of the write ``msgid``, once it succeeded."""
         return list(self._result(conn, msgid, 1)[3])
 
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]]) -> None:
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
         modlist = [(k, list(v)) for k, v in attributes.items() if v]
-        self._run("add", dn, lambda c: self._wait(c, c.add_ext(dn, modlist)))
+        ctrls = _post_read(post_read) if post_read is not None else None
+
+        def fn(c: SimpleLDAPObject) -> Entry | None:
+            rctrls = self._wait(c, c.add_ext(dn, modlist, ctrls))
+            return _post_read_entry(rctrls) if post_read is not None else None
+
+        return self._run("add", dn, fn)
 
     def modify(
         self,
@@ -598,17 +610,11 @@ class LibldapDirectory(Directory):
         modlist = [(_OPS[ch.op], ch.attr, list(ch.values) or None) for ch in changes]
         ctrls: list[RequestControl] = [AssertionControl(True, assertion)] if assertion else []
         if post_read is not None:
-            value = controls.post_read_value(post_read)
-            ctrls.append(RequestControl(OID_POST_READ, False, value))
+            ctrls += _post_read(post_read)
 
         def fn(c: SimpleLDAPObject) -> Entry | None:
             rctrls = self._wait(c, c.modify_ext(dn, modlist, ctrls or None))
-            if post_read is None:
-                return None
-            raw = next(
-                (r.encodedControlValue for r in rctrls if r.controlType == OID_POST_READ), b""
-            )
-            return controls.read_entry(raw) if raw else None
+            return _post_read_entry(rctrls) if post_read is not None else None
 
         return self._run("modify", dn, fn)
 
@@ -670,6 +676,18 @@ def _linked(ectrls: list[tuple[str, int, bytes | None]]) -> dict[str, dict[str, 
 def _deref(specs: Sequence[Deref]) -> list[RequestControl]:
     """The dereference request control (not critical: a server without it answers plainly)."""
     return [RequestControl(controls.OID_DEREF, False, controls.deref_value(specs))]
+
+
+def _post_read(attributes: Sequence[str]) -> list[RequestControl]:
+    """The post-read request control (RFC 4527; not critical: the write goes through on a
+    server without it, and the caller reads the entry instead)."""
+    return [RequestControl(OID_POST_READ, False, controls.post_read_value(attributes))]
+
+
+def _post_read_entry(rctrls: Sequence[ResponseControl]) -> Entry | None:
+    """The entry of a write's post-read response control, or None when there is none."""
+    raw = next((r.encodedControlValue for r in rctrls if r.controlType == OID_POST_READ), b"")
+    return controls.read_entry(raw) if raw else None
 
 
 def _sort(keys: Sequence[SortKey]) -> RequestControl:

@@ -20,6 +20,8 @@ from bridge.errors import DirectoryError
 from tests.conftest import slapd_directory, unavailable
 
 CLIENTS = ["ldap3", "libldap"]
+#: what slapd sets on every entry itself
+OPERATIONAL = ["entryUUID", "createTimestamp", "modifyTimestamp", "entryCSN", "entryDN"]
 
 
 @pytest.fixture(params=CLIENTS)
@@ -414,6 +416,96 @@ def test_post_read_returns_the_entry_as_the_modify_left_it(
     assert after.attrs == now.attrs
     assert after.attrs["jpegphoto"] == [photo] and after.attrs["sn"] == ["Zoë".encode()]
     assert directory.modify(dn, [Change("replace", "sn", (b"Q",))]) is None  # not asked
+
+
+def test_post_read_returns_the_entry_as_the_add_created_it(
+    directory: Directory, people: str
+) -> None:
+    """The same as a read right after the add: raw bytes (a value that is not UTF-8 too),
+    lower-cased names, the DN, and the operational attributes the server set with the add
+    (entryUUID, createTimestamp, entryCSN, entryDN, ppolicy's pwdAccountLockedTime)."""
+    photo = b"\xff\xd8\xe9\x00\x80binary"
+    dn = f"uid=ada,{people}"
+    attrs = ["uid", "sn", "displayName", "jpegPhoto", "pwdAccountLockedTime", *OPERATIONAL]
+    created = directory.add(
+        dn,
+        {
+            "objectClass": [b"inetOrgPerson"],
+            "uid": [b"ada"],
+            "cn": [b"ada"],
+            "sn": ["Zoë".encode()],
+            "displayName": [],  # left out, as without post-read
+            "jpegPhoto": [photo],
+            "pwdAccountLockedTime": [b"000001010000Z"],
+        },
+        post_read=attrs,
+    )
+    now = directory.read(dn, attrs)
+    assert created is not None and now is not None
+    assert created.dn == now.dn and created.dn.lower() == dn.lower()
+    assert created.attrs == now.attrs
+    assert created.attrs["jpegphoto"] == [photo] and created.attrs["sn"] == ["Zoë".encode()]
+    assert "displayname" not in created.attrs
+    assert set(created.attrs) >= {a.lower() for a in OPERATIONAL}
+    assert created.attrs["entrydn"] == [dn.encode()]
+    assert created.attrs["createtimestamp"] == created.attrs["modifytimestamp"]
+    # everything, user and operational attributes alike: still the same as the read
+    whole = directory.add(
+        f"uid=bea,{people}",
+        {"objectClass": [b"inetOrgPerson"], "uid": [b"bea"], "cn": [b"b"], "sn": [b"B"]},
+        post_read=["*", "+"],
+    )
+    read = directory.read(f"uid=bea,{people}", ["*", "+"])
+    assert whole is not None and read is not None and whole.attrs == read.attrs
+    assert {"objectclass", "entryuuid", "structuralobjectclass"} <= set(whole.attrs)
+
+
+def test_add_without_post_read_returns_none(directory: Directory, people: str) -> None:
+    assert (
+        directory.add(
+            f"uid=cy,{people}",
+            {"objectClass": [b"inetOrgPerson"], "uid": [b"cy"], "cn": [b"c"], "sn": [b"C"]},
+        )
+        is None
+    )
+    assert directory.read(f"uid=cy,{people}", ["uid"]) is not None
+
+
+def test_a_group_add_with_post_read_and_the_member_it_names(
+    directory: Directory, people: str
+) -> None:
+    """memberOf lands on the member (memberof overlay), not on the group: the group's
+    post-read is still the group as a read after the add finds it."""
+    member = _person(directory, people, "dot")
+    group = f"cn=crew,{people}"
+    attrs = ["cn", "member", "memberOf", *OPERATIONAL]
+    created = directory.add(
+        group,
+        {"objectClass": [b"groupOfNames"], "cn": [b"crew"], "member": [member.encode()]},
+        post_read=attrs,
+    )
+    now = directory.read(group, attrs)
+    assert created is not None and now is not None and created.attrs == now.attrs
+    assert created.attrs["member"] == [member.encode()] and "memberof" not in created.attrs
+    after = directory.read(member, ["memberOf"])
+    assert after is not None and [v.lower() for v in after.attrs["memberof"]] == [
+        group.lower().encode()
+    ]
+
+
+def test_a_refused_add_with_post_read_raises_and_adds_nothing(
+    directory: Directory, people: str
+) -> None:
+    dn = _person(directory, people, "eve")
+    with pytest.raises(DirectoryError) as info:
+        directory.add(
+            dn,
+            {"objectClass": [b"inetOrgPerson"], "uid": [b"eve"], "cn": [b"e"], "sn": [b"E"]},
+            post_read=["uid"],
+        )
+    assert info.value.code == "entryAlreadyExists"
+    e = directory.read(dn, ["cn"])
+    assert e is not None and e.attrs["cn"] == [b"eve"]
 
 
 def test_post_read_with_an_assertion(directory: Directory, people: str) -> None:
