@@ -701,7 +701,8 @@ class Service:
         body = self._body(body)
         tr.validate_schemas(rmap, body)
         read = tr.ldap_attributes(rmap, Projection()) + [a.ldap for a in rmap.attributes]
-        found = self.find(rmap, rid, list(dict.fromkeys(read)))
+        linked = self._find_deref(rmap)
+        found = self.find(rmap, rid, list(dict.fromkeys(read)), linked)
         assertion = self._check_version(rmap, found.entry, if_match)
         tr.check_required(rmap, body)
         ref_dns = self._ref_dns_for(rmap, body)
@@ -733,7 +734,7 @@ class Service:
             changes,
             new_rdn if new_rdn != old_rdn else None,
             assertion,
-            post_read=self._post_read(rmap),
+            post_read=self._post_read(rmap, carried=bool(linked)),
         )
         return self._respond(rmap, found, written, base_url)
 
@@ -897,8 +898,9 @@ class Service:
         rmap = self.rmap(name)
         body = self._body(body)
         probe = self._placeholder_probe(rmap) if may_add_members(body) else None
+        linked = self._find_deref(rmap, projection)
         try:
-            found = self.find(rmap, rid, read_attributes(rmap), matched_values=probe)
+            found = self.find(rmap, rid, read_attributes(rmap), linked, matched_values=probe)
         except DirectoryError as exc:
             if probe is None or exc.code not in CONTROL_REFUSED:
                 raise
@@ -907,7 +909,7 @@ class Service:
             log.warning("matched values refused (%s): not asked again", exc.code)
             self._matched_values_refused = True
             probe = None
-            found = self.find(rmap, rid, read_attributes(rmap))
+            found = self.find(rmap, rid, read_attributes(rmap), linked)
         assertion = self._check_version(rmap, found.entry, if_match)
         plan = plan_patch(
             self,
@@ -924,7 +926,7 @@ class Service:
             plan.new_rdn_value,
             assertion,
             list(plan.when_emptied) if plan.when_emptied is not None else None,
-            post_read=self._post_read(rmap, projection),
+            post_read=self._post_read(rmap, projection, carried=bool(linked)),
         )
         return self._respond(rmap, found, written, base_url, projection)
 
@@ -940,18 +942,37 @@ class Service:
             return None
         return {member.ldap: [rmap.empty_member.encode()]}
 
-    def _post_read(self, rmap: ResourceMap, projection: Projection = DEFAULT) -> list[str] | None:
+    def _post_read(
+        self, rmap: ResourceMap, projection: Projection = DEFAULT, carried: bool = False
+    ) -> list[str] | None:
         """The attributes a write asks back with its modify (RFC 4527 post-read) for the
         response, or None (read it back afterwards): where the directory has no post-read, and
         where the read-back brings more than the entry itself (the entries its references
         name, through the dereference control; AD's member GUIDs, through the extended-DN
-        control), which the response would otherwise have to look up with searches."""
+        control), which the response would otherwise have to look up with searches — unless
+        the find ``carried`` that dereference already (:meth:`_find_deref`)."""
         caps = self.directory.capabilities
         if not caps.post_read or OID_EXTENDED_DN in caps.controls:
             return None
-        if self.derefs(rmap, projection):
+        if self.derefs(rmap, projection) and not carried:
             return None
         return tr.ldap_attributes(rmap, projection)
+
+    def _find_deref(self, rmap: ResourceMap, projection: Projection = DEFAULT) -> tuple[Deref, ...]:
+        """The dereference a PUT/PATCH's find carries, so the response can come from the
+        modify's post-read with no read-back: the entries a user's ``groups`` and ``manager``
+        name (their ids and display names) come with the find.  Which groups the user is in
+        is still taken from the post-read; a group the find did not bring (joined meanwhile)
+        is looked up by :meth:`render` as usual.  Not for a group's ``members`` (the member
+        list may be huge, and the find of a PATCH never reads it)."""
+        caps = self.directory.capabilities
+        if not caps.post_read or OID_EXTENDED_DN in caps.controls:
+            return ()
+        specs = self.derefs(rmap, projection)
+        member = rmap.member_map
+        if member is not None and any(d.attr.lower() == member.ldap.lower() for d in specs):
+            return ()
+        return specs
 
     def _respond(
         self,
@@ -966,7 +987,10 @@ class Service:
         moved = deprovision.after_update(self, rmap, written.dn, found.entry)
         if moved is not None or written.entry is None:
             return self._read_back(rmap, moved or written.dn, base_url, projection)
-        return self.render(rmap, [written.entry], base_url, projection)[0]
+        entry = written.entry
+        if found.entry.linked:  # what the find dereferenced (_find_deref)
+            entry = replace(entry, linked=found.entry.linked)
+        return self.render(rmap, [entry], base_url, projection)[0]
 
     def write(
         self,

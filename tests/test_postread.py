@@ -289,8 +289,9 @@ def test_deactivation_that_strips_groups_reads_back(backend: Backend, offer: str
     r = svc.patch("User", user["id"], body, "")
     assert r["active"] is False and "groups" not in r
     assert r == svc.get("User", user["id"], "")
-    # the post-read (memberOf still listing the group) was asked for, and not used
-    assert ("post_read" in masked.asked) == (backend.name == "slapd" and offer == "no-deref")
+    # the post-read (memberOf still listing the group) was asked for, and not used: asked
+    # wherever slapd offers it (with deref offered, the find carries the dereference)
+    assert ("post_read" in masked.asked) == (backend.name == "slapd" and offer != "none")
 
 
 def test_a_patch_adding_no_member_does_not_ask_for_the_placeholder(
@@ -359,3 +360,74 @@ def test_a_refused_matched_values_control_falls_back_and_is_not_sent_again(
     assert sorted(m["value"] for m in got["members"]) == sorted(users[:2])
     dn = _dn(backend, "Group", g["id"])
     assert _placeholder(backend) not in _members(backend, dn)  # planned without the probe
+
+
+def test_a_user_patch_is_the_find_and_the_modify(
+    backend: Backend, scim: TestClient, plain: TestClient, masked: Masked, offer: str
+) -> None:
+    """The find carries the dereference of the user's groups and manager, the modify the
+    post-read: no read-back, and the response equals a GET (groups with their ids and
+    display names, the manager).  A manager set by the PATCH itself is one the find could
+    not bring: it is looked up after the modify."""
+    boss, other = create_user(plain, "boss")["id"], create_user(plain, "other")["id"]
+    u = create_user(plain, "worker")["id"]
+    for name in ("Alpha", "Beta"):
+        create_group(plain, name, [u])
+    manager = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"
+    assert patch(plain, f"/Users/{u}", {"op": "add", "path": manager, "value": {"value": boss}}
+                 ).status_code == 200  # fmt: skip
+    post, deref = _uses(masked, "post_read"), _uses(masked, "deref")
+    cases = [
+        ({"op": "replace", "path": "displayName", "value": "Worker W"}, ["search", "modify"]),
+        (  # the new manager's id -> DN before, its DN -> id after
+            {"op": "replace", "path": manager, "value": {"value": other}},
+            ["search", "search", "modify", "search"],
+        ),
+    ]
+    for op, lean in cases:
+        masked.calls.clear()
+        masked.asked.clear()
+        r = patch(scim, f"/Users/{u}", op)
+        assert r.status_code == 200, r.text
+        assert r.json() == plain.get(f"{SCIM}/Users/{u}").json()
+        assert sorted(g["display"] for g in r.json()["groups"]) == ["Alpha", "Beta"]
+        assert r.json()[manager.rsplit(":", 1)[0]]["manager"]["value"] in (boss, other)
+        if post and deref:
+            assert masked.ops() == lean and masked.asked == ["post_read"]
+        if backend.name == "slapd" and offer == "offered":
+            assert masked.ops() == lean  # was one search more: the read-back
+    ext = plain.get(f"{SCIM}/Users/{u}").json()[manager.rsplit(":", 1)[0]]
+    assert ext["manager"]["value"] == other
+
+
+class _JoinsMeanwhile(Masked):
+    """Adds the user to one more group just before the PATCH's modify, as another client
+    might: the find's dereference does not have that group."""
+
+    def __init__(self, inner: Any, group_dn: str, user_dn: str, **off: bool):
+        super().__init__(inner, **off)
+        self.join = (group_dn, user_dn)
+
+    def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
+        if dn == self.join[1]:
+            self.inner.modify(self.join[0], [Change("add", "member", (self.join[1].encode(),))])
+        return super().modify(dn, changes, **kw)
+
+
+def test_a_group_joined_between_find_and_modify_is_in_the_response(
+    backend: Backend, plain: TestClient, offer: str
+) -> None:
+    """Which groups the user is in comes from the post-read, not from the find: a group
+    joined meanwhile is listed (looked up by search), exactly as a GET lists it."""
+    u = create_user(plain, "joiner")["id"]
+    create_group(plain, "Before", [u])
+    late = create_group(plain, "Later")
+    racer = _JoinsMeanwhile(
+        backend.directory, _dn(backend, "Group", late["id"]), _dn(backend, "User", u),
+        **OFFERS[offer],
+    )  # fmt: skip
+    scim = make_client(replace(backend, directory=racer))
+    r = patch(scim, f"/Users/{u}", {"op": "replace", "path": "displayName", "value": "J"})
+    assert r.status_code == 200, r.text
+    assert sorted(g["display"] for g in r.json()["groups"]) == ["Before", "Later"]
+    assert r.json() == plain.get(f"{SCIM}/Users/{u}").json()
