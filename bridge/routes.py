@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -152,9 +153,16 @@ def _respond(resource: dict[str, Any], status: int = 200, location: bool = False
     return ScimResponse(resource, status_code=status, headers=headers)
 
 
+def query_params(request: Request) -> dict[str, str]:
+    """The query string as a dict, the last value of a repeated key winning — what
+    ``dict(request.query_params)`` gives, without building Starlette's multi-dict."""
+    raw = request.scope.get("query_string", b"")
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+
+
 async def list_resources(request: Request) -> Response:
     rmap = resource_map(request)
-    query = list_query(rmap, dict(request.query_params))
+    query = list_query(rmap, query_params(request))
     result = await call(request, service(request).search, rmap.name, query, base_url(request))
     return ScimResponse(list_response(result, query.count))
 
@@ -196,7 +204,7 @@ async def create_resource(request: Request) -> Response:
 
 def _project(rmap: ResourceMap, resource: dict[str, Any], request: Request) -> dict[str, Any]:
     """Apply ``attributes``/``excludedAttributes`` to a write response (RFC 7644 §3.9)."""
-    params = {k.lower(): v for k, v in request.query_params.items()}
+    params = {k.lower(): v for k, v in query_params(request).items()}
     if "attributes" not in params and "excludedattributes" not in params:
         return resource
     proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
@@ -210,7 +218,7 @@ def _project(rmap: ResourceMap, resource: dict[str, Any], request: Request) -> d
 async def get_resource(request: Request) -> Response:
     rmap = resource_map(request)
     rid = request.path_params["id"]
-    params = {k.lower(): v for k, v in request.query_params.items()}
+    params = {k.lower(): v for k, v in query_params(request).items()}
     proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))
     resource = await call(request, service(request).get, rmap.name, rid, base_url(request), proj)
     inm = request.headers.get("if-none-match")
@@ -244,7 +252,7 @@ async def replace_resource(request: Request) -> Response:
 async def patch_resource(request: Request) -> Response:
     rmap = resource_map(request)
     body = await json_body(request)
-    params = {k.lower(): v for k, v in request.query_params.items()}
+    params = {k.lower(): v for k, v in query_params(request).items()}
     # RFC 7644 §3.5.2: the response honours attributes/excludedAttributes, which is pushed down
     # so that excludedAttributes=members never reads a large member list back.
     proj = projection(rmap, params.get("attributes"), params.get("excludedattributes"))

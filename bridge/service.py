@@ -135,6 +135,8 @@ class Service:
         #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
         self.cursor_key = cursor_key
         self._deref_specs: dict[tuple[int, Projection], tuple[Deref, ...]] = {}
+        self._sorts: dict[tuple[int, str | None, bool], tuple[ResourceMap, tuple[SortKey, ...]]]
+        self._sorts = {}
         #: the directory advertised matched values but refused them once: not sent again
         self._matched_values_refused = False
 
@@ -584,10 +586,19 @@ class Service:
         return Cursors(self.cursor_key or derive_key(""))
 
     def _sort_keys(self, rmap: ResourceMap, query: ListQuery) -> tuple[SortKey, ...]:
+        """The sort keys of a list, worked out once per (type, sortBy, order)."""
         from bridge.translate.filter import sort_keys
 
         reverse = query.sort_order.lower() == "descending"
-        return sort_keys(rmap, self.mapping, query.sort_by, reverse)
+        key = (id(rmap), query.sort_by, reverse)
+        hit = self._sorts.get(key)
+        if hit is not None and hit[0] is rmap:
+            return hit[1]
+        keys = sort_keys(rmap, self.mapping, query.sort_by, reverse)  # or a 400, not kept
+        if len(self._sorts) >= 256:  # sortBy is client input: stay bounded
+            self._sorts.clear()
+        self._sorts[key] = (rmap, keys)
+        return keys
 
     # ------------------------------------------------------------------ writes
     def _body(self, body: Any) -> Mapping[str, Any]:

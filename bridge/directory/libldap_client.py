@@ -351,13 +351,24 @@ class LibldapDirectory(Directory):
     ) -> tuple[list[_Found], list[ResponseControl]]:
         """One search operation: (dn, attributes, entry controls) per entry (references
         dropped) and the response controls.  With ``size_limit`` the entries received before
-        sizeLimitExceeded are kept."""
+        sizeLimitExceeded are kept.
+
+        The answer is taken whole (one poll when it has all arrived).  The bridge bounds the
+        searches it expects to fit (an id, a batch of ids, a uniqueness check), so the limit
+        is rarely exceeded; when it is, libldap has dropped the entries with the error, and
+        the search is sent again and read one message at a time to keep them."""
         msgid = conn.search_ext(
             base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
         )
-        if not size_limit:
+        try:
             _t, data, _m, rctrls = self._result(conn, msgid, 1)
             return [d for d in data if d[0] is not None], rctrls
+        except ldap.SIZELIMIT_EXCEEDED:
+            if not size_limit:  # the server's own limit, not ours: nothing to keep
+                raise
+        msgid = conn.search_ext(
+            base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
+        )
         out: list[_Found] = []
         first = True
         while True:

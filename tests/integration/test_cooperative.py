@@ -283,3 +283,43 @@ def test_slot_waiters_never_starve_the_connects_of_slot_holders(slapd_server: An
         asyncio.run(main())
     finally:
         d.close()
+
+
+def test_bounded_searches_on_the_loop_keep_what_fits(
+    libldap: Directory, openldap_mapping: MappingConfig
+) -> None:
+    """On the event loop, a search over more matches than its size limit returns the entries
+    up to the limit (sent again and read one message at a time), a lookup over several
+    matches still pages them all, and the two pooled connections keep serving."""
+    from starlette.testclient import TestClient
+
+    from bridge import greenio
+
+    app = _app(libldap, openldap_mapping)
+    with TestClient(app, base_url="https://scim.example.test") as tc:
+        tc.headers["Authorization"] = f"Bearer {TOKEN}"
+        for i in range(5):
+            create_user(tc, f"bound{i}")
+    people = openldap_mapping.resource("User").base_dn
+
+    async def main() -> list[int]:
+        runs = [
+            greenio.run(
+                lambda n=n: len(
+                    libldap.search(
+                        people, "(uid=bound*)", ["uid"], scope="one", size_limit=n
+                    ).entries
+                )
+            )
+            for n in (1, 2, 3, 5, 6, 0) * 3
+        ]
+        return list(await asyncio.gather(*runs))
+
+    assert asyncio.run(main()) == [1, 2, 3, 5, 5, 5] * 3
+    with TestClient(app, base_url="https://scim.example.test") as tc:
+        tc.headers["Authorization"] = f"Bearer {TOKEN}"
+        r = tc.get(f"{SCIM}/Users", params={"filter": 'userName sw "bound"', "count": "2"})
+        assert r.status_code == 200 and r.json()["totalResults"] == 5
+        assert len(r.json()["Resources"]) == 2
+    stats = libldap.pool_stats()
+    assert stats.in_use == 0 and stats.idle <= 2
