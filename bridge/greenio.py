@@ -17,8 +17,9 @@ This is the technique SQLAlchemy's asyncio layer uses; the code here is our own 
 * :func:`await_` (sync, inside that greenlet) waits for an awaitable and returns its result;
 * :func:`active` says whether the caller may use :func:`await_`.
 
-Anything slow that is not an LDAP wait (connecting, waiting for a pool slot) is awaited in the
-threadpool through :func:`offload`, so the loop is never blocked by it.
+Anything slow that is not an LDAP wait (connecting) is awaited in the threadpool through
+:func:`offload`, so the loop is never blocked by it; a free pool slot is awaited on the loop
+(``Slots.wait``).
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def await_(awaitable: Awaitable[T]) -> T:
 
 def offload(fn: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
     """``fn(*args)`` in a thread (the loop's default executor, or ``executor``), the calling
-    greenlet suspended meanwhile.  Work that may block for long (waiting for a pool slot)
-    belongs in an executor of its own, so it cannot starve short work queued behind it."""
+    greenlet suspended meanwhile.  Work that may block for long belongs in an executor of its
+    own, so it cannot starve short work queued behind it."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     return await_(loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args)))

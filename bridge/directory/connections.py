@@ -5,6 +5,8 @@ client, so the clients cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import re
 import select
 import threading
@@ -55,6 +57,10 @@ class Slots(Generic[T]):
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
         self._waiting = 0
+        #: callers waiting on an event loop (:meth:`wait`), first come first served; a slot
+        #: given back goes straight to the first of them
+        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
+        self._waiters = collections.deque()
 
     def take(self, timeout: float) -> T | None:
         with self._lock:
@@ -68,13 +74,56 @@ class Slots(Generic[T]):
             self._free -= 1
             return self._idle.pop() if self._idle else None
 
+    async def wait(self, timeout: float) -> T | None:
+        """:meth:`take` for a caller on an event loop: waits there, not in a thread (a thread
+        per waiter cost as much CPU as the rest of a lookup, whenever more requests ran at
+        once than the pool has connections)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0:
+                self._free -= 1
+                return self._idle.pop() if self._idle else None
+            ready: asyncio.Future[Any] = loop.create_future()
+            waiter = (loop, ready)
+            self._waiters.append(waiter)
+
+        def expire() -> None:
+            with self._lock:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    return  # a slot was handed over just now: it wins
+            if not ready.done():
+                ready.set_exception(PoolTimeout())
+
+        timer = loop.call_later(timeout, expire)
+        try:
+            return await ready
+        finally:
+            timer.cancel()
+
     def give(self, conn: T | None) -> None:
         with self._lock:
+            while self._waiters:  # hand the slot to the first loop waiter still there
+                loop, ready = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(self._hand_over, ready, conn)
+                except RuntimeError:  # its loop is closed: nobody waits there any more
+                    continue
+                return
             if conn is not None:
                 self._idle.append(conn)
             self._free += 1
             if self._waiting:
                 self._freed.notify()
+
+    def _hand_over(self, ready: asyncio.Future[Any], conn: T | None) -> None:
+        """On the waiter's loop: the slot (and ``conn``) is its, unless it gave up meanwhile
+        (cancelled: the request went away), then the slot goes on to the next."""
+        if ready.done():
+            self.give(conn)
+        else:
+            ready.set_result(conn)
 
     def pop_idle(self) -> T | None:
         """An idle connection taken out of the pool for good (closing), or ``None``."""

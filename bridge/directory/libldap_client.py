@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -111,7 +110,6 @@ class LibldapDirectory(Directory):
         self.settings = settings
         #: idle connections with the monotonic time they were returned
         self._slots: Slots[tuple[SimpleLDAPObject, float]] = Slots(settings.pool_size)
-        self._waits: ThreadPoolExecutor | None = None  # threads that wait for a pool slot
         self._dead: dict[str, float] = {}
         self._caps: Capabilities | None = None
         self._timeout = float(settings.operation_timeout)
@@ -178,26 +176,16 @@ class LibldapDirectory(Directory):
 
     def _take(self) -> tuple[SimpleLDAPObject, float] | None:
         """A pool slot (and an idle connection, if any).  A cooperative call that finds every
-        slot taken waits in a thread of its own (never on the event loop, and not in the
-        loop's default executor: the connects of the requests holding the slots run there,
-        and waiters queued ahead of them would block them until the timeout)."""
+        slot taken waits for one on the event loop (:meth:`Slots.wait`): its greenlet is
+        suspended, no thread is held, and the connects of the requests holding the slots
+        (in the loop's default executor) are never queued behind waiters."""
         timeout = self.settings.operation_timeout
         try:
             if not greenio.active():
                 return self._slots.take(timeout)
-            try:
-                return self._slots.take(0.0)
-            except PoolTimeout:
-                return greenio.offload(self._slots.take, timeout, executor=self._slot_waits())
+            return greenio.await_(self._slots.wait(timeout))
         except PoolTimeout:
             raise DirectoryError("busy", "no free directory connection", operation="pool") from None
-
-    def _slot_waits(self) -> ThreadPoolExecutor:
-        if self._waits is None:
-            self._waits = ThreadPoolExecutor(
-                max_workers=max(4, 2 * self.settings.pool_size), thread_name_prefix="ldap-wait"
-            )
-        return self._waits
 
     @contextmanager
     def _connection(self) -> Iterator[SimpleLDAPObject]:
@@ -653,9 +641,6 @@ class LibldapDirectory(Directory):
     def close(self) -> None:
         while (idle := self._slots.pop_idle()) is not None:
             _close(idle[0])
-        if self._waits is not None:
-            self._waits.shutdown(wait=False)
-            self._waits = None
 
 
 def _reusable(idle: tuple[SimpleLDAPObject, float], idle_timeout: float) -> bool:

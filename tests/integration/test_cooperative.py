@@ -251,9 +251,10 @@ def test_a_hung_directory_times_out_without_blocking_the_loop() -> None:
 
 def test_slot_waiters_never_starve_the_connects_of_slot_holders(slapd_server: Any) -> None:
     """Every slot taken, many requests waiting, and each operation closing its connection
-    (as a VLV search does): the holders' reconnects must not queue behind the waiters.  With a
-    2-thread default executor, waiters sharing it would hold both threads until the timeout and
-    every request would fail with ``busy``."""
+    (as a VLV search does): the holders' reconnects must not queue behind the waiters.  The
+    waiters wait on the loop (Slots.wait), holding no thread; were they to wait in the
+    2-thread default executor, they would hold both threads until the timeout and every
+    request would fail with ``busy``."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bridge import greenio
