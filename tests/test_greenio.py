@@ -7,6 +7,7 @@ import contextvars
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -211,3 +212,144 @@ def test_each_thread_has_its_own_workers() -> None:
     t.join()
     assert there and there[0] is not here
     assert asyncio.run(greenio.run(me)) is here
+
+
+# ---------------------------------------------------------------------------- Watch
+def _loops() -> list[Any]:
+    out: list[Any] = [asyncio.new_event_loop]
+    try:
+        import uvloop
+    except ImportError:
+        return out
+    return [*out, uvloop.new_event_loop]
+
+
+@pytest.fixture(params=_loops(), ids=lambda f: f.__module__.split(".")[0])
+def run_loop(request: pytest.FixtureRequest) -> Any:
+    """Runs a coroutine on a fresh loop of each kind (uvloop is what production runs)."""
+
+    def run(coro: Any) -> Any:
+        loop = request.param()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.close()
+
+    return run
+
+
+def test_a_watch_registers_once_for_many_waits() -> None:
+    a, b = socket.socketpair()
+    calls: list[int] = []
+
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        add = loop.add_reader
+
+        def counting(fd: int, cb: Any, *args: Any) -> None:
+            calls.append(fd)
+            add(fd, cb, *args)
+
+        loop.add_reader = counting  # type: ignore[method-assign]
+        watch = greenio.Watch(a.fileno())
+        got = []
+        for i in range(5):
+            b.send(b"x%d" % i)
+            got.append(await watch.wait(1.0))
+            a.recv(10)
+        # nothing sent: times out (asyncio's loop may first hand over one stale report)
+        got.append(await watch.wait(0.02) and await watch.wait(0.02))
+        watch.close()
+        assert a.fileno() not in loop._selector.get_map()  # type: ignore[attr-defined]
+        return got
+
+    try:
+        assert asyncio.run(main()) == [True] * 5 + [False]
+        assert calls == [a.fileno()]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_watch_stops_when_readable_with_nobody_waiting(run_loop: Any) -> None:
+    """A server closing an idle pooled connection makes it readable (EOF): the watch drops
+    its registration at once (else every loop pass would call it) and registers again at
+    the next wait."""
+    a, b = socket.socketpair()
+
+    async def main() -> tuple[Any, bool]:
+        watch = greenio.Watch(a.fileno())
+        b.send(b"1")
+        assert await watch.wait(1.0)
+        a.recv(1)
+        b.send(b"unasked")  # readable, nobody waiting
+        await asyncio.sleep(0.02)
+        stopped = watch.loop
+        ready = await watch.wait(1.0)  # still readable: registers again, answers at once
+        watch.close()
+        return stopped, ready
+
+    try:
+        assert run_loop(main()) == (None, True)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_reused_descriptor_number_is_taken_over_cleanly(run_loop: Any) -> None:
+    """libldap may close its socket by itself (a read error) before the bridge closes the
+    watch; a new connection can then get the same descriptor number.  The new watch takes the
+    number over (the stale registration removed first, which libuv needs), and the old
+    watch's late close leaves the new registration alone."""
+
+    async def main() -> list[bool]:
+        a, b = socket.socketpair()
+        old = greenio.Watch(a.fileno())
+        b.send(b"x")
+        assert await old.wait(1.0)
+        number = a.fileno()
+        a.close()  # closed under the old watch's registration
+        b.close()
+        c, d = socket.socketpair()
+        if number not in (c.fileno(), d.fileno()):
+            pytest.skip("the descriptor number was not reused")  # never seen on Linux
+        mine, peer = (c, d) if c.fileno() == number else (d, c)
+        new = greenio.Watch(number)
+        got = []
+        try:
+            peer.send(b"y")
+            got.append(await new.wait(1.0))
+            mine.recv(1)
+            # late, while the new watch waits: must not remove the new registration
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.01, old.close)
+            loop.call_later(0.03, peer.send, b"z")
+            got.append(await new.wait(1.0))
+            new.close()
+        finally:
+            c.close()
+            d.close()
+        return got
+
+    assert run_loop(main()) == [True, True]
+
+
+def test_a_watch_closed_from_another_thread_is_removed_by_its_loop(run_loop: Any) -> None:
+    a, b = socket.socketpair()
+
+    async def main() -> Any:
+        watch = greenio.Watch(a.fileno())
+        b.send(b"x")
+        assert await watch.wait(1.0)
+        a.recv(1)
+        t = threading.Thread(target=watch.close)
+        t.start()
+        while t.is_alive():  # the loop must keep running to do the removal
+            await asyncio.sleep(0.005)
+        return watch.loop
+
+    try:
+        assert run_loop(main()) is None
+    finally:
+        a.close()
+        b.close()

@@ -80,6 +80,7 @@ _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOP
 _OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
 _NO_ATTRS = ["1.1"]  # RFC 4511 §4.5.1.8: no attributes
 _SPENT = "_bridge_spent"  # marks a connection that must not go back to the pool
+_WATCH = "_bridge_watch"  # its greenio.Watch, once it has waited on the event loop
 
 
 class _RawControl(ResponseControl):
@@ -253,7 +254,7 @@ class LibldapDirectory(Directory):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ldap.TIMEOUT({"desc": "Timed out", "info": "no answer in time"})
-                greenio.await_(greenio.readable(conn.fileno(), left))
+                greenio.await_(_watch(conn).wait(left))
                 res = _result4(conn, msgid, all_, 0)
                 if res[0] is not None:
                     return res
@@ -711,6 +712,17 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
+def _watch(conn: SimpleLDAPObject) -> greenio.Watch:
+    """The connection's socket readiness on the event loop, registered once (greenio.Watch)."""
+    watch = conn.__dict__.get(_WATCH)
+    if watch is None:
+        watch = conn.__dict__[_WATCH] = greenio.Watch(conn.fileno())
+    return watch
+
+
 def _close(conn: SimpleLDAPObject) -> None:
+    watch = conn.__dict__.get(_WATCH)
+    if watch is not None:  # unregistered before the descriptor is closed (and maybe reused)
+        watch.close()
     with suppress(Exception):
         conn.unbind_ext()
