@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,22 @@ def make_client(backend: Backend, **settings: Any) -> TestClient:
 @pytest.fixture
 def client(backend: Backend) -> TestClient:
     return make_client(backend)
+
+
+@pytest.fixture
+def scim(backend: Backend, masked: Any) -> TestClient:
+    """A client through ``masked``: the post-read test modules' own fixture, the directory
+    with the controls each test case offers (tests/faults.Masked)."""
+    return make_client(replace(backend, directory=masked))
+
+
+@pytest.fixture
+def plain(backend: Backend) -> TestClient:
+    """Reads the old way: a directory without post-read, matched values or dereference."""
+    from tests.faults import Masked
+
+    bare = Masked(backend.directory, post_read=False, matched_values=False, deref=False)
+    return make_client(replace(backend, directory=bare))
 
 
 @pytest.fixture

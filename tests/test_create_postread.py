@@ -12,7 +12,6 @@ way — the very body the read-back path renders.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from bridge.config import parse_mapping
 from bridge.directory.base import OID_EXTENDED_DN, Entry
 from bridge.directory.syntax import normalize_dn
 from bridge.service import Service
-from tests.conftest import OPENLDAP_MAP, Backend, make_client
+from tests.conftest import OPENLDAP_MAP, Backend
 from tests.faults import Masked
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA
 
@@ -47,18 +46,6 @@ def masked(backend: Backend, offer: str) -> Masked:
     if "controls" in off:
         off["controls"] = backend.directory.capabilities.controls | off["controls"]
     return Masked(backend.directory, **off)
-
-
-@pytest.fixture
-def scim(backend: Backend, masked: Masked) -> TestClient:
-    return make_client(replace(backend, directory=masked))
-
-
-@pytest.fixture
-def plain(backend: Backend) -> TestClient:
-    """Reads the old way: a directory without post-read, matched values or dereference."""
-    bare = Masked(backend.directory, post_read=False, matched_values=False, deref=False)
-    return make_client(replace(backend, directory=bare))
 
 
 def _post_read(backend: Backend, offer: str) -> bool:

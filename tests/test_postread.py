@@ -44,18 +44,6 @@ def masked(backend: Backend, offer: str) -> Masked:
     return Masked(backend.directory, **OFFERS[offer])
 
 
-@pytest.fixture
-def scim(backend: Backend, masked: Masked) -> TestClient:
-    return make_client(replace(backend, directory=masked))
-
-
-@pytest.fixture
-def plain(backend: Backend) -> TestClient:
-    """Reads the old way: a directory without post-read, matched values or dereference."""
-    bare = Masked(backend.directory, post_read=False, matched_values=False, deref=False)
-    return make_client(replace(backend, directory=bare))
-
-
 def _uses(masked: Masked, control: str) -> bool:
     return bool(getattr(masked.capabilities, control))
 
