@@ -128,31 +128,13 @@ def offload(fn: Callable[..., T], *args: Any, executor: Executor | None = None) 
     return await_(loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args)))
 
 
-async def readable(fd: int, timeout: float) -> bool:
-    """Wait until ``fd`` is readable (True) or ``timeout`` seconds pass (False)."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-
-    def wake(value: bool) -> None:
-        if not ready.done():
-            ready.set_result(value)
-
-    loop.add_reader(fd, wake, True)
-    timer = loop.call_later(timeout, wake, False)
-    try:
-        return await ready
-    finally:
-        timer.cancel()
-        loop.remove_reader(fd)
-
-
 class Watch:
     """The readiness of one long-lived socket (a pooled LDAP connection), for :func:`await_`.
 
-    :func:`readable` registers the descriptor with the loop for one wait and removes it after;
-    under load that pair (a libuv poll handle made and closed, four ``epoll_ctl`` calls) was
-    about 4% of a lookup's CPU.  A Watch stays registered between waits, so a connection
-    that serves request after request is registered once.  It stops watching by itself when
+    Registering the descriptor with the loop for each wait and removing it after (a libuv
+    poll handle made and closed, four ``epoll_ctl`` calls) was about 4% of a lookup's CPU
+    under load.  A Watch stays registered between waits, so a connection that serves request
+    after request is registered once.  It stops watching by itself when
     the socket turns readable with nobody waiting (the server closed the connection, or sent
     a notice of disconnection): a level-triggered reader would fire on every loop pass.
 

@@ -122,22 +122,6 @@ def test_offload_runs_blocking_work_in_a_thread() -> None:
     assert len(ticks) == 5 and ticks[-1] - ticks[0] < 0.09  # ticked during the sleep
 
 
-def test_readable() -> None:
-    a, b = socket.socketpair()
-    try:
-
-        async def main() -> tuple[bool, bool]:
-            idle = await greenio.readable(a.fileno(), 0.02)
-            b.send(b"x")
-            ready = await greenio.readable(a.fileno(), 1.0)
-            return idle, ready
-
-        assert asyncio.run(main()) == (False, True)
-    finally:
-        a.close()
-        b.close()
-
-
 def test_workers_are_reused_with_a_fresh_context_each_call() -> None:
     """A finished call's greenlet serves the next one (a new greenlet per request costs a
     fresh frame stack); what one call set in its context is not seen by the next."""
