@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,9 +134,9 @@ class Service:
         self.default_count = default_count
         #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
         self.cursor_key = cursor_key
-        self._deref_specs: dict[tuple[int, Projection], tuple[Deref, ...]] = {}
-        self._sorts: dict[tuple[int, str | None, bool], tuple[ResourceMap, tuple[SortKey, ...]]]
-        self._sorts = {}
+        #: per-mapping work memoised across requests (:meth:`_memo`): dereference specs by
+        #: projection, sort keys by sortBy and order
+        self._memos: dict[tuple[Any, ...], tuple[ResourceMap, Any]] = {}
         #: the directory advertised matched values but refused them once: not sent again
         self._matched_values_refused = False
 
@@ -230,10 +230,9 @@ class Service:
         directory has the dereference control and the mapping allows checking the result."""
         if not self.directory.capabilities.deref:
             return ()
-        key = (id(rmap), projection)
-        hit = self._deref_specs.get(key)
-        if hit is None:
-            specs = []
+
+        def specs() -> tuple[Deref, ...]:
+            out = []
             for a in tr.rendered(rmap, projection):
                 if not a.is_reference:
                     continue
@@ -242,11 +241,25 @@ class Service:
                     target = self.rmap(name)
                     display = _display_attr(target)
                     wanted += [target.id.ldap] + ([display] if display else [])
-                specs.append(Deref(a.ldap, tuple(dict.fromkeys(wanted))))
-            hit = self._deref_specs[key] = tuple(specs)
-            if len(self._deref_specs) > 256:  # projections are client input: stay bounded
-                self._deref_specs.clear()
-        return hit
+                out.append(Deref(a.ldap, tuple(dict.fromkeys(wanted))))
+            return tuple(out)
+
+        result: tuple[Deref, ...] = self._memo(rmap, ("deref", projection), specs)
+        return result
+
+    def _memo(self, rmap: ResourceMap, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """``make()`` for ``rmap``, worked out once and kept across requests.  Keyed by the
+        mapping's identity (a reloaded mapping is new) and bounded: parts of ``key`` are client
+        input (a projection, a sortBy)."""
+        full = (id(rmap), *key)
+        hit = self._memos.get(full)
+        if hit is not None and hit[0] is rmap:
+            return hit[1]
+        value = make()  # an error (a 400) is not kept
+        if len(self._memos) >= 512:
+            self._memos.clear()
+        self._memos[full] = (rmap, value)
+        return value
 
     def _linked_refs(
         self, entries: Sequence[Entry], per_entry: Sequence[list[str]], targets: Sequence[str]
@@ -590,14 +603,11 @@ class Service:
         from bridge.translate.filter import sort_keys
 
         reverse = query.sort_order.lower() == "descending"
-        key = (id(rmap), query.sort_by, reverse)
-        hit = self._sorts.get(key)
-        if hit is not None and hit[0] is rmap:
-            return hit[1]
-        keys = sort_keys(rmap, self.mapping, query.sort_by, reverse)  # or a 400, not kept
-        if len(self._sorts) >= 256:  # sortBy is client input: stay bounded
-            self._sorts.clear()
-        self._sorts[key] = (rmap, keys)
+        keys: tuple[SortKey, ...] = self._memo(
+            rmap,
+            ("sort", query.sort_by, reverse),
+            lambda: sort_keys(rmap, self.mapping, query.sort_by, reverse),
+        )
         return keys
 
     # ------------------------------------------------------------------ writes
@@ -663,7 +673,9 @@ class Service:
         staged.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
-            created = staged.create(self, rmap, dn, attrs, self._create_post_read(rmap))
+            # references are resolved by render from either entry: the create's read-back
+            # never used the dereference control, so it does not rule the post-read out here
+            created = staged.create(self, rmap, dn, attrs, self._post_read(rmap, carried=True))
         except DirectoryError as exc:
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
@@ -675,17 +687,6 @@ class Service:
         if entry is None:  # not asked for, or the directory sent none: read it back
             entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
         return self.render(rmap, [entry], base_url)[0]
-
-    def _create_post_read(self, rmap: ResourceMap) -> list[str] | None:
-        """The attributes a create asks back with its last write (RFC 4527 post-read) for the
-        response, or None (read it back afterwards): where the directory has no post-read, and
-        with AD's extended-DN control, whose read-back brings the GUIDs of DN values.  Unlike
-        :meth:`_post_read` the dereference control does not count: a create's read-back never
-        asked for it, the references are resolved by :meth:`render` either way."""
-        caps = self.directory.capabilities
-        if not caps.post_read or OID_EXTENDED_DN in caps.controls:
-            return None
-        return tr.ldap_attributes(rmap)
 
     def _check_version(self, rmap: ResourceMap, entry: Entry, if_match: str | None) -> str | None:
         """RFC 7644 §3.14: If-Match must name the current version; returns an LDAP assertion
@@ -962,12 +963,17 @@ class Service:
         name, through the dereference control; AD's member GUIDs, through the extended-DN
         control), which the response would otherwise have to look up with searches — unless
         the find ``carried`` that dereference already (:meth:`_find_deref`)."""
-        caps = self.directory.capabilities
-        if not caps.post_read or OID_EXTENDED_DN in caps.controls:
+        if not self._post_read_usable():
             return None
         if self.derefs(rmap, projection) and not carried:
             return None
         return tr.ldap_attributes(rmap, projection)
+
+    def _post_read_usable(self) -> bool:
+        """The directory offers post-read, and its entry is all a response needs: not with
+        AD's extended-DN control, whose read-back brings the GUIDs of DN values."""
+        caps = self.directory.capabilities
+        return caps.post_read and OID_EXTENDED_DN not in caps.controls
 
     def _find_deref(self, rmap: ResourceMap, projection: Projection = DEFAULT) -> tuple[Deref, ...]:
         """The dereference a PUT/PATCH's find carries, so the response can come from the
@@ -976,8 +982,7 @@ class Service:
         is still taken from the post-read; a group the find did not bring (joined meanwhile)
         is looked up by :meth:`render` as usual.  Not for a group's ``members`` (the member
         list may be huge, and the find of a PATCH never reads it)."""
-        caps = self.directory.capabilities
-        if not caps.post_read or OID_EXTENDED_DN in caps.controls:
+        if not self._post_read_usable():
             return ()
         specs = self.derefs(rmap, projection)
         member = rmap.member_map
@@ -1102,23 +1107,12 @@ def _holds_placeholder(rmap: ResourceMap, entry: Entry) -> bool:
     return any(normalize_dn(v.decode("utf-8", "replace")) == key for v in entry.get(member.ldap))
 
 
-_DISPLAY: dict[int, tuple[ResourceMap, str | None]] = {}
-
-
 def _display_attr(rmap: ResourceMap) -> str | None:
-    """The LDAP attribute behind a resource's displayName (a reference's ``display``); looked
-    up once per mapping (every rendered reference asks)."""
-    hit = _DISPLAY.get(id(rmap))
-    if hit is not None and hit[0] is rmap:
-        return hit[1]
-    found = next(
+    """The LDAP attribute behind a resource's displayName (a reference's ``display``)."""
+    return next(
         (a.ldap for a in rmap.attributes if a.attr == "displayName" and not a.is_reference),
         None,
     )
-    if len(_DISPLAY) >= 64:  # mappings are few; reloads make new ones
-        _DISPLAY.clear()
-    _DISPLAY[id(rmap)] = (rmap, found)
-    return found
 
 
 _OC_TERM = re.compile(r"\(objectClass=([A-Za-z][A-Za-z0-9-]*)\)", re.IGNORECASE)

@@ -337,10 +337,11 @@ class LibldapDirectory(Directory):
         attrs: list[str],
         ctrls: list[RequestControl] | None = None,
         size_limit: int = 0,
+        partial: bool = True,
     ) -> tuple[list[_Found], list[ResponseControl]]:
         """One search operation: (dn, attributes, entry controls) per entry (references
         dropped) and the response controls.  With ``size_limit`` the entries received before
-        sizeLimitExceeded are kept.
+        sizeLimitExceeded are kept (``partial``; else sizeLimitExceeded is raised).
 
         The answer is taken whole (one poll when it has all arrived).  The bridge bounds the
         searches it expects to fit (an id, a batch of ids, a uniqueness check), so the limit
@@ -353,7 +354,7 @@ class LibldapDirectory(Directory):
             _t, data, _m, rctrls = self._result(conn, msgid, 1)
             return [d for d in data if d[0] is not None], rctrls
         except ldap.SIZELIMIT_EXCEEDED:
-            if not size_limit:  # the server's own limit, not ours: nothing to keep
+            if not size_limit or not partial:  # the server's own limit, or nothing to keep
                 raise
         msgid = conn.search_ext(
             base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
@@ -513,24 +514,13 @@ class LibldapDirectory(Directory):
         entries answers the same question exactly: zero or one match needs no sorting, and the
         window holds that entry only if it starts at 1.  None means "more than one match".
 
-        The answer is taken whole (one poll when it has all arrived): a third match makes the
-        directory stop with sizeLimitExceeded, and the entries it sent before are not needed."""
-        msgid = conn.search_ext(
-            base,
-            _SCOPES[scope],
-            filter,
-            attrs,
-            0,
-            self._read_controls(extra) or None,
-            None,
-            self._timeout,
-            2,
-        )
+        A third match makes the directory stop with sizeLimitExceeded; the entries it sent
+        before are not needed, so the search is not sent again to keep them."""
+        ctrls = self._read_controls(extra) or None
         try:
-            _t, data, _m, _c = self._result(conn, msgid, 1)
+            found, _ = self._search(conn, base, scope, filter, attrs, ctrls, 2, partial=False)
         except ldap.SIZELIMIT_EXCEEDED:
             return None
-        found = [d for d in data if d[0] is not None]
         if len(found) > 1:
             return None
         entries = self._entries(conn, found) if window.offset <= 1 else []
