@@ -155,9 +155,8 @@ def build_app(
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
     )
-    service.cursor_key = derive_key(
-        settings.cursor_secret, settings.bind_password, settings.mapping
-    )
+    # BRIDGE_CURSOR_SECRET, else a random key of this process (never from a credential)
+    service.cursor_key = derive_key(settings.cursor_secret)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         err = to_scim_error(exc)
