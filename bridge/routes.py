@@ -117,6 +117,52 @@ def list_query(rmap: ResourceMap, params: dict[str, Any]) -> ListQuery:
     )
 
 
+#: the SearchRequest members (RFC 7644 §3.4.3, RFC 9865 §2) and the JSON type each must have
+_SEARCH_MEMBERS = {
+    "attributes": "names",
+    "excludedattributes": "names",
+    "filter": "string",
+    "sortby": "string",
+    "sortorder": "string",
+    "cursor": "string",
+    "startindex": "integer",
+    "count": "integer",
+}
+
+_KIND_TEXT = {
+    "names": "an array of attribute names",
+    "string": "a string",
+    "integer": "an integer",
+}
+
+
+def search_request(body: Any) -> dict[str, Any]:
+    """A SearchRequest body's members (keys lower-cased), each of the JSON type RFC 7644
+    §3.4.3 gives it, or a 400 invalidValue naming the member; ``null`` is an absent member."""
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        kind = _SEARCH_MEMBERS.get(key.lower())
+        if kind is None or value is None:
+            continue  # "schemas" and unknown members: not ours to judge here
+        if not _has_type(value, kind):
+            raise InvalidValue(f"{key} must be {_KIND_TEXT[kind]}, got {type(value).__name__}")
+        out[key.lower()] = value
+    return out
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":  # a decimal string too, as in a query string (parsed later); not bool
+        return type(value) is int or isinstance(value, str)
+    # attribute names: an array of strings, or one comma-separated string as in a query string
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+
+
 def _s(value: Any) -> str | None:
     if value is None:
         return None
@@ -169,24 +215,18 @@ async def list_resources(request: Request) -> Response:
 
 async def search_resources(request: Request) -> Response:
     rmap = resource_map(request)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidSyntax("a SearchRequest must be a JSON object")
-    query = list_query(rmap, body)
+    query = list_query(rmap, search_request(await json_body(request)))
     result = await call(request, service(request).search, rmap.name, query, base_url(request))
     return ScimResponse(list_response(result, query.count))
 
 
 async def search_root(request: Request) -> Response:
     """``POST /.search`` (RFC 7644 §3.4.3): one list over every resource type."""
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    get = search_request(await json_body(request))
     mapping = request.app.state.mapping
     schemas = tuple(dict.fromkeys(s for r in mapping.resources.values() for s in r.schemas))
     first = next(iter(mapping.resources.values()))
-    query = list_query(first, body)
-    get = {k.lower(): v for k, v in body.items()}
+    query = list_query(first, get)
     query = replace(
         query,
         projection=Projection.parse(get.get("attributes"), get.get("excludedattributes"), schemas),
