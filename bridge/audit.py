@@ -6,7 +6,9 @@ reaches it) and the outcome (HTTP status, LDAP result per operation).  Bearer to
 logged, only the name the operator gave them (BRIDGE_TOKEN_<NAME>).  The JSON formatter adds
 ``time``; the record's fields are documented in README.md "Operations".
 
-Client input in a record (an id, a path) has its control characters escaped (bridge/logs.clean).
+A refused bearer token gets a record of its own (``scim_op: authenticate``, status 401, the
+reason and the path, never the token), written by the auth layer at a bounded rate.  Client
+input in a record (an id, a path) has its control characters escaped (bridge/logs.clean).
 """
 
 from __future__ import annotations
@@ -67,5 +69,35 @@ def write(record: AuditRecord) -> None:
             "ldap_ops": [op.as_dict() for op in record.ldap_ops],
             "dry_run": record.dry_run,
             "duration_ms": record.duration_ms,
+        },
+    )
+
+
+def write_auth_failure(
+    request_id: str, client: str | None, method: str, path: str, reason: str, suppressed: int
+) -> None:
+    """The audit record of a refused bearer token (the caller bounds the rate; ``suppressed``
+    counts the refusals not recorded since the previous record)."""
+    metrics.AUDIT_RECORDS.labels("authenticate").inc()
+    path = clean(path)
+    log.info(
+        "authenticate %s %s by unauthenticated client from %s: 401 (%s)%s",
+        method,
+        path,
+        client or "-",
+        reason,
+        f"; {suppressed} more not recorded" if suppressed else "",
+        extra={
+            "audit": True,
+            "request_id": request_id,
+            "token": None,
+            "client": client,
+            "scim_op": "authenticate",
+            "method": method,
+            "path": path,
+            "reason": reason,
+            "status": 401,
+            "ldap_ops": [],
+            "suppressed": suppressed,
         },
     )

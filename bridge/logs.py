@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -87,6 +89,31 @@ class TextFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return "    " + _traceback(stack_info)
+
+
+class Budget:
+    """A token bucket: at most ``rate`` events a second (bursts of ``rate``); ``take`` says
+    whether this one may be logged and how many were refused since the last that was."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.clock = clock
+        self.tokens = rate
+        self.stamp = clock()
+        self.suppressed = 0
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int]:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < 1:
+                self.suppressed += 1
+                return False, 0
+            self.tokens -= 1
+            suppressed, self.suppressed = self.suppressed, 0
+            return True, suppressed
 
 
 class RequestIdFilter(logging.Filter):

@@ -23,7 +23,8 @@ from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
 from bridge.routes_ops import FIXED_ENDPOINTS, ops_routes
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection
-from bridge.service import ListQuery, ListResult, Service
+from bridge.service import RESERVED_IDS, ListQuery, ListResult, Service
+from bridge.telemetry import SEARCH_ROUTE
 
 T = TypeVar("T")
 
@@ -344,14 +345,19 @@ async def method_not_allowed(request: Request) -> Response:
 
 
 def build_routes(base: str) -> list[BaseRoute]:
-    def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
-        return Route(base + path, endpoint, methods=methods)
+    def r(
+        path: str, endpoint: Callable[..., Any], methods: list[str], name: str | None = None
+    ) -> Route:
+        return Route(base + path, endpoint, methods=methods, name=name)
 
     # The resource routes come first: they take nearly all the traffic, and each route costs a
     # regex match per request.  Their {resource} never matches the fixed endpoints (see
-    # ResourceConvertor), so those still reach their own routes below.
+    # ResourceConvertor), so those still reach their own routes below; their {id} never matches
+    # a reserved name (ResourceIdConvertor), so ``PATCH /Users/.search`` is a 405, not a write
+    # to the id ".search".  The search routes carry the name by which the auth and audit layers
+    # know the one POST that reads (bridge/telemetry.is_search).
     return [
-        r("/{resource:resource}/.search", search_resources, ["POST"]),
+        r("/{resource:resource}/.search", search_resources, ["POST"], SEARCH_ROUTE),
         # one route per path, dispatching on the method
         r(
             "/{resource:resource}",
@@ -359,7 +365,7 @@ def build_routes(base: str) -> list[BaseRoute]:
             ["GET", "POST"],
         ),
         r(
-            "/{resource:resource}/{id}",
+            "/{resource:resource}/{id:resource_id}",
             by_method(
                 GET=get_resource,
                 PUT=replace_resource,
@@ -369,7 +375,7 @@ def build_routes(base: str) -> list[BaseRoute]:
             ["GET", "PUT", "PATCH", "DELETE"],
         ),
         *ops_routes(base),
-        r("/.search", search_root, ["POST"]),
+        r("/.search", search_root, ["POST"], SEARCH_ROUTE),
         r("/Bulk", bulk_request, ["POST"]),
         r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
     ]
@@ -391,6 +397,22 @@ class ResourceConvertor(Convertor[str]):
 
 
 register_url_convertor("resource", ResourceConvertor())
+
+
+class ResourceIdConvertor(Convertor[str]):
+    """A resource id: one path segment that is not a reserved name (``.search``, which is the
+    search endpoint, and the dot segments that URL normalisation removes)."""
+
+    regex = "(?!(?:{})$)[^/]+".format("|".join(re.escape(name) for name in RESERVED_IDS))
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("resource_id", ResourceIdConvertor())
 
 
 def by_method(**handlers: Callable[[Request], Any]) -> Callable[[Request], Any]:

@@ -64,7 +64,8 @@ def test_a_path_cannot_forge_a_log_line(
     text = "\n".join(messages)
     assert "\\x0a2026-12-07 04:00:00,000 INFO bridge.audit delete" in text
     assert "\\x0d\\u2028\\x85" in text
-    assert loggers.count("bridge.audit") == 2  # the two real records only
+    # the failed authentication's warning and audit record, then the delete's audit record
+    assert loggers.count("bridge.audit") == 2 and "bridge.http" in loggers
 
 
 def test_clean_escapes_every_control_character() -> None:
