@@ -193,6 +193,7 @@ def build_app(
     settings: Settings, *, directory: Directory | None = None, mapping: MappingConfig | None = None
 ) -> Starlette:
     from bridge import routes
+    from bridge.routes_ops import Readiness
     from bridge.runtime import make_directory, wrap_directory
 
     mapping = mapping or load_mapping(settings.mapping)
@@ -232,6 +233,7 @@ def build_app(
     app.state.directory = directory
     app.state.service = service
     app.state.base_urls = {}  # routes.base_url memo
+    app.state.readiness = Readiness()  # /readyz: one directory probe per interval at most
     #: service calls run on the loop (greenio) when the client never blocks there
     app.state.cooperative = settings.cooperative and directory.cooperative
     app.add_middleware(ScimMiddleware, settings=settings, routes=app.routes)
