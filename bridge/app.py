@@ -18,9 +18,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge import context
+from bridge import audit, context
 from bridge.bulk import payload_too_large
 from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
@@ -32,8 +33,10 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
+from bridge.logs import Budget
 from bridge.service import Service
 from bridge.settings import Settings, Token
+from bridge.telemetry import is_search
 from bridge.translate.cursor import derive_key
 
 log = logging.getLogger("bridge.http")
@@ -67,6 +70,18 @@ def to_scim_error(exc: BaseException) -> ScimError | None:
 
 
 _READ_HEADERS = frozenset({b"authorization", b"content-length", b"x-request-id"})
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: failed authentications logged (and audited) per second at most, per process; the rest are
+#: counted and reported in the next line that is written
+AUTH_FAILURES_PER_SECOND = 5.0
+
+
+class AuthFailed(Unauthorized):
+    """A refused bearer token; ``reason`` is for the log only (never the token's text)."""
+
+    def __init__(self, detail: str, reason: str):
+        super().__init__(detail)
+        self.reason = reason
 
 
 class ScimMiddleware:
@@ -74,22 +89,53 @@ class ScimMiddleware:
 
     A pure ASGI middleware (not BaseHTTPMiddleware) so the body limit applies while streaming."""
 
-    def __init__(self, app: ASGIApp, settings: Settings):
+    def __init__(self, app: ASGIApp, settings: Settings, routes: list[BaseRoute]):
         self.app = app
         self.settings = settings
+        self.routes = routes
         self.tokens = [(t, t.secret.encode()) for t in settings.tokens]
+        self.failures = Budget(AUTH_FAILURES_PER_SECOND)
 
     def authenticate(self, header: str | None) -> Token:
-        if not header or not header.lower().startswith("bearer "):
-            raise Unauthorized("a bearer token is required")
+        if not header:
+            raise AuthFailed("a bearer token is required", "no Authorization header")
+        if not header.lower().startswith("bearer "):
+            raise AuthFailed("a bearer token is required", "not a Bearer authorization")
         given = header[7:].strip().encode()
         found = None
         for token, secret in self.tokens:  # compare against every token: constant time
             if hmac.compare_digest(given, secret):
                 found = token
         if found is None:
-            raise Unauthorized("invalid bearer token")
+            raise AuthFailed("invalid bearer token", "unknown bearer token")
         return found
+
+    def is_read(self, scope: Scope) -> bool:
+        """Decided by the route the request matches, never by the path's text: only GET, HEAD,
+        OPTIONS and a POST that reaches a search endpoint read."""
+        return scope["method"] in _READ_METHODS or is_search(scope, self.routes)
+
+    def auth_failed(self, scope: Scope, err: AuthFailed) -> None:
+        """Log and audit a refused token, at most AUTH_FAILURES_PER_SECOND a second; never the
+        token or any part of it."""
+        scope["state"]["auth_failed"] = True  # this record is the request's audit record
+        allowed, suppressed = self.failures.take()
+        if not allowed:
+            return
+        client = scope.get("client")
+        address = client[0] if client else None
+        path = scope["path"][:256]
+        rid = scope["state"]["request_id"]
+        log.warning(
+            "authentication failed: %s (%s %s from %s)%s",
+            err.reason,
+            scope["method"][:16],
+            path,
+            address or "-",
+            f"; {suppressed} more not logged" if suppressed else "",
+            extra={"request_id": rid, "client": address, "path": path, "reason": err.reason},
+        )
+        audit.write_auth_failure(rid, address, scope["method"][:16], path, err.reason, suppressed)
 
     def body_limit(self, path: str) -> tuple[int, Callable[[], ScimError]]:
         """The byte limit for a request body and the error beyond it: /Bulk has its own,
@@ -114,15 +160,14 @@ class ScimMiddleware:
         if "request_id" not in state:
             state["request_id"] = headers.get("x-request-id") or context.new_request_id()
         try:
-            token = self.authenticate(headers.get("authorization"))
+            try:
+                token = self.authenticate(headers.get("authorization"))
+            except AuthFailed as failed:
+                self.auth_failed(scope, failed)
+                raise
             scope["state"]["token"] = token.name  # also for a refused write's audit record
-            if (
-                token.read_only
-                and scope["method"] not in ("GET", "HEAD", "OPTIONS")
-                and not scope["path"].endswith("/.search")
-            ):
+            if token.read_only and not self.is_read(scope):
                 raise Forbidden(f"token {token.name!r} is read-only")
-            scope["state"]["token"] = token.name
             limit, too_large = self.body_limit(scope["path"])
             length = headers.get("content-length")
             if length and length.isdigit() and int(length) > limit:
@@ -148,6 +193,7 @@ def build_app(
     settings: Settings, *, directory: Directory | None = None, mapping: MappingConfig | None = None
 ) -> Starlette:
     from bridge import routes
+    from bridge.routes_ops import Readiness
     from bridge.runtime import make_directory, wrap_directory
 
     mapping = mapping or load_mapping(settings.mapping)
@@ -155,9 +201,8 @@ def build_app(
     service = Service(
         mapping, directory, max_results=settings.max_results, default_count=settings.default_count
     )
-    service.cursor_key = derive_key(
-        settings.cursor_secret, settings.bind_password, settings.mapping
-    )
+    # BRIDGE_CURSOR_SECRET, else a random key of this process (never from a credential)
+    service.cursor_key = derive_key(settings.cursor_secret)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         err = to_scim_error(exc)
@@ -188,9 +233,10 @@ def build_app(
     app.state.directory = directory
     app.state.service = service
     app.state.base_urls = {}  # routes.base_url memo
+    app.state.readiness = Readiness()  # /readyz: one directory probe per interval at most
     #: service calls run on the loop (greenio) when the client never blocks there
     app.state.cooperative = settings.cooperative and directory.cooperative
-    app.add_middleware(ScimMiddleware, settings=settings)
+    app.add_middleware(ScimMiddleware, settings=settings, routes=app.routes)
     from bridge.telemetry import TelemetryMiddleware
 
     app.add_middleware(TelemetryMiddleware, settings=settings, mapping=mapping, routes=app.routes)

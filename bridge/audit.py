@@ -5,6 +5,10 @@ how (each LDAP write: operation, DN and attribute NAMES — never values, so no 
 reaches it) and the outcome (HTTP status, LDAP result per operation).  Bearer tokens are never
 logged, only the name the operator gave them (BRIDGE_TOKEN_<NAME>).  The JSON formatter adds
 ``time``; the record's fields are documented in README.md "Operations".
+
+A refused bearer token gets a record of its own (``scim_op: authenticate``, status 401, the
+reason and the path, never the token), written by the auth layer at a bounded rate.  Client
+input in a record (an id, a path) has its control characters escaped (bridge/logs.clean).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 
 from bridge import metrics
 from bridge.context import LdapOp
+from bridge.logs import clean
 
 log = logging.getLogger("bridge.audit")
 
@@ -39,7 +44,9 @@ def write(record: AuditRecord) -> None:
     """Emit one audit record."""
     metrics.AUDIT_RECORDS.labels(record.scim_op).inc()
     who = f"token {record.token!r}" if record.token else "unauthenticated client"
-    target = " ".join(p for p in (record.resource_type, record.resource_id) if p) or "-"
+    resource_id = clean(record.resource_id) if record.resource_id else record.resource_id
+    resource_type = clean(record.resource_type) if record.resource_type else record.resource_type
+    target = " ".join(p for p in (resource_type, resource_id) if p) or "-"
     log.info(
         "%s %s by %s from %s: %d (%d LDAP write%s%s)",
         record.scim_op,
@@ -56,11 +63,41 @@ def write(record: AuditRecord) -> None:
             "token": record.token,
             "client": record.client,
             "scim_op": record.scim_op,
-            "resource_type": record.resource_type,
-            "resource_id": record.resource_id,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
             "status": record.status,
             "ldap_ops": [op.as_dict() for op in record.ldap_ops],
             "dry_run": record.dry_run,
             "duration_ms": record.duration_ms,
+        },
+    )
+
+
+def write_auth_failure(
+    request_id: str, client: str | None, method: str, path: str, reason: str, suppressed: int
+) -> None:
+    """The audit record of a refused bearer token (the caller bounds the rate; ``suppressed``
+    counts the refusals not recorded since the previous record)."""
+    metrics.AUDIT_RECORDS.labels("authenticate").inc()
+    path = clean(path)
+    log.info(
+        "authenticate %s %s by unauthenticated client from %s: 401 (%s)%s",
+        method,
+        path,
+        client or "-",
+        reason,
+        f"; {suppressed} more not recorded" if suppressed else "",
+        extra={
+            "audit": True,
+            "request_id": request_id,
+            "token": None,
+            "client": client,
+            "scim_op": "authenticate",
+            "method": method,
+            "path": path,
+            "reason": reason,
+            "status": 401,
+            "ldap_ops": [],
+            "suppressed": suppressed,
         },
     )

@@ -23,7 +23,8 @@ from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
 from bridge.routes_ops import FIXED_ENDPOINTS, ops_routes
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection
-from bridge.service import ListQuery, ListResult, Service
+from bridge.service import RESERVED_IDS, ListQuery, ListResult, Service
+from bridge.telemetry import SEARCH_ROUTE
 
 T = TypeVar("T")
 
@@ -117,6 +118,52 @@ def list_query(rmap: ResourceMap, params: dict[str, Any]) -> ListQuery:
     )
 
 
+#: the SearchRequest members (RFC 7644 §3.4.3, RFC 9865 §2) and the JSON type each must have
+_SEARCH_MEMBERS = {
+    "attributes": "names",
+    "excludedattributes": "names",
+    "filter": "string",
+    "sortby": "string",
+    "sortorder": "string",
+    "cursor": "string",
+    "startindex": "integer",
+    "count": "integer",
+}
+
+_KIND_TEXT = {
+    "names": "an array of attribute names",
+    "string": "a string",
+    "integer": "an integer",
+}
+
+
+def search_request(body: Any) -> dict[str, Any]:
+    """A SearchRequest body's members (keys lower-cased), each of the JSON type RFC 7644
+    §3.4.3 gives it, or a 400 invalidValue naming the member; ``null`` is an absent member."""
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        kind = _SEARCH_MEMBERS.get(key.lower())
+        if kind is None or value is None:
+            continue  # "schemas" and unknown members: not ours to judge here
+        if not _has_type(value, kind):
+            raise InvalidValue(f"{key} must be {_KIND_TEXT[kind]}, got {type(value).__name__}")
+        out[key.lower()] = value
+    return out
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":  # a decimal string too, as in a query string (parsed later); not bool
+        return type(value) is int or isinstance(value, str)
+    # attribute names: an array of strings, or one comma-separated string as in a query string
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+
+
 def _s(value: Any) -> str | None:
     if value is None:
         return None
@@ -169,24 +216,18 @@ async def list_resources(request: Request) -> Response:
 
 async def search_resources(request: Request) -> Response:
     rmap = resource_map(request)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidSyntax("a SearchRequest must be a JSON object")
-    query = list_query(rmap, body)
+    query = list_query(rmap, search_request(await json_body(request)))
     result = await call(request, service(request).search, rmap.name, query, base_url(request))
     return ScimResponse(list_response(result, query.count))
 
 
 async def search_root(request: Request) -> Response:
     """``POST /.search`` (RFC 7644 §3.4.3): one list over every resource type."""
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    get = search_request(await json_body(request))
     mapping = request.app.state.mapping
     schemas = tuple(dict.fromkeys(s for r in mapping.resources.values() for s in r.schemas))
     first = next(iter(mapping.resources.values()))
-    query = list_query(first, body)
-    get = {k.lower(): v for k, v in body.items()}
+    query = list_query(first, get)
     query = replace(
         query,
         projection=Projection.parse(get.get("attributes"), get.get("excludedattributes"), schemas),
@@ -304,14 +345,19 @@ async def method_not_allowed(request: Request) -> Response:
 
 
 def build_routes(base: str) -> list[BaseRoute]:
-    def r(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
-        return Route(base + path, endpoint, methods=methods)
+    def r(
+        path: str, endpoint: Callable[..., Any], methods: list[str], name: str | None = None
+    ) -> Route:
+        return Route(base + path, endpoint, methods=methods, name=name)
 
     # The resource routes come first: they take nearly all the traffic, and each route costs a
     # regex match per request.  Their {resource} never matches the fixed endpoints (see
-    # ResourceConvertor), so those still reach their own routes below.
+    # ResourceConvertor), so those still reach their own routes below; their {id} never matches
+    # a reserved name (ResourceIdConvertor), so ``PATCH /Users/.search`` is a 405, not a write
+    # to the id ".search".  The search routes carry the name by which the auth and audit layers
+    # know the one POST that reads (bridge/telemetry.is_search).
     return [
-        r("/{resource:resource}/.search", search_resources, ["POST"]),
+        r("/{resource:resource}/.search", search_resources, ["POST"], SEARCH_ROUTE),
         # one route per path, dispatching on the method
         r(
             "/{resource:resource}",
@@ -319,7 +365,7 @@ def build_routes(base: str) -> list[BaseRoute]:
             ["GET", "POST"],
         ),
         r(
-            "/{resource:resource}/{id}",
+            "/{resource:resource}/{id:resource_id}",
             by_method(
                 GET=get_resource,
                 PUT=replace_resource,
@@ -329,7 +375,7 @@ def build_routes(base: str) -> list[BaseRoute]:
             ["GET", "PUT", "PATCH", "DELETE"],
         ),
         *ops_routes(base),
-        r("/.search", search_root, ["POST"]),
+        r("/.search", search_root, ["POST"], SEARCH_ROUTE),
         r("/Bulk", bulk_request, ["POST"]),
         r("/Bulk", method_not_allowed, ["GET", "PUT", "PATCH", "DELETE"]),
     ]
@@ -351,6 +397,22 @@ class ResourceConvertor(Convertor[str]):
 
 
 register_url_convertor("resource", ResourceConvertor())
+
+
+class ResourceIdConvertor(Convertor[str]):
+    """A resource id: one path segment that is not a reserved name (``.search``, which is the
+    search endpoint, and the dot segments that URL normalisation removes)."""
+
+    regex = "(?!(?:{})$)[^/]+".format("|".join(re.escape(name) for name in RESERVED_IDS))
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("resource_id", ResourceIdConvertor())
 
 
 def by_method(**handlers: Callable[[Request], Any]) -> Callable[[Request], Any]:

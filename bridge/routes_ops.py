@@ -7,12 +7,15 @@ and every IdP we know (Entra, Okta, OneLogin) sends its token to them anyway.
 
 ``/healthz`` (process up), ``/readyz`` (directory reachable and bound) and ``/metrics`` live
 outside the base path and need no token, so load balancers, kubelets and Prometheus can reach
-them; they reveal no identities (readiness reports only an LDAP result name).
+them.  They reveal no identities; readiness says only ready or not (why is in the log), and an
+anonymous flood of it costs at most one LDAP operation per ``READY_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -96,14 +99,48 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+#: how long a readiness answer is reused: one directory probe per interval, however many ask
+READY_CACHE_SECONDS = 2.0
+
+
+class Readiness:
+    """The directory probe behind ``/readyz``: its answer is kept ``ttl`` seconds and only one
+    probe runs at a time (callers arriving meanwhile wait for it and share its answer)."""
+
+    def __init__(self, ttl: float = READY_CACHE_SECONDS):
+        self.ttl = ttl
+        self.ready = False
+        self.checked = -float("inf")
+        self.lock = asyncio.Lock()
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.checked < self.ttl
+
+    async def __call__(self, directory: Any) -> bool:
+        if self.fresh():
+            return self.ready
+        async with self.lock:
+            if not self.fresh():  # nobody probed while this caller waited
+                self.ready = await self._probe(directory)
+                self.checked = time.monotonic()
+        return self.ready
+
+    @staticmethod
+    async def _probe(directory: Any) -> bool:
+        try:
+            await run_in_threadpool(directory.check)
+        except DirectoryError as exc:  # the reason goes to the log only, never to the client
+            log.warning("not ready: %s", exc, extra={"code": exc.code})
+            return False
+        return True
+
+
 async def readyz(request: Request) -> Response:
-    """Ready when the directory answers a bound request (Directory.check)."""
-    directory = request.app.state.directory
-    try:
-        await run_in_threadpool(directory.check)
-    except DirectoryError as exc:
-        log.warning("not ready: %s", exc, extra={"code": exc.code})
-        return JSONResponse({"status": "unavailable", "reason": exc.code}, status_code=503)
+    """Ready when the directory answers a bound request (Directory.check); the answer is only
+    ready or unavailable, for an unauthenticated caller learns nothing of the directory."""
+    state = request.app.state
+    if not await state.readiness(state.directory):
+        return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 

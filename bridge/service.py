@@ -66,6 +66,9 @@ VLV_REFUSED = frozenset(
 )
 #: how a directory refuses a critical control it advertises (for this account or request)
 CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform"})
+#: path segments no id (nor the RDN value an id may be) can take: ``.search`` is the search
+#: endpoint (RFC 7644 §3.4.3), ``.`` and ``..`` vanish in URL normalisation
+RESERVED_IDS = (".search", ".", "..")
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
@@ -652,6 +655,12 @@ class Service:
                 self.directory.delete(dn)
                 raise Uniqueness(f"{a.path} {value.decode('utf-8')!r} is already in use")
 
+    @staticmethod
+    def _refuse_reserved(rmap: ResourceMap, value: str) -> None:
+        """An RDN value that is a reserved path segment could never be addressed as an id."""
+        if value in RESERVED_IDS:
+            raise InvalidValue(f"{rmap.rdn.source} {value!r} is a reserved name (RFC 7644 §3.4.3)")
+
     def create(self, name: str, body: Any, base_url: str) -> dict[str, Any]:
         rmap = self.rmap(name)
         body = self._body(body)
@@ -661,6 +670,7 @@ class Service:
         attrs = tr.to_attributes(rmap, body, ref_dns)
         dn = tr.dn_for(rmap, body)
         rdn_attr, rdn_val, _ = split_rdn(dn)
+        self._refuse_reserved(rmap, rdn_val)
         existing = attrs.get(rdn_attr, [])
         if rdn_val.encode() not in existing:
             attrs[rdn_attr] = [rdn_val.encode()] + [
@@ -1067,6 +1077,7 @@ class Service:
     def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
         """A rename onto a taken name is refused before anything is written (409); the undo
         in :meth:`write` only covers a name taken in between."""
+        self._refuse_reserved(rmap, new_rdn_value)
         new_dn = f"{rdn_of(rmap.rdn.ldap, new_rdn_value)},{split_rdn(dn)[2]}"
         if normalize_dn(new_dn) == normalize_dn(dn):
             return  # a case-only rename

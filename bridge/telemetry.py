@@ -5,8 +5,11 @@
   threadpool), and echoed as a response header.
 * Metrics: requests by route *template* (``/scim/v2/Users/{id}``, never the raw path, so label
   cardinality stays bounded), method and status, with a latency histogram.
-* Audit: every SCIM write (POST/PUT/PATCH/DELETE under the base path, except ``/.search``) gets
-  one audit record with the LDAP writes it caused (see bridge/audit.py).
+* Audit: every SCIM write (POST/PUT/PATCH/DELETE under the base path to a resource endpoint or
+  /Bulk) gets one audit record with the LDAP writes it caused (see bridge/audit.py).  The one
+  POST that is a read, a search, is recognised by the route it matches (``is_search``), never
+  by the path's suffix: ``PATCH /Users/.search`` is a write attempt and is audited.  A request
+  whose authentication failed is audited by the auth layer instead (rate-limited, app.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from bridge import audit, context, metrics
 from bridge.config import MappingConfig
 from bridge.settings import Settings
 
+#: the name of the search routes (routes.py): the only POSTs that are reads
+SEARCH_ROUTE = "scim-search"
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _WRITES = ("POST", "PUT", "PATCH", "DELETE")
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", *_WRITES})  # anything else: "other" (bounded)
@@ -42,6 +47,29 @@ def _latency(route: str, method: str) -> Any:
 def _plain_template(path: str) -> str:
     """``/{resource:resource}/{id}`` -> ``/{resource}/{id}`` (convertors are not for labels)."""
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
+def matched_route(scope: Scope, routes: list[BaseRoute]) -> BaseRoute | None:
+    """The route that will serve this request (a full match: path and method), worked out once
+    per request and kept in the scope state for the other layers."""
+    state = scope.setdefault("state", {})
+    if "matched_route" not in state:
+        found = None
+        for candidate in routes:
+            match, _ = candidate.matches(scope)
+            if match == Match.FULL:
+                found = candidate
+                break
+        state["matched_route"] = found
+    route: BaseRoute | None = state["matched_route"]
+    return route
+
+
+def is_search(scope: Scope, routes: list[BaseRoute]) -> bool:
+    """A POST that the router will hand to a search endpoint (RFC 7644 §3.4.3): a read."""
+    if scope["method"] != "POST":
+        return False
+    return getattr(matched_route(scope, routes), "name", None) == SEARCH_ROUTE
 
 
 class TelemetryMiddleware:
@@ -69,8 +97,8 @@ class TelemetryMiddleware:
         is_write = (
             scope["method"] in _WRITES
             and path.startswith(base + "/")
-            and not path.endswith("/.search")
             and self._audited(path[len(base) + 1 :].split("/", 1)[0])
+            and not is_search(scope, self.routes)
         )
         writes = context.WriteLog() if is_write else None
         rid_token = context.request_id.set(rid)
@@ -99,7 +127,7 @@ class TelemetryMiddleware:
             method = scope["method"] if scope["method"] in _METHODS else "other"
             _requests(route, method, status).inc()
             _latency(route, method).observe(elapsed)
-            if writes is not None:
+            if writes is not None and not scope["state"].get("auth_failed"):
                 self._audit(scope, rid, status, location, writes, elapsed)
             context.write_log.reset(wl_token)
             context.request_id.reset(rid_token)

@@ -285,13 +285,14 @@ def test_count_is_capped_at_max_results(backend: Backend, seeded: dict[str, Any]
 
 
 def test_cursor_walk_survives_restart(backend: Backend, seeded: dict[str, Any]) -> None:
-    """RFC 9865: follow nextCursor with a NEW app (a restart, another replica) for every page."""
+    """RFC 9865: follow nextCursor with a NEW app (a restart, another replica: the same
+    BRIDGE_CURSOR_SECRET) for every page."""
     seen: list[str] = []
     cursor = ""
     pages = 0
     params: dict[str, Any] = {"count": 5, "filter": "userName pr"}
     while True:
-        c = make_client(backend, bind_password="same-config")
+        c = make_client(backend, cursor_secret="same-config")
         r = c.get(f"{SCIM}/Users", params={**params, "cursor": cursor})
         assert r.status_code == 200, r.text
         body = r.json()
@@ -304,13 +305,13 @@ def test_cursor_walk_survives_restart(backend: Backend, seeded: dict[str, Any]) 
         cursor = body["nextCursor"]
     assert pages == 5 and len(seen) == len(set(seen)) == N_USERS
     # the previous cursor of the last page leads back one page
-    c = make_client(backend, bind_password="same-config")
+    c = make_client(backend, cursor_secret="same-config")
     r = c.get(f"{SCIM}/Users", params={**params, "cursor": body["previousCursor"]})
     assert [u["id"] for u in r.json()["Resources"]] == seen[15:20]
 
 
 def test_bad_cursors(backend: Backend, seeded: dict[str, Any]) -> None:
-    c = make_client(backend, bind_password="same-config")
+    c = make_client(backend, cursor_secret="same-config")
     cursor = c.get(f"{SCIM}/Users", params={"cursor": "", "count": 5}).json()["nextCursor"]
     body, _, mac = cursor.partition(".")
     flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
@@ -320,7 +321,7 @@ def test_bad_cursors(backend: Backend, seeded: dict[str, Any]) -> None:
     # a cursor for another query is refused, as is one signed by another configuration
     r = c.get(f"{SCIM}/Users", params={"cursor": cursor, "count": 5, "filter": "title pr"})
     assert r.status_code == 400 and r.json()["scimType"] == "invalidCursor"
-    other = make_client(backend, bind_password="other-config")
+    other = make_client(backend, cursor_secret="other-config")
     r = other.get(f"{SCIM}/Users", params={"cursor": cursor, "count": 5})
     assert r.status_code == 400 and r.json()["scimType"] == "invalidCursor"
     r = c.get(f"{SCIM}/Users", params={"cursor": cursor, "startIndex": 3})
