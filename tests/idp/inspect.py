@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Attrs = dict[str, list[str]]
@@ -41,7 +41,10 @@ class Profile:
     #: what a user read asks for ("*" plus the operational attribute holding the lock)
     read_attrs: tuple[str, ...] = ("*",)
     ignored_members: frozenset[str] = frozenset()
+    #: checks a user entry the first time a flow verifies it (AD: the derived sAMAccountName)
     check_user: Callable[[Attrs, str], None] | None = None
+    #: attributes that must never change once set (AD: sAMAccountName survives a UPN rename)
+    stable: tuple[str, ...] = ()
 
 
 def _locked(attrs: Attrs) -> bool:
@@ -108,6 +111,7 @@ def ad_profile(people_dn: str, groups_dn: str) -> Profile:
         group_attrs={"displayName": "cn", "externalId": "info", "members": "member"},
         is_disabled=_uac_disabled,
         check_user=_sam_derived,
+        stable=("samaccountname",),
     )
 
 
@@ -117,6 +121,8 @@ class Inspector:
 
     profile: Profile
     search: Search
+    #: stable attribute values per id, as first seen
+    seen: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def __call__(self, step: dict[str, Any]) -> None:
         kind = step["verify"]
@@ -160,8 +166,12 @@ class Inspector:
                 self._field(attrs, p.user_attrs[name], expected, f"{where}: {name}")
         if "active" in step:
             assert p.is_disabled(attrs) is (not step["active"]), f"{where}: active {attrs}"
-        if p.check_user:
-            p.check_user(attrs, where)
+        if step["id"] not in self.seen:  # the first look at this user: right after its create
+            self.seen[step["id"]] = {a: attrs.get(a, []) for a in p.stable}
+            if p.check_user:
+                p.check_user(attrs, where)
+        for name, value in self.seen[step["id"]].items():
+            assert attrs.get(name, []) == value, f"{where}: {name} changed from {value}"
 
     def _group(self, step: dict[str, Any]) -> None:
         where, p = step["where"], self.profile

@@ -3,6 +3,7 @@ would let the IdP suite pass while asserting nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -99,19 +100,35 @@ def embedded(openldap_mapping: MappingConfig) -> tuple[Any, Inspector]:
 )
 def test_inspector_sees_what_landed(embedded: tuple[Any, Inspector], wrong: dict[str, Any]) -> None:
     client, inspect = embedded
-    right = [
+    right: list[dict[str, Any]] = [
         {"verify": "user", "id": "${u}", "userName": "ann@example.test", "givenName": "Ann"},
         {"verify": "user", "id": "${u}", "mail": "ann@example.test", "title": None, "active": True},
         {"verify": "group", "id": "${g}", "displayName": "G", "members": ["${u}"]},
     ]
     flow = {"idp": "t", "steps": [*_setup(), *[{"name": "ok", **s} for s in right]]}
-    run_flow(flow, client, inspect)
-    flow["steps"].append({"name": "wrong", **wrong})
-    with pytest.raises(AssertionError):
+    ctx = run_flow(flow, client, inspect)
+    with pytest.raises(AssertionError, match=r"step 1 \(wrong"):
+        run_flow({"idp": "t", "steps": [{"name": "wrong", **wrong}]}, client, inspect, ctx)
+
+
+def test_stable_attributes_must_not_change(embedded: tuple[Any, Inspector]) -> None:
+    """AD keeps sAMAccountName through a UPN rename; the inspector checks such attributes."""
+    client, inspect = embedded
+    inspect = replace(inspect, profile=replace(inspect.profile, stable=("uid",)))
+    rename = {
+        "name": "rename", "method": "PATCH", "path": "/Users/${u}",
+        "body": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                 "Operations": [{"op": "replace", "path": "userName", "value": "bob@example.test"}]},
+        "expect": {"status": 200},
+    }  # fmt: skip
+    steps = [*_setup(), {"name": "first look", "verify": "user", "id": "${u}"}, rename]
+    ctx = run_flow({"idp": "t", "steps": steps}, client, inspect)
+    with pytest.raises(AssertionError, match="uid changed"):
         run_flow(
-            flow,
-            client.__class__(client.app, base_url=str(client.base_url), headers=client.headers),
+            {"idp": "t", "steps": [{"name": "again", "verify": "user", "id": "${u}"}]},
+            client,
             inspect,
+            ctx,
         )
 
 
