@@ -1,0 +1,85 @@
+"""The five backends of the IdP-shaped suite, each with the mapping exactly as shipped:
+the embedded directory and slapd through ldap3 and python-ldap (mappings/openldap.yaml), and
+Samba AD through ldap3 and python-ldap (mappings/active-directory.yaml).  Each yields the SCIM
+client and an Inspector that reads the directory without the bridge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ldap3
+import pytest
+from starlette.testclient import TestClient
+
+from bridge.config import MappingConfig
+from bridge.directory.base import Directory
+from bridge.directory.embedded import EmbeddedDirectory
+from bridge.runtime import seed_structure
+from tests.conftest import Backend, _empty, make_client, slapd_directory
+from tests.idp.inspect import (
+    Inspector,
+    ad_profile,
+    directory_search,
+    ldap3_search,
+    openldap_profile,
+)
+from tests.integration.conftest import admin, build_ad, empty_ous
+
+BACKENDS = [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("slapd-ldap3", id="slapd-ldap3", marks=pytest.mark.slapd),
+    pytest.param("slapd-libldap", id="slapd-libldap", marks=pytest.mark.slapd),
+    pytest.param("samba-ldap3", id="samba-ldap3", marks=pytest.mark.samba),
+    pytest.param("samba-libldap", id="samba-libldap", marks=pytest.mark.samba),
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    client: TestClient
+    inspect: Inspector
+
+
+def _openldap_inspector(mapping: MappingConfig, search: Any) -> Inspector:
+    group = mapping.resource("Group")
+    profile = openldap_profile(
+        mapping.resource("User").base_dn, group.base_dn, group.empty_member or ""
+    )
+    return Inspector(profile, search)
+
+
+@pytest.fixture(params=BACKENDS)
+def idp_target(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> Iterator[Target]:
+    name = str(request.param)
+    if name == "embedded":
+        embedded = EmbeddedDirectory()
+        seed_structure(embedded, openldap_mapping)
+        backend = Backend(name, embedded, openldap_mapping)
+        inspect = _openldap_inspector(openldap_mapping, directory_search(embedded))
+        yield Target(name, make_client(backend), inspect)
+        return
+    if name.startswith("slapd"):
+        info = request.getfixturevalue("slapd_server")
+        directory: Directory = slapd_directory(info, name.removeprefix("slapd-"))
+        _empty(directory, openldap_mapping)
+
+        def connect() -> ldap3.Connection:
+            return ldap3.Connection(info.url, info.admin_dn, info.admin_password, auto_bind=True)
+
+        inspect = _openldap_inspector(openldap_mapping, ldap3_search(connect))
+        yield Target(
+            name, make_client(Backend("slapd", directory, openldap_mapping, info)), inspect
+        )
+        _empty(directory, openldap_mapping)
+        directory.close()
+        return
+    info = request.getfixturevalue("samba_server")
+    empty_ous(info)
+    ad = build_ad(info, client=name.removeprefix("samba-"))
+    profile = ad_profile(info.base_dn, info.groups_dn)
+    yield Target(name, ad.client, Inspector(profile, ldap3_search(lambda: admin(info))))
+    ad.directory.close()
+    empty_ous(info)
