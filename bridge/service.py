@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bridge import deprovision, nested, staged
+from bridge import deprovision, greenio, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import (
     OID_EXTENDED_DN,
@@ -66,6 +66,8 @@ VLV_REFUSED = frozenset(
 )
 #: how a directory refuses a critical control it advertises (for this account or request)
 CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform"})
+#: a PATCH with more operations + values than this is planned off the event loop (greenio)
+OFFLOAD_SIZE = 256
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
@@ -928,8 +930,19 @@ class Service:
         the find (which also says, through matched values, whether the empty-group
         placeholder is there), the member id's lookup, and the modify, whose post-read gives
         the response."""
-        from bridge.translate.patch import may_add_members, plan_patch, read_attributes
+        from bridge.translate.patch import (
+            may_add_members,
+            patch_size,
+            plan_patch,
+            read_attributes,
+        )
 
+        if greenio.active() and patch_size(body) > OFFLOAD_SIZE:
+            # on the event loop (python-ldap, bridge/greenio.py) a large body is CPU for a
+            # while (planning, encoding, rendering): the whole PATCH runs in the threadpool,
+            # where the client's LDAP calls block that thread only, so the loop keeps
+            # answering (/healthz, other requests); the common small PATCH stays on the loop
+            return greenio.offload(self.patch, name, rid, body, base_url, if_match, projection)
         rmap = self.rmap(name)
         body = self._body(body)
         probe = self._placeholder_probe(rmap) if may_add_members(body) else None

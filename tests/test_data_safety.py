@@ -276,3 +276,88 @@ def _refused(r: Any, attr: str) -> None:
 def test_ordinary_text_is_still_accepted(client: TestClient) -> None:
     user = create_user(client, "zoë.o'brien", displayName="Zoë O'Brien — 日本 \U0001d518")
     assert user["displayName"] == "Zoë O'Brien — 日本 \U0001d518"
+
+
+# ----------------------------------------------------------------------------- item 4
+def test_filtered_member_ops_read_the_member_list_once(backend: Backend) -> None:
+    """20 general member filters on a 60-member group: one read of the member list and one
+    batched resolve, not one of each per operation (was 62 LDAP operations for 20 on 300)."""
+    from tests.faults import Masked
+
+    plain = make_client(backend)
+    ids = [create_user(plain, f"m{i:02d}", displayName=f"Member {i:02d}")["id"] for i in range(60)]
+    gid = create_group(plain, "big", ids)["id"]
+    masked = Masked(backend.directory)
+    client = make_client(replace(backend, directory=masked))
+    ops = [{"op": "remove", "path": f'members[display eq "Member {i:02d}"]'} for i in range(20)]
+    r = patch(client, f"/Groups/{gid}", *ops, params={"excludedAttributes": "members"})
+    assert r.status_code == 200, r.text
+    reads = [o for o in masked.ops() if o == "search"]
+    # find + member list + one resolve of its DNs + the removed ids + read-back
+    assert len(reads) <= 6, masked.calls
+    assert masked.ops().count("modify") == 1
+    left = _member_dns(backend, gid)
+    assert len(left) == 40
+
+
+def test_removing_missing_members_is_one_search(backend: Backend) -> None:
+    from tests.faults import Masked
+
+    plain = make_client(backend)
+    uid = create_user(plain, "only")["id"]
+    gid = create_group(plain, "g", [uid])["id"]
+    masked = Masked(backend.directory)
+    client = make_client(replace(backend, directory=masked))
+    gone = [f"00000000-0000-4000-8000-{i:012d}" for i in range(30)]
+    r = patch(
+        client,
+        f"/Groups/{gid}",
+        {"op": "remove", "path": "members", "value": [{"value": g} for g in [*gone, uid]]},
+        params={"excludedAttributes": "members"},
+    )
+    assert r.status_code == 200, r.text
+    assert masked.ops().count("search") <= 4, masked.calls  # was one search per missing id
+    assert _member_dns(backend, gid) == {
+        normalize_dn(backend.mapping.resource("Group").empty_member or "")
+    }
+
+
+def test_too_many_values_for_one_attribute(client: TestClient) -> None:
+    from bridge.scim.patch import MAX_VALUES
+
+    uid = create_user(client, "phones")["id"]
+    values = [{"type": "work", "value": f"+1 555 {i:07d}"} for i in range(MAX_VALUES + 1)]
+    r = patch(client, f"/Users/{uid}", {"op": "add", "path": "phoneNumbers", "value": values})
+    assert r.status_code == 400, r.text
+    assert r.json()["scimType"] == "invalidValue"
+    assert str(MAX_VALUES) in r.json()["detail"]
+    # also when the values come in several operations, and on PUT
+    half = len(values) // 2
+    r = patch(
+        client,
+        f"/Users/{uid}",
+        {"op": "add", "path": "phoneNumbers", "value": values[:half]},
+        {"op": "add", "path": "phoneNumbers", "value": values[half:]},
+    )
+    assert r.status_code == 400 and str(MAX_VALUES) in r.json()["detail"], r.text
+    body = {"schemas": [USER_SCHEMA], "userName": "phones", "phoneNumbers": values}
+    r = client.put(f"{SCIM}/Users/{uid}", json=body)
+    assert r.status_code == 400 and str(MAX_VALUES) in r.json()["detail"], r.text
+    assert "phoneNumbers" not in client.get(f"{SCIM}/Users/{uid}").json()
+
+
+def test_too_many_member_filters(client: TestClient) -> None:
+    from bridge.translate.patch import MAX_MEMBER_FILTERS
+
+    gid = create_group(client, "f")["id"]
+    ops = [
+        {"op": "remove", "path": f'members[display eq "x{i}"]'}
+        for i in range(MAX_MEMBER_FILTERS + 1)
+    ]
+    r = patch(client, f"/Groups/{gid}", *ops)
+    assert r.status_code == 400, r.text
+    assert r.json()["scimType"] == "tooMany"
+    assert str(MAX_MEMBER_FILTERS) in r.json()["detail"]
+    # Entra ID's id filters are not limited
+    ids = [{"op": "remove", "path": f'members[value eq "{i}"]'} for i in range(50)]
+    assert patch(client, f"/Groups/{gid}", *ids).status_code == 200

@@ -360,6 +360,7 @@ class _Index:
     def __init__(self, items: list[dict[str, Any]]):
         self.buckets: dict[Any, list[dict[str, Any]]] = {}
         self.loose: list[dict[str, Any]] = []  # unhashable identities: compared one by one
+        self.stale = False  # an indexed element changed what identifies it
         for e in items:
             self.add(e)
 
@@ -411,24 +412,46 @@ def _one_primary(items: list[dict[str, Any]], preferred: dict[str, Any] | None =
 
 # ---------------------------------------------------------------------------- applying
 def apply(
-    resource: dict[str, Any], core_schema: str, t: Target, op: str, value: Any, has_value: bool
+    resource: dict[str, Any],
+    core_schema: str,
+    t: Target,
+    op: str,
+    value: Any,
+    has_value: bool,
+    indexes: dict[tuple[str, str], tuple[list[dict[str, Any]], _Index]] | None = None,
 ) -> None:
-    """One operation on the resource dict (RFC 7644 §3.5.2.1-3)."""
+    """One operation on the resource dict (RFC 7644 §3.5.2.1-3).  ``indexes``: kept by the
+    caller across the operations of one PATCH, so that many ``add`` operations on one
+    attribute cost time linear in the values, not the list's length per operation."""
     cont = _container(resource, core_schema, t.schema, create=op != "remove")
     if cont is None:
         return
     if not t.defn.multi_valued:
         _apply_single(cont, t, op, value)
         return
-    items: list[dict[str, Any]] = [
-        dict(e) if isinstance(e, Mapping) else {"value": e} for e in cont.get(t.name) or []
-    ]
-    preferred = _apply_multi(items, t, op, value, has_value)
-    _one_primary(items, preferred)
+    key = (t.schema, t.name)
+    held = (indexes or {}).get(key)
+    if held is not None and cont.get(t.name) is held[0]:
+        items, index = held
+    else:
+        items = [
+            dict(e) if isinstance(e, Mapping) else {"value": e} for e in cont.get(t.name) or []
+        ]
+        index = _Index(items)
+    plain_add = op == "add" and t.filter is None and t.sub is None
+    preferred = _apply_multi(items, t, op, value, has_value, index if plain_add else None)
+    if preferred is not None or not plain_add:
+        _one_primary(items, preferred)  # an add without primary keeps the one primary first
     if items:
         cont[t.name] = items
     else:
         cont.pop(t.name, None)
+    if indexes is not None:
+        # only a plain add of valued elements keeps the index in step with the list
+        if plain_add and items and not index.stale:
+            indexes[key] = (items, index)
+        else:
+            indexes.pop(key, None)
 
 
 def _container(
@@ -480,7 +503,12 @@ def _apply_single(cont: dict[str, Any], t: Target, op: str, value: Any) -> None:
 
 
 def _apply_multi(
-    items: list[dict[str, Any]], t: Target, op: str, value: Any, has_value: bool
+    items: list[dict[str, Any]],
+    t: Target,
+    op: str,
+    value: Any,
+    has_value: bool,
+    index: _Index | None = None,
 ) -> dict[str, Any] | None:
     """Returns the element that should be primary if the operation set ``primary: true``."""
     defn = t.defn
@@ -514,12 +542,14 @@ def _apply_multi(
     preferred = None
     if op == "replace":
         items.clear()
-    index = _Index(items)
+        index = None
+    index = index if index is not None else _Index(items)
     for e in new:
         existing = index.find(e)
         if existing is not None:
             # RFC 7644 §3.5.2.1: a value already present (compared as its caseExact says) is
             # not added again; its other sub-attributes (primary, display) are updated.
+            index.stale |= "value" not in existing  # its identity is its fields: changed
             existing.update({k: v for k, v in e.items() if k != "value"})
             e = existing
         else:

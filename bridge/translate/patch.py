@@ -66,7 +66,14 @@ from bridge.translate import entry as tr
 if TYPE_CHECKING:
     from bridge.service import Service
 
-__all__ = ["MAX_MEMBER_FILTERS", "PatchPlan", "may_add_members", "plan_patch", "read_attributes"]
+__all__ = [
+    "MAX_MEMBER_FILTERS",
+    "PatchPlan",
+    "may_add_members",
+    "patch_size",
+    "plan_patch",
+    "read_attributes",
+]
 
 #: general member filters (``members[display co "x"]``) per PATCH: each is tested against every
 #: member of the group (Entra ID's ``members[value eq "id"]`` is an id lookup, not counted)
@@ -125,6 +132,21 @@ def may_add_members(body: Any) -> bool:
     return False
 
 
+def patch_size(body: Any) -> int:
+    """How much planning a PATCH body may take, cheaply: its operations plus the elements of
+    the arrays in their values (one level into value objects).  A body not shaped as a PATCH
+    counts 0 (the plan refuses it at once)."""
+    raw = body.get("Operations") if isinstance(body, Mapping) else None
+    if not isinstance(raw, list):
+        return 0
+    size = len(raw)
+    for o in raw:
+        value = o.get("value") if isinstance(o, Mapping) else None
+        inner = value.values() if isinstance(value, Mapping) else (value,)
+        size += sum(len(v) for v in inner if isinstance(v, list))
+    return size
+
+
 # ---------------------------------------------------------------------------- the resource
 @dataclass
 class Work:
@@ -133,6 +155,8 @@ class Work:
     rmap: ResourceMap
     res: dict[str, Any]
     touched: set[tuple[str, str]] = field(default_factory=set)  # (schema, attr name)
+    #: per multi-valued attribute, its value index across operations (scim.patch.apply)
+    indexes: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def touch(self, t: Target) -> None:
         self.touched.add((t.schema, t.name))
@@ -156,7 +180,7 @@ def _check_writable(rmap: ResourceMap, t: Target, op: str) -> None:
 def _apply(work: Work, t: Target, op: str, value: Any, has_value: bool) -> None:
     _check_writable(work.rmap, t, op)
     work.touch(t)
-    apply(work.res, work.rmap.schema, t, op, value, has_value)
+    apply(work.res, work.rmap.schema, t, op, value, has_value, work.indexes)
 
 
 # ---------------------------------------------------------------------------- members
