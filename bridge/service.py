@@ -924,7 +924,8 @@ class Service:
         projection: Projection = DEFAULT,
     ) -> dict[str, Any]:
         """PATCH (RFC 7644 §3.5.2): every operation is validated and planned before anything is
-        written (translate.patch); the member list is never read.
+        written (translate.patch); the member list is read only for a replace or a remove of
+        all members, or a general member filter, and then once.
 
         With a directory that offers them, adding a member to a group is three operations:
         the find (which also says, through matched values, whether the empty-group

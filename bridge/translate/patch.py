@@ -8,11 +8,15 @@ How a PATCH is planned, before anything is written (a PATCH is all-or-nothing):
    (rendered from the entry, ``members``/``groups`` left out), giving the new resource.  Only
    the LDAP attributes of the SCIM attributes the operations touched are re-encoded and compared
    with the entry, so an untouched attribute is never written (LAM#340: send only what changed).
-3. ``members`` is never read: add/remove become MODIFY_ADD/MODIFY_DELETE of just the affected
-   DNs; a ``replace`` (or a remove of all members) is a MODIFY_REPLACE with the new set.  A
-   groupOfNames keeps its ``empty_member`` placeholder when it would become empty
-   (``PatchPlan.when_emptied``) and loses it when a real member arrives (whether it is there
-   comes with the find where the directory has matched values, else from a base search).
+3. ``members``: add/remove become MODIFY_ADD/MODIFY_DELETE of just the affected DNs, without
+   reading the member list.  A ``replace`` (or a remove of all members) reads it once and
+   changes only the members SCIM shows (the difference, as MODIFY_ADD/MODIFY_DELETE): values
+   outside the mapped bases, scope or filters and the directory's own refint placeholder are
+   kept, since no client could have listed them.  A general member filter reads the list at
+   most once per PATCH too.  A groupOfNames keeps its ``empty_member`` placeholder when it
+   would become empty (``PatchPlan.when_emptied``) and loses it when a real member arrives
+   (whether it is there comes with the find where the directory has matched values, else from
+   a base search).
 4. A change of the attribute that names the entry is a rename (``new_rdn_value``); the RDN
    attribute itself is then left out of ``changes``.  ``Service.write`` sends the modify first
    (carrying the If-Match assertion) and the rename after it, undoing the modify if the rename
