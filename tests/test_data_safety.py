@@ -361,3 +361,33 @@ def test_too_many_member_filters(client: TestClient) -> None:
     # Entra ID's id filters are not limited
     ids = [{"op": "remove", "path": f'members[value eq "{i}"]'} for i in range(50)]
     assert patch(client, f"/Groups/{gid}", *ids).status_code == 200
+
+
+def test_never_returned_sub_attributes_in_patch_and_list_filters(backend: Backend) -> None:
+    """A mapping that declares the mobile number ``returned: never``: it is not shown, not
+    read, and neither a list filter nor a PATCH value filter may test it."""
+    from bridge.config import parse_mapping
+    from tests.conftest import OPENLDAP_MAP
+
+    line = 'phoneNumbers[type eq "mobile"].value: {ldap: mobile}'
+    text = OPENLDAP_MAP.read_text(encoding="utf-8")
+    assert line in text
+    mapping = parse_mapping(text.replace(line, line[:-1] + ", returned: never}"))
+    rec = Recording(backend.directory)
+    client = make_client(replace(backend, directory=rec, mapping=mapping))
+    phones = [{"type": "mobile", "value": "+1 555 0100"}, {"type": "work", "value": "+1 555 0199"}]
+    uid = create_user(client, "gil", phoneNumbers=phones)["id"]
+    got = client.get(f"{SCIM}/Users/{uid}").json()
+    assert [p["type"] for p in got["phoneNumbers"]] == ["work"]
+    for flt in ('phoneNumbers[type eq "mobile" and value sw "+1"]', "phoneNumbers.value pr"):
+        r = client.get(f"{SCIM}/Users", params={"filter": flt})
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidFilter", r.text
+    rec.asked.clear()
+    r = patch(
+        client, f"/Users/{uid}", {"op": "remove", "path": 'phoneNumbers[value eq "+1 555 0100"]'}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["scimType"] == "invalidFilter" and "phoneNumbers.value" in r.json()["detail"]
+    r = patch(client, f"/Users/{uid}", {"op": "replace", "path": "title", "value": "t"})
+    assert r.status_code == 200, r.text
+    assert all("mobile" not in {a.lower() for a in attrs} for attrs in rec.asked), rec.asked
