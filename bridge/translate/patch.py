@@ -140,7 +140,7 @@ def patch_size(body: Any) -> int:
     """How much planning a PATCH body may take, cheaply: its operations plus the elements of
     the arrays in their values (one level into value objects).  A body not shaped as a PATCH
     counts 0 (the plan refuses it at once)."""
-    raw = body.get("Operations") if isinstance(body, Mapping) else None
+    raw = tr.ci_get(body, "Operations") if isinstance(body, Mapping) else None
     if not isinstance(raw, list):
         return 0
     size = len(raw)
