@@ -390,4 +390,11 @@ def test_never_returned_sub_attributes_in_patch_and_list_filters(backend: Backen
     assert r.json()["scimType"] == "invalidFilter" and "phoneNumbers.value" in r.json()["detail"]
     r = patch(client, f"/Users/{uid}", {"op": "replace", "path": "title", "value": "t"})
     assert r.status_code == 200, r.text
+    more = [{"type": "work", "value": "+1 555 0198"}]
+    r = patch(client, f"/Users/{uid}", {"op": "add", "path": "phoneNumbers", "value": more})
+    assert r.status_code == 200, r.text
     assert all("mobile" not in {a.lower() for a in attrs} for attrs in rec.asked), rec.asked
+    # the add could not see the hidden mobile number: it is kept, not cleared
+    entry = backend.directory.read(_dn(backend, "User", uid), ["mobile", "telephoneNumber"])
+    assert entry is not None and entry.get("mobile") == [b"+1 555 0100"]
+    assert len(entry.get("telephoneNumber")) == 2

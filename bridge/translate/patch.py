@@ -558,9 +558,13 @@ def _to_plan(
         if a.codec.keep_when_absent and not want:
             continue  # AD's userAccountControl cannot be removed: removing active is a no-op
         if not tr.readable(a):
-            # never read (so never compared): set when given, else cleared; a replace with no
-            # values of an absent attribute is a no-op to LDAP (RFC 4511 §4.6)
-            changes.append(Change("replace", ldap_attr, tuple(want)))
+            # never read, so never compared: set when given.  A password the operation left
+            # without a value is cleared (a replace with no values of an absent attribute is a
+            # no-op to LDAP, RFC 4511 §4.6); another never-returned attribute is not, since it
+            # may only have been touched through its parent (an add to phoneNumbers must not
+            # wipe a hidden mobile number it could not see)
+            if want or a.codec.write_only:
+                changes.append(Change("replace", ldap_attr, tuple(want)))
             continue
         if _same(have, want, a):
             continue
