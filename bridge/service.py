@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bridge import deprovision, nested, staged
+from bridge import deprovision, greenio, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import (
     OID_EXTENDED_DN,
@@ -69,6 +69,8 @@ CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform
 #: path segments no id (nor the RDN value an id may be) can take: ``.search`` is the search
 #: endpoint (RFC 7644 §3.4.3), ``.`` and ``..`` vanish in URL normalisation
 RESERVED_IDS = (".search", ".", "..")
+#: a PATCH with more operations + values than this is planned off the event loop (greenio)
+OFFLOAD_SIZE = 256
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
@@ -305,8 +307,11 @@ class Service:
                 )
         return out
 
-    def resolve_ids(self, ids: Iterable[str], targets: Sequence[str], what: str) -> dict[str, str]:
-        """SCIM id -> DN; unknown ids are a 400 that names them (never silently dropped)."""
+    def resolve_ids(
+        self, ids: Iterable[str], targets: Sequence[str], what: str, *, missing_ok: bool = False
+    ) -> dict[str, str]:
+        """SCIM id -> DN; unknown ids are a 400 that names them (never silently dropped), or
+        with ``missing_ok`` left out (removing a member that no longer exists is a no-op)."""
         wanted = list(dict.fromkeys(str(i) for i in ids))
         out: dict[str, str] = {}
         for name in targets:
@@ -329,7 +334,7 @@ class Service:
                 for e in found.entries:
                     out[tr.id_of(rmap, e)] = e.dn
         missing = [i for i in wanted if i not in out]
-        if missing:
+        if missing and not missing_ok:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise InvalidValue(f"{what}: no {' or '.join(targets)} with id {shown}")
         return out
@@ -722,7 +727,11 @@ class Service:
         rmap = self.rmap(name)
         body = self._body(body)
         tr.validate_schemas(rmap, body)
-        read = tr.ldap_attributes(rmap, Projection()) + [a.ldap for a in rmap.attributes]
+        read = tr.ldap_attributes(rmap, Projection()) + [
+            a.ldap
+            for a in rmap.attributes
+            if tr.readable(a)  # never a password hash
+        ]
         linked = self._find_deref(rmap)
         found = self.find(rmap, rid, list(dict.fromkeys(read)), linked)
         assertion = self._check_version(rmap, found.entry, if_match)
@@ -734,7 +743,7 @@ class Service:
             want = new.get(ldap_attr, [])
             have = list(found.entry.get(ldap_attr))
             a = maps[0]
-            if a.codec.write_only:
+            if not tr.readable(a):  # a password: set when given, never read nor compared
                 if want:
                     changes.append(Change("replace", ldap_attr, tuple(want)))
                 continue
@@ -743,6 +752,8 @@ class Service:
             if a.attr == "members":
                 changes += self._member_delta(rmap, a, have, want)
                 continue
+            if a.is_reference and (a.multi or not want):
+                want = want + self._hidden_refs(a, have)
             if _same(have, want, a):
                 continue
             if a.mutability == "immutable" and have:
@@ -763,13 +774,18 @@ class Service:
     def _member_delta(
         self, rmap: ResourceMap, a: AttributeMap, have: list[bytes], want: list[bytes]
     ) -> list[Change]:
+        """A PUT's member changes: the visible members become exactly ``want``; a value SCIM
+        does not show (a member outside the mapped bases, scope or filters, the directory's
+        own refint placeholder) is kept, since the client could not have listed it."""
         placeholder = rmap.empty_member
         have_k = {normalize_dn(v.decode()): v for v in have}
         want_k = {normalize_dn(v.decode()): v for v in want}
         if placeholder:
             have_k.pop(normalize_dn(placeholder), None)
         adds = [v for k, v in want_k.items() if k not in have_k]
-        dels = [v for k, v in have_k.items() if k not in want_k]
+        gone = [v.decode() for k, v in have_k.items() if k not in want_k]
+        visible = self.resolve_dns(gone, a.to)
+        dels = [d.encode() for d in gone if normalize_dn(d) in visible]
         return self.member_changes(
             rmap,
             a,
@@ -780,6 +796,15 @@ class Service:
                 normalize_dn(v.decode()) == normalize_dn(placeholder or "") for v in have
             ),
         )
+
+    def _hidden_refs(self, a: AttributeMap, have: list[bytes]) -> list[bytes]:
+        """The values of reference attribute ``a`` that SCIM does not show (a manager outside
+        the mapped User base): a PUT keeps them — when the attribute is single-valued, only if
+        the body gives none."""
+        if not have:
+            return []
+        shown = self.resolve_dns([v.decode("utf-8", "replace") for v in have], a.to)
+        return [v for v in have if normalize_dn(v.decode("utf-8", "replace")) not in shown]
 
     def member_changes(
         self,
@@ -909,14 +934,26 @@ class Service:
         projection: Projection = DEFAULT,
     ) -> dict[str, Any]:
         """PATCH (RFC 7644 §3.5.2): every operation is validated and planned before anything is
-        written (translate.patch); the member list is never read.
+        written (translate.patch); the member list is read only for a replace or a remove of
+        all members, or a general member filter, and then once.
 
         With a directory that offers them, adding a member to a group is three operations:
         the find (which also says, through matched values, whether the empty-group
         placeholder is there), the member id's lookup, and the modify, whose post-read gives
         the response."""
-        from bridge.translate.patch import may_add_members, plan_patch, read_attributes
+        from bridge.translate.patch import (
+            may_add_members,
+            patch_size,
+            plan_patch,
+            read_attributes,
+        )
 
+        if greenio.active() and patch_size(body) > OFFLOAD_SIZE:
+            # on the event loop (python-ldap, bridge/greenio.py) a large body is CPU for a
+            # while (planning, encoding, rendering): the whole PATCH runs in the threadpool,
+            # where the client's LDAP calls block that thread only, so the loop keeps
+            # answering (/healthz, other requests); the common small PATCH stays on the loop
+            return greenio.offload(self.patch, name, rid, body, base_url, if_match, projection)
         rmap = self.rmap(name)
         body = self._body(body)
         probe = self._placeholder_probe(rmap) if may_add_members(body) else None
@@ -1050,10 +1087,11 @@ class Service:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
             self._check_free(rmap, dn, new_rdn_value)
         before = None
+        secret = _write_only(rmap)
         if new_rdn_value is not None:
             post_read = None  # the rename changes the entry after the modify
             if changes:
-                before = integrity.before_image(self.directory, dn, changes)
+                before = integrity.before_image(self.directory, dn, _readable(changes, secret))
         done = Modified([])
         if changes:
             try:
@@ -1063,15 +1101,19 @@ class Service:
                     raise
                 changes = when_emptied
                 if new_rdn_value is not None:
-                    before = integrity.before_image(self.directory, dn, changes)
+                    before = integrity.before_image(self.directory, dn, _readable(changes, secret))
                 done = self.modify(dn, changes, assertion, post_read)
         if new_rdn_value is None:
             return Written(dn, done.entry)
         try:
             return Written(self.rename(rmap, dn, new_rdn_value, None if changes else assertion))
         except (ScimError, DirectoryError) as exc:
-            if done.applied and before is not None:
-                self._undo(dn, done.applied, before, exc)
+            # a write-only attribute (a password) cannot be read into the before-image, so its
+            # undo would be ``replace attr ()``, deleting it: it is left out of the undo, and
+            # stays set as the request asked (the detail of a failed undo names it)
+            undo = _readable(done.applied, secret)
+            if undo and before is not None:
+                self._undo(dn, undo, before, exc)
             raise
 
     def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
@@ -1106,6 +1148,17 @@ class Service:
         attrs = tr.ldap_attributes(rmap, projection)
         entry = self._read_dn(rmap, dn, attrs, self.derefs(rmap, projection))
         return self.render(rmap, [entry], base_url, projection)[0]
+
+
+def _write_only(rmap: ResourceMap) -> frozenset[str]:
+    """The LDAP attributes of ``rmap`` that are written but never read back (password codecs,
+    ``returned: never``), lower-cased."""
+    return frozenset(a.ldap.lower() for a in rmap.attributes if not tr.readable(a))
+
+
+def _readable(changes: Sequence[Change], secret: frozenset[str]) -> list[Change]:
+    """``changes`` without those of the write-only attributes ``secret``."""
+    return [c for c in changes if c.attr.lower() not in secret]
 
 
 def _holds_placeholder(rmap: ResourceMap, entry: Entry) -> bool:

@@ -2,7 +2,8 @@
 
 * Any Unicode string given as ``userName`` (the RDN of a User) or ``displayName`` (the RDN of a
   Group, and a plain attribute of a User) is stored and read back exactly, or refused with a
-  400 before anything is written.  The bridge refuses NUL (U+0000) in every string value.
+  400 before anything is written.  The bridge refuses NUL (U+0000) in every string value, and
+  any control or format character (Cc, Cf) in these two identifier-like attributes.
 * Every entry a write creates or renames lies directly below the mapped base DN: checked by an
   independent search of the whole suffix, not through the bridge.
 * A filter value never matches an entry whose value does not match it literally: decoys full of
@@ -68,9 +69,16 @@ def assert_refused(client: TestClient, r: Any, value: str) -> None:
     assert body.get("scimType") in ("invalidValue", "invalidSyntax"), body
 
 
+def has_control(value: str) -> bool:
+    """C0/C1 controls, DEL (Cc) or invisible format characters (Cf): refused in the
+    identifier-like userName and displayName (issue 16)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value)
+
+
 def expected_refusal(value: str) -> bool:
-    """What the bridge refuses up front: NUL anywhere, or nothing left to name an entry."""
-    return "\x00" in value or value.strip() == ""
+    """What the bridge refuses up front in a userName or a group's displayName: NUL or
+    another control or format character anywhere, or nothing left to name an entry."""
+    return "\x00" in value or has_control(value) or value.strip() == ""
 
 
 def check_new_entries(before: set[str], after: set[str], base: str) -> set[str]:
@@ -84,7 +92,7 @@ def _user_roundtrip(client: TestClient, backend: Backend, user_name: str, displa
     before = suffix_dns(backend)
     body = {"schemas": [USER_SCHEMA], "userName": user_name, "displayName": display}
     r = client.post(f"{SCIM}/Users", json=body)
-    if expected_refusal(user_name) or "\x00" in display:
+    if expected_refusal(user_name) or has_control(display):
         assert_refused(client, r, user_name)
         assert suffix_dns(backend) == before, "a refused request wrote something"
         return

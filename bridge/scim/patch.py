@@ -23,12 +23,15 @@ from bridge.translate.values import parse_bool
 
 __all__ = [
     "MAX_OPERATIONS",
+    "MAX_VALUES",
     "OPS",
     "Op",
     "Target",
     "apply",
+    "check_count",
     "constructive",
     "elements",
+    "filter_paths",
     "is_empty",
     "matches",
     "named",
@@ -37,6 +40,9 @@ __all__ = [
 ]
 
 MAX_OPERATIONS = 1000
+#: values one request may give one multi-valued attribute (documented in docs/limits; RFC 7644
+#: ServiceProviderConfig has no field for it)
+MAX_VALUES = 10_000
 OPS = ("add", "replace", "remove")
 
 
@@ -162,7 +168,7 @@ def resolve_target(
     if path.filter is not None:
         if not defn.multi_valued:
             raise InvalidPath(f"a value filter needs a multi-valued attribute, not {defn.name}")
-        for p in _filter_paths(path.filter):
+        for p in filter_paths(path.filter):
             if p.sub is not None or defn.sub(p.attr) is None:
                 raise InvalidPath(f"{defn.name} has no sub-attribute {p.attr!r} to filter on")
     return Target(schema, defn, sub, path.filter)
@@ -180,15 +186,15 @@ def _lookup(
     raise InvalidPath(f"{name!r} is not an attribute of {resource}")
 
 
-def _filter_paths(f: Filter) -> Iterator[AttrPath]:
+def filter_paths(f: Filter) -> Iterator[AttrPath]:
     match f:
         case Compare(path=p) | Present(path=p):
             yield p
         case And(left=a, right=b) | Or(left=a, right=b):
-            yield from _filter_paths(a)
-            yield from _filter_paths(b)
+            yield from filter_paths(a)
+            yield from filter_paths(b)
         case Not(inner=i):
-            yield from _filter_paths(i)
+            yield from filter_paths(i)
         case ValuePath(path=p):
             yield p
 
@@ -298,8 +304,10 @@ def _complex(defn: sch.AttrDef, value: Any) -> dict[str, Any]:
 
 
 def elements(defn: sch.AttrDef, value: Any) -> list[dict[str, Any]]:
-    """Elements for a multi-valued attribute; a lone element or bare values are accepted."""
+    """Elements for a multi-valued attribute; a lone element or bare values are accepted
+    (at most MAX_VALUES of them)."""
     items = value if isinstance(value, list) else [value]
+    check_count(defn.name, len(items))
     out = []
     for item in items:
         if item is None:
@@ -319,6 +327,59 @@ def is_empty(value: Any) -> bool:
 
 def _key(v: Any) -> Any:
     return v.lower() if isinstance(v, str) else v
+
+
+def check_count(name: str, count: int) -> None:
+    """400 when one request gives an attribute more than MAX_VALUES values (RFC 7644 §3.12
+    invalidValue, naming the limit): no directory entry needs that many, and each value costs
+    planning and LDAP work."""
+    if count > MAX_VALUES:
+        raise InvalidValue(
+            f"{name}: {count} values; at most {MAX_VALUES} values per attribute in one request"
+        )
+
+
+def _identity(e: Mapping[str, Any]) -> Any:
+    """What :func:`_same_element` compares, as a hashable key (None: not hashable), so a
+    list of n elements is searched in O(1) per value instead of O(n)."""
+    if "value" in e:
+        key: Any = ("v", _key(e["value"]))
+    else:
+        key = ("f", frozenset((k, _key(v)) for k, v in e.items() if k not in ("primary", "type")))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+class _Index:
+    """The elements of a multi-valued attribute by :func:`_identity`; :meth:`find` returns the
+    one :func:`_same_element` matches (the same answer as a scan of the list)."""
+
+    def __init__(self, items: list[dict[str, Any]]):
+        self.buckets: dict[Any, list[dict[str, Any]]] = {}
+        self.loose: list[dict[str, Any]] = []  # unhashable identities: compared one by one
+        self.stale = False  # an indexed element changed what identifies it
+        for e in items:
+            self.add(e)
+
+    def add(self, e: dict[str, Any]) -> None:
+        key = _identity(e)
+        if key is None:
+            self.loose.append(e)
+        else:
+            self.buckets.setdefault(key, []).append(e)
+
+    def find(self, e: Mapping[str, Any]) -> dict[str, Any] | None:
+        key = _identity(e)
+        near = self.buckets.get(key, []) if key is not None else []
+        for x in (*near, *self.loose):
+            if _same_element(x, e):
+                return x
+        if key is None:
+            return next((x for b in self.buckets.values() for x in b if _same_element(x, e)), None)
+        return None
 
 
 def _same_element(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -351,24 +412,46 @@ def _one_primary(items: list[dict[str, Any]], preferred: dict[str, Any] | None =
 
 # ---------------------------------------------------------------------------- applying
 def apply(
-    resource: dict[str, Any], core_schema: str, t: Target, op: str, value: Any, has_value: bool
+    resource: dict[str, Any],
+    core_schema: str,
+    t: Target,
+    op: str,
+    value: Any,
+    has_value: bool,
+    indexes: dict[tuple[str, str], tuple[list[dict[str, Any]], _Index]] | None = None,
 ) -> None:
-    """One operation on the resource dict (RFC 7644 §3.5.2.1-3)."""
+    """One operation on the resource dict (RFC 7644 §3.5.2.1-3).  ``indexes``: kept by the
+    caller across the operations of one PATCH, so that many ``add`` operations on one
+    attribute cost time linear in the values, not the list's length per operation."""
     cont = _container(resource, core_schema, t.schema, create=op != "remove")
     if cont is None:
         return
     if not t.defn.multi_valued:
         _apply_single(cont, t, op, value)
         return
-    items: list[dict[str, Any]] = [
-        dict(e) if isinstance(e, Mapping) else {"value": e} for e in cont.get(t.name) or []
-    ]
-    preferred = _apply_multi(items, t, op, value, has_value)
-    _one_primary(items, preferred)
+    key = (t.schema, t.name)
+    held = (indexes or {}).get(key)
+    if held is not None and cont.get(t.name) is held[0]:
+        items, index = held
+    else:
+        items = [
+            dict(e) if isinstance(e, Mapping) else {"value": e} for e in cont.get(t.name) or []
+        ]
+        index = _Index(items)
+    plain_add = op == "add" and t.filter is None and t.sub is None
+    preferred = _apply_multi(items, t, op, value, has_value, index if plain_add else None)
+    if preferred is not None or not plain_add:
+        _one_primary(items, preferred)  # an add without primary keeps the one primary first
     if items:
         cont[t.name] = items
     else:
         cont.pop(t.name, None)
+    if indexes is not None:
+        # only a plain add of valued elements keeps the index in step with the list
+        if plain_add and items and not index.stale:
+            indexes[key] = (items, index)
+        else:
+            indexes.pop(key, None)
 
 
 def _container(
@@ -420,7 +503,12 @@ def _apply_single(cont: dict[str, Any], t: Target, op: str, value: Any) -> None:
 
 
 def _apply_multi(
-    items: list[dict[str, Any]], t: Target, op: str, value: Any, has_value: bool
+    items: list[dict[str, Any]],
+    t: Target,
+    op: str,
+    value: Any,
+    has_value: bool,
+    index: _Index | None = None,
 ) -> dict[str, Any] | None:
     """Returns the element that should be primary if the operation set ``primary: true``."""
     defn = t.defn
@@ -443,8 +531,8 @@ def _apply_multi(
         if has_value and not is_empty(value):
             # Entra ID removes members (and other values) with path "members" and a value
             # list: exactly those values go (RFC 7644 leaves a remove value undefined).
-            drop = elements(defn, value)
-            items[:] = [e for e in items if not any(_same_element(e, d) for d in drop)]
+            drop = _Index(elements(defn, value))
+            items[:] = [e for e in items if drop.find(e) is None]
         else:
             items.clear()
         return None
@@ -454,17 +542,22 @@ def _apply_multi(
     preferred = None
     if op == "replace":
         items.clear()
+        index = None
+    index = index if index is not None else _Index(items)
     for e in new:
-        existing = next((x for x in items if _same_element(x, e)), None)
+        existing = index.find(e)
         if existing is not None:
             # RFC 7644 §3.5.2.1: a value already present (compared as its caseExact says) is
             # not added again; its other sub-attributes (primary, display) are updated.
+            index.stale |= "value" not in existing  # its identity is its fields: changed
             existing.update({k: v for k, v in e.items() if k != "value"})
             e = existing
         else:
             items.append(e)
+            index.add(e)
         if e.get("primary") is True:
             preferred = e
+    check_count(defn.name, len(items))
     return preferred
 
 

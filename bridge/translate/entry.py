@@ -8,6 +8,7 @@ I/O.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from bridge.directory.base import Entry
 from bridge.directory.syntax import normalize_dn, rdn_of
 from bridge.errors import InvalidValue
 from bridge.scim import schema as sch
+from bridge.scim.patch import check_count
 from bridge.scim.projection import DEFAULT, Projection
 
 
@@ -47,6 +49,13 @@ def ldap_attributes(rmap: ResourceMap, projection: Projection = DEFAULT) -> list
     out = [rmap.id.ldap, rmap.created, rmap.last_modified, rmap.version]
     out += [a.ldap for a in rendered(rmap, projection)]
     return list(dict.fromkeys(out))
+
+
+def readable(a: AttributeMap) -> bool:
+    """Whether the bridge ever reads ``a`` from the directory: not a write-only codec (a
+    password) nor an attribute the mapping declares ``returned: never`` (RFC 7643 §7) — those
+    are never asked for, filtered on or sorted by."""
+    return not a.codec.write_only and a.returned != "never"
 
 
 _RENDERED: dict[tuple[int, Projection], tuple[ResourceMap, tuple[AttributeMap, ...]]] = {}
@@ -273,6 +282,23 @@ def reference_ids(rmap: ResourceMap, resource: Mapping[str, Any]) -> dict[str, l
     return out
 
 
+#: identifier-like core attributes (RFC 7643 §4.1.1 userName, the displayName a group is named
+#: by and a user shown as): no control or invisible format characters, which would let a value
+#: look like another one or break a log line or an LDIF export
+IDENTIFIER_ATTRIBUTES = frozenset({"userName", "displayName"})
+
+
+def check_identifier(path: str, value: str) -> None:
+    """400 invalidValue naming ``path`` when ``value`` holds a C0/C1 control character, DEL
+    (Unicode category Cc) or a format character such as a zero-width space or a bidi override
+    (Cf)."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf"):
+            raise InvalidValue(
+                f"{path}: control or invisible character U+{ord(ch):04X} is not allowed"
+            )
+
+
 def encode(
     a: AttributeMap,
     values: Iterable[Any],
@@ -282,7 +308,10 @@ def encode(
     """SCIM values of mapping ``a`` -> LDAP values (deduplicated, order kept)."""
     out: list[bytes] = []
     seen: set[bytes] = set()
+    identifier = not a.extension and a.attr in IDENTIFIER_ATTRIBUTES
     for v in values:
+        if identifier and isinstance(v, str):
+            check_identifier(a.path, v)
         if a.is_reference:
             dn = ref_dns.get(str(v))
             if dn is None:
@@ -325,10 +354,12 @@ def to_attributes(
                 break
         if a.codec.absent is not None and not values:
             continue
+        check_count(a.path, len(values))
         encoded = encode(a, values, ref_dns, list(current.get(a.ldap)) if current else None)
         if encoded:
             out.setdefault(a.ldap, [])
-            out[a.ldap] += [e for e in encoded if e not in out[a.ldap]]
+            have = set(out[a.ldap])  # a set: a list scan per value was quadratic
+            out[a.ldap] += [e for e in encoded if e not in have]
     return out
 
 

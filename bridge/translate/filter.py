@@ -334,7 +334,8 @@ class _Translator:
         return _or(out)
 
     def exists(self, element: _Element) -> Expr:
-        return _or([self.compare(m, "pr", None, m.path) for m in element.maps])
+        shown = [m for m in element.maps if m.returned != "never" and not m.codec.write_only]
+        return _or([self.compare(m, "pr", None, m.path) for m in shown])
 
     def in_element(self, el: _Element, f: Filter, every: Sequence[_Element]) -> Expr:
         """``f`` (paths relative to the element) for one kind of element."""
@@ -402,6 +403,12 @@ class _Translator:
 
     # ------------------------------------------------------------------ one mapping
     def compare(self, m: AttributeMap, op: str, value: Value, shown: str) -> Expr:
+        if m.returned == "never" or m.codec.write_only:
+            # RFC 7643 §7 returned=never: a filter on it (``password pr``, ``password eq x``)
+            # would read it one bit per request
+            raise InvalidFilter(
+                f"filter attribute {shown} is never returned: it cannot be filtered"
+            )
         if m.is_reference:
             return self.reference(m, op, value, shown)
         try:
@@ -632,6 +639,8 @@ def sort_attribute(rmap: ResourceMap, sort_by: str) -> str:
     if not maps:
         raise InvalidValue(f"sortBy {sort_by} is not a mapped attribute of {rmap.name}")
     m = maps[0]
+    if m.returned == "never" or m.codec.write_only:
+        raise InvalidValue(f"sortBy {sort_by}: {m.path} is never returned: it cannot sort")
     if m.is_reference or m.codec.name in ("password", "ppolicy-lock") or m.codec.binary:
         raise InvalidValue(f"sortBy {sort_by}: {m.attr} cannot be sorted by the directory")
     return m.ldap

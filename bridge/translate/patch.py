@@ -8,11 +8,15 @@ How a PATCH is planned, before anything is written (a PATCH is all-or-nothing):
    (rendered from the entry, ``members``/``groups`` left out), giving the new resource.  Only
    the LDAP attributes of the SCIM attributes the operations touched are re-encoded and compared
    with the entry, so an untouched attribute is never written (LAM#340: send only what changed).
-3. ``members`` is never read: add/remove become MODIFY_ADD/MODIFY_DELETE of just the affected
-   DNs; a ``replace`` (or a remove of all members) is a MODIFY_REPLACE with the new set.  A
-   groupOfNames keeps its ``empty_member`` placeholder when it would become empty
-   (``PatchPlan.when_emptied``) and loses it when a real member arrives (whether it is there
-   comes with the find where the directory has matched values, else from a base search).
+3. ``members``: add/remove become MODIFY_ADD/MODIFY_DELETE of just the affected DNs, without
+   reading the member list.  A ``replace`` (or a remove of all members) reads it once and
+   changes only the members SCIM shows (the difference, as MODIFY_ADD/MODIFY_DELETE): values
+   outside the mapped bases, scope or filters and the directory's own refint placeholder are
+   kept, since no client could have listed them.  A general member filter reads the list at
+   most once per PATCH too.  A groupOfNames keeps its ``empty_member`` placeholder when it
+   would become empty (``PatchPlan.when_emptied``) and loses it when a real member arrives
+   (whether it is there comes with the find where the directory has matched values, else from
+   a base search).
 4. A change of the attribute that names the entry is a rename (``new_rdn_value``); the RDN
    attribute itself is then left out of ``changes``.  ``Service.write`` sends the modify first
    (carrying the If-Match assertion) and the rename after it, undoing the modify if the rename
@@ -36,7 +40,15 @@ import orjson
 from bridge.config import AttributeMap, ResourceMap
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import escape_filter, normalize_dn, split_rdn
-from bridge.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, ScimError
+from bridge.errors import (
+    InvalidFilter,
+    InvalidPath,
+    InvalidSyntax,
+    InvalidValue,
+    Mutability,
+    ScimError,
+    TooMany,
+)
 from bridge.scim import schema as sch
 from bridge.scim.filter import Compare, Filter, Or
 from bridge.scim.patch import (
@@ -44,6 +56,7 @@ from bridge.scim.patch import (
     Target,
     apply,
     elements,
+    filter_paths,
     is_empty,
     matches,
     named,
@@ -57,7 +70,18 @@ from bridge.translate import entry as tr
 if TYPE_CHECKING:
     from bridge.service import Service
 
-__all__ = ["PatchPlan", "may_add_members", "plan_patch", "read_attributes"]
+__all__ = [
+    "MAX_MEMBER_FILTERS",
+    "PatchPlan",
+    "may_add_members",
+    "patch_size",
+    "plan_patch",
+    "read_attributes",
+]
+
+#: general member filters (``members[display co "x"]``) per PATCH: each is tested against every
+#: member of the group (Entra ID's ``members[value eq "id"]`` is an id lookup, not counted)
+MAX_MEMBER_FILTERS = 20
 
 #: the working view of a resource: no member list (never read), no read-only groups
 WORKING_VIEW = Projection(exclude=frozenset({("members", None), ("groups", None)}))
@@ -78,8 +102,13 @@ class PatchPlan:
 
 def read_attributes(rmap: ResourceMap) -> list[str]:
     """The LDAP attributes a PATCH reads: everything mapped except the member list and the
-    read-only back-links (memberOf), which may be huge and are never needed to plan."""
-    skip = {a.ldap.lower() for a in rmap.attributes if a.attr in ("members", "groups")}
+    read-only back-links (memberOf), which may be huge and are never needed to plan, and the
+    write-only ones (``userPassword``: its hashes are never read, RFC 7643 §7 returned=never)."""
+    skip = {
+        a.ldap.lower()
+        for a in rmap.attributes
+        if a.attr in ("members", "groups") or not tr.readable(a)
+    }
     wanted = tr.ldap_attributes(rmap, WORKING_VIEW) + [
         a.ldap for a in rmap.attributes if a.attr not in ("members", "groups")
     ]
@@ -107,6 +136,21 @@ def may_add_members(body: Any) -> bool:
     return False
 
 
+def patch_size(body: Any) -> int:
+    """How much planning a PATCH body may take, cheaply: its operations plus the elements of
+    the arrays in their values (one level into value objects).  A body not shaped as a PATCH
+    counts 0 (the plan refuses it at once)."""
+    raw = tr.ci_get(body, "Operations") if isinstance(body, Mapping) else None
+    if not isinstance(raw, list):
+        return 0
+    size = len(raw)
+    for o in raw:
+        value = o.get("value") if isinstance(o, Mapping) else None
+        inner = value.values() if isinstance(value, Mapping) else (value,)
+        size += sum(len(v) for v in inner if isinstance(v, list))
+    return size
+
+
 # ---------------------------------------------------------------------------- the resource
 @dataclass
 class Work:
@@ -115,6 +159,8 @@ class Work:
     rmap: ResourceMap
     res: dict[str, Any]
     touched: set[tuple[str, str]] = field(default_factory=set)  # (schema, attr name)
+    #: per multi-valued attribute, its value index across operations (scim.patch.apply)
+    indexes: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def touch(self, t: Target) -> None:
         self.touched.add((t.schema, t.name))
@@ -138,17 +184,34 @@ def _check_writable(rmap: ResourceMap, t: Target, op: str) -> None:
 def _apply(work: Work, t: Target, op: str, value: Any, has_value: bool) -> None:
     _check_writable(work.rmap, t, op)
     work.touch(t)
-    apply(work.res, work.rmap.schema, t, op, value, has_value)
+    apply(work.res, work.rmap.schema, t, op, value, has_value, work.indexes)
 
 
 # ---------------------------------------------------------------------------- members
 @dataclass
 class Members:
-    """Member operations, accumulated in order without reading the member list."""
+    """Member operations, accumulated in order; the member list is read only for a replace,
+    a remove-all or a general member filter, and then once per PATCH (:meth:`listed`)."""
 
     final: dict[str, None] | None = None  # the whole new set, after a replace / remove-all
     adds: dict[str, None] = field(default_factory=dict)
     dels: dict[str, None] = field(default_factory=dict)
+    filtered: int = 0  # general member filters so far (MAX_MEMBER_FILTERS)
+    #: the member attribute's current values and those of them SCIM shows, read once
+    _listed: tuple[list[str], dict[str, tr.Ref]] | None = None
+
+    def listed(
+        self, service: Service, rmap: ResourceMap, entry: Entry
+    ) -> tuple[list[str], dict[str, tr.Ref]]:
+        """The group's member DNs and, by normalised DN, the visible ones (members inside a
+        mapped target type's base, scope and filter): one read and one batched resolve."""
+        if self._listed is None:
+            a = rmap.member_map
+            assert a is not None
+            full = service.directory.read(entry.dn, [a.ldap])
+            dns = [v.decode("utf-8", "replace") for v in (full.get(a.ldap) if full else ())]
+            self._listed = (dns, service.resolve_dns(dns, a.to))
+        return self._listed
 
     def add(self, ids: list[str]) -> None:
         for i in ids:
@@ -210,7 +273,13 @@ def _apply_members(
         # Entra ID removes one member with 'members[value eq "id"]'.
         ids = _filter_ids(t.filter)
         if ids is None:
-            ids = _members_matching(service, rmap, entry, t)
+            m.filtered += 1
+            if m.filtered > MAX_MEMBER_FILTERS:
+                raise TooMany(
+                    f"at most {MAX_MEMBER_FILTERS} operations with a general members filter "
+                    'per PATCH (members[value eq "id"] is not limited)'
+                )
+            ids = _members_matching(service, rmap, entry, m, t)
         m.remove(ids)
         return
     if o.op == "remove":
@@ -226,14 +295,14 @@ def _apply_members(
         m.replace(ids)
 
 
-def _members_matching(service: Service, rmap: ResourceMap, entry: Entry, t: Target) -> list[str]:
-    """A general filter on members (``members[display co "x"]``) must see the members: read
-    the list once, render each as {value, type, display} and test the filter."""
-    a = rmap.member_map
-    assert a is not None and t.filter is not None
-    full = service.directory.read(entry.dn, [a.ldap])
-    dns = [v.decode("utf-8", "replace") for v in (full.get(a.ldap) if full else ())]
-    refs = service.resolve_dns(dns, a.to)
+def _members_matching(
+    service: Service, rmap: ResourceMap, entry: Entry, m: Members, t: Target
+) -> list[str]:
+    """A general filter on members (``members[display co "x"]``) must see the members: the
+    list read once per PATCH (:meth:`Members.listed`), each rendered as {value, type, display}
+    and tested against the filter."""
+    assert t.filter is not None
+    _dns, refs = m.listed(service, rmap, entry)
     out = []
     for ref in refs.values():
         element = {"value": ref.id, "type": ref.resource, "display": ref.display}
@@ -249,14 +318,10 @@ def _member_changes(
     assert a is not None
     placeholder = rmap.empty_member
     if m.final is not None:
-        dns = service.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
-        values = tuple(dns[i].encode() for i in m.final)
-        if not values and placeholder:
-            values = (placeholder.encode(),)
-        return [Change("replace", a.ldap, values)], None
+        return _replace_members(service, rmap, entry, m), None
     add_dns = service.resolve_ids(list(m.adds), a.to, a.attr) if m.adds else {}
     # Removing a member that no longer exists (deleted, refint already dropped it) is a no-op.
-    del_dns = _resolve_present(service, list(m.dels), a)
+    del_dns = service.resolve_ids(list(m.dels), a.to, a.attr, missing_ok=True) if m.dels else {}
     changes: list[Change] = []
     if add_dns:
         changes.append(Change("add", a.ldap, tuple(d.encode() for d in add_dns.values())))
@@ -273,19 +338,26 @@ def _member_changes(
     return changes, when_emptied
 
 
-def _resolve_present(service: Service, ids: list[str], a: AttributeMap) -> dict[str, str]:
-    if not ids:
-        return {}
-    try:
-        return service.resolve_ids(ids, a.to, a.attr)
-    except InvalidValue:
-        out: dict[str, str] = {}
-        for i in ids:
-            try:
-                out.update(service.resolve_ids([i], a.to, a.attr))
-            except InvalidValue:
-                continue
-        return out
+def _replace_members(service: Service, rmap: ResourceMap, entry: Entry, m: Members) -> list[Change]:
+    """``replace members`` or a remove of all members (RFC 7644 §3.5.2.3/.2): the visible
+    members become exactly the new set; a value SCIM does not show (a member outside the
+    mapped bases, scope or filters — a service account, a group of another OU — or the
+    directory's own refint placeholder such as OpenLDAP's ``olcRefintNothing``) is kept, since
+    the client could not have listed it.  MODIFY_ADD/MODIFY_DELETE of just the difference."""
+    a = rmap.member_map
+    assert a is not None and m.final is not None
+    want = service.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
+    dns, visible = m.listed(service, rmap, entry)
+    have = {normalize_dn(d): d for d in dns}
+    want_k = {normalize_dn(d): d for d in want.values()}
+    adds = [d.encode() for k, d in want_k.items() if k not in have]
+    dels = [d.encode() for k, d in have.items() if k in visible and k not in want_k]
+    key = normalize_dn(rmap.empty_member) if rmap.empty_member else None
+    had_placeholder = key is not None and key in have
+    others = len(have) - (1 if had_placeholder else 0)
+    return service.member_changes(
+        rmap, a, adds, dels, others - len(dels) + len(adds), had_placeholder
+    )
 
 
 def _has_value(service: Service, dn: str, attr: str, value: str) -> bool:
@@ -420,6 +492,8 @@ def _run_target(
     t: Target,
     value: Any,
 ) -> None:
+    if t.filter is not None:
+        _check_filter_shown(rmap, t)
     if t.name == "members" and t.schema == rmap.schema and rmap.member_map is not None:
         _check_writable(rmap, t, "add")
         _apply_members(
@@ -427,6 +501,22 @@ def _run_target(
         )
         return
     _apply(work, t, o.op, value, o.has_value)
+
+
+def _check_filter_shown(rmap: ResourceMap, t: Target) -> None:
+    """A PATCH value filter may not test a never-returned sub-attribute (RFC 7643 §7): the
+    outcome of a filtered operation would tell its value (400 invalidFilter naming it)."""
+    assert t.filter is not None
+    hidden = {
+        (a.sub or "value").lower(): a.path
+        for a in rmap.maps_for(t.name, t.schema)
+        if not tr.readable(a)
+    }
+    for p in filter_paths(t.filter):
+        if p.attr.lower() in hidden:
+            raise InvalidFilter(
+                f"filter attribute {t.name}.{p.attr} is never returned: it cannot be filtered"
+            )
 
 
 def _to_plan(
@@ -467,11 +557,14 @@ def _to_plan(
         have = list(entry.get(ldap_attr))
         if a.codec.keep_when_absent and not want:
             continue  # AD's userAccountControl cannot be removed: removing active is a no-op
-        if a.codec.write_only:
-            if want:
+        if not tr.readable(a):
+            # never read, so never compared: set when given.  A password the operation left
+            # without a value is cleared (a replace with no values of an absent attribute is a
+            # no-op to LDAP, RFC 4511 §4.6); another never-returned attribute is not, since it
+            # may only have been touched through its parent (an add to phoneNumbers must not
+            # wipe a hidden mobile number it could not see)
+            if want or a.codec.write_only:
                 changes.append(Change("replace", ldap_attr, tuple(want)))
-            elif have:
-                changes.append(Change("replace", ldap_attr, ()))
             continue
         if _same(have, want, a):
             continue
@@ -512,11 +605,13 @@ def _encode(
                 break
         if a.codec.absent is not None and not values:
             continue
+        bucket = out.setdefault(a.ldap, [])
+        seen = set(bucket)
         for e in tr.encode(a, values, ref_dns, list(entry.get(a.ldap))):
-            bucket = out.setdefault(a.ldap, [])
-            if e not in bucket:
+            if e not in seen:  # a set: a list scan per value was quadratic
+                seen.add(e)
                 bucket.append(e)
-    return out
+    return {k: v for k, v in out.items() if v}
 
 
 def a_is_member(rmap: ResourceMap, ldap_attr: str) -> bool:
