@@ -216,8 +216,10 @@ def tls_failure(url: str, settings: ConnectionSettings) -> str | None:
                 return None
     except ssl.SSLCertVerificationError as exc:
         return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
-    except (ssl.SSLError, OSError) as exc:
+    except ssl.SSLError as exc:
         return f"TLS: {exc}"
+    except OSError as exc:  # not TLS: the server cannot be reached (any more)
+        return f"cannot connect: {exc.strerror or exc}"
 
 
 def _start_tls(sock: socket.socket) -> bool:
