@@ -101,6 +101,7 @@ def connection_settings(settings: Settings) -> Any:
         page_size=settings.page_size,
         idle_timeout=settings.idle_timeout,
         server_backoff=settings.server_backoff,
+        allow_plain_passwords_on_loopback=settings.ldap_allow_plain_passwords_on_loopback,
     )
 
 

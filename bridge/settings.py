@@ -52,6 +52,7 @@ class Settings:
     ca_file: str | None = None
     tls_verify: bool = True
     tls_hostname: str | None = None
+    ldap_allow_plain_passwords_on_loopback: bool = False
     connect_timeout: float = 5.0
     operation_timeout: float = 30.0
     pool_size: int = 8
@@ -152,6 +153,9 @@ class Settings:
             ca_file=env.get("BRIDGE_LDAP_CA_FILE") or None,
             tls_verify=_bool(env.get("BRIDGE_LDAP_TLS_VERIFY"), True),
             tls_hostname=env.get("BRIDGE_LDAP_TLS_HOSTNAME") or None,
+            ldap_allow_plain_passwords_on_loopback=_bool(
+                env.get("BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK"), False
+            ),
             connect_timeout=num("BRIDGE_LDAP_CONNECT_TIMEOUT", 5.0, float),
             operation_timeout=num("BRIDGE_LDAP_TIMEOUT", 30.0, float),
             pool_size=int(num("BRIDGE_LDAP_POOL_SIZE", 8)),

@@ -35,7 +35,10 @@ log = logging.getLogger("bridge.service")
 
 
 def check_transport(directory: Directory, rmap: ResourceMap, attributes: Iterable[str]) -> None:
-    """Refuse to send a ``secure_transport`` value (AD's unicodePwd) over plain LDAP.
+    """Refuse to send a ``secure_transport`` value (every password codec: OpenLDAP's
+    userPassword, AD's unicodePwd) or any write-only secret over plain LDAP.  The one check for
+    all of them; ``Directory.secure`` also holds for a loopback directory when the operator
+    opted out (``BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK=true``).
 
     501, not 400: the request is fine, this deployment cannot carry it out until its
     administrator configures LDAPS or StartTLS (a 400 would tell the IdP its data is wrong; a 503
@@ -44,12 +47,13 @@ def check_transport(directory: Directory, rmap: ResourceMap, attributes: Iterabl
         return
     for name in attributes:
         for a in rmap.maps_for_ldap(name):
-            if a.codec.secure_transport:
+            if a.codec.secure_transport or a.codec.write_only:
                 raise NotImplemented_(
                     f"{a.path} cannot be written: the bridge reaches the directory over "
-                    f"unencrypted LDAP and {a.ldap} is accepted only over LDAPS or StartTLS; "
-                    "the bridge's administrator must set BRIDGE_LDAP_URL=ldaps://... or "
-                    "BRIDGE_LDAP_STARTTLS=true"
+                    f"unencrypted LDAP and sends {a.ldap} only over LDAPS, StartTLS or ldapi; "
+                    "the bridge's administrator must set BRIDGE_LDAP_URL=ldaps://... (or "
+                    "ldapi://...) or BRIDGE_LDAP_STARTTLS=true (for a directory on the same "
+                    "host only: BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK=true)"
                 )
 
 

@@ -152,7 +152,12 @@ def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> 
         yield Backend("embedded", directory, openldap_mapping)
         return
     info = request.getfixturevalue("slapd_server")
-    directory = slapd_directory(info, "libldap" if request.param == "slapd-libldap" else "ldap3")
+    # encrypted, as passwords need (bridge/directory/pooled.py): ldap3 over LDAPS with the
+    # fixture's CA, python-ldap over ldapi (the local socket)
+    if request.param == "slapd-libldap":
+        directory = slapd_directory(info, "libldap", urls=(info.ldapi_url,))
+    else:
+        directory = slapd_directory(info, urls=(info.ldaps_url,), ca_file=info.ca_file)
     _empty(directory, openldap_mapping)
     yield Backend("slapd", directory, openldap_mapping, info)  # same server, either client
     _empty(directory, openldap_mapping)

@@ -56,6 +56,10 @@ class FaultyDirectory(Directory):
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
+    @property
+    def secure(self) -> bool:
+        return self.inner.secure
+
     def search(
         self,
         base: str,

@@ -130,9 +130,10 @@ class Directory(ABC):
 
     @property
     def secure(self) -> bool:
-        """True when what the bridge sends cannot be read on the way: LDAPS, StartTLS, or no
-        network at all.  Codecs marked ``secure_transport`` (AD's unicodePwd, which AD accepts
-        only over an encrypted connection) are refused when this is False."""
+        """True when the bridge may send passwords: what it sends cannot be read on the way
+        (LDAPS, StartTLS, ldapi, or no network at all), or the operator allowed plain LDAP to
+        a directory on this host (``BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK``).  Values
+        of ``secure_transport`` codecs (every password codec) are refused when this is False."""
         return False
 
     @abstractmethod

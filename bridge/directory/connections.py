@@ -36,6 +36,9 @@ class ConnectionSettings:
     idle_timeout: float = 300.0
     #: a server that failed to connect is tried after the others for this long
     server_backoff: float = 30.0
+    #: passwords may go over plain ldap:// to a loopback host (they are refused over any other
+    #: unencrypted connection: bridge/directory/pooled.py)
+    allow_plain_passwords_on_loopback: bool = False
 
 
 class PoolTimeout(Exception):

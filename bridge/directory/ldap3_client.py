@@ -6,10 +6,7 @@ rather than by ldap3's ServerPool, which keeps a reference to every Connection e
 when connections are recycled for months), sleeps ``POOLING_LOOP_TIMEOUT`` (10 s) inside a
 request when every server is down, and only switches servers when a connection is opened.
 
-* Failover: ``urls`` are tried in order; a server that fails to connect is moved to the back of
-  the order for ``server_backoff`` seconds (never skipped: when all are down all are tried, so
-  the bridge recovers as soon as any comes back).  Each switch to another server is counted
-  (``failovers``) and logged.
+* Failover: :class:`~bridge.directory.pooled.Failover`, shared with the python-ldap client.
 * Recovery: a pooled connection is checked before use and discarded when the server closed it
   (restart, idle timeout, Notice of Disconnection: the socket is readable while no request is
   outstanding), when it has been idle longer than ``idle_timeout`` (firewalls drop idle TCP
@@ -17,7 +14,8 @@ request when every server is down, and only switches servers when a connection i
   directory restart costs no failed request, and the bridge never needs a restart.
 * TLS: ``ldaps://`` URLs or StartTLS; the certificate chain is verified against ``ca_file``
   (system store when unset) and the certificate must name the host (or ``tls_hostname``).
-  Turning verification off needs ``verify=False`` and is logged as a warning.
+  Turning verification off needs ``verify=False`` and is logged as a warning (the start-up
+  checks of both clients: :func:`bridge.directory.pooled.check_settings`).
 
 All ldap3 exceptions and result codes are translated to :class:`DirectoryError` in
 :meth:`Ldap3Directory._run` and :meth:`Ldap3Directory._connect` — nowhere else.
@@ -27,15 +25,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core import exceptions as lx
@@ -53,9 +48,7 @@ from bridge.directory.base import (
     Capabilities,
     Change,
     Deref,
-    Directory,
     Entry,
-    PoolStats,
     Scope,
     SearchResult,
     SortKey,
@@ -64,7 +57,6 @@ from bridge.directory.base import (
 from bridge.directory.connections import (
     EXTENDED_DN_ATTRS,
     PoolTimeout,
-    Slots,
     plain_dn,
     reusable,
     split_extended,
@@ -72,8 +64,9 @@ from bridge.directory.connections import (
 from bridge.directory.connections import (
     ConnectionSettings as ConnectionSettings,  # re-exported: the settings of this client
 )
+from bridge.directory.pooled import PooledDirectory, connect_failure, scheme, uses_start_tls
 from bridge.directory.syntax import parent_dn
-from bridge.errors import ConfigError, DirectoryError, Problem
+from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
 
@@ -96,55 +89,16 @@ _TRANSPORT = (
 )
 
 
-@dataclass
-class _Server:
-    """One directory server and its failover state."""
-
-    url: str
-    server: ldap3.Server
-    down_until: float = 0.0
-    last_error: str = ""
-
-
-class Ldap3Directory(Directory):
+class Ldap3Directory(PooledDirectory[ldap3.Connection]):
     name = "ldap3"
 
     def __init__(self, settings: ConnectionSettings):
-        if not settings.urls:
-            raise ConfigError([Problem("BRIDGE_LDAP_URL", "no directory URL given")])
-        self.settings = settings
-        self._check_tls_settings()
-        #: idle connections with the monotonic time they were returned
-        self._slots: Slots[tuple[ldap3.Connection, float]] = Slots(settings.pool_size)
-        self._servers = [_Server(url, self._make_server(url)) for url in settings.urls]
-        self._state_lock = threading.Lock()
-        self._failovers = 0
-        self._current: str | None = None
+        super().__init__(settings)  # the shared start-up checks (pooled.check_settings)
+        self._servers = {url: self._make_server(url) for url in settings.urls}
         self._caps: Capabilities | None = None
         self._caps_lock = threading.Lock()
 
     # ------------------------------------------------------------------ TLS
-    def _check_tls_settings(self) -> None:
-        s = self.settings
-        tls_used = s.start_tls or any(u.lower().startswith("ldaps://") for u in s.urls)
-        if s.ca_file and not os.access(s.ca_file, os.R_OK):
-            raise ConfigError([Problem("BRIDGE_LDAP_CA_FILE", f"cannot read {s.ca_file}")])
-        if tls_used and not s.verify:
-            log.warning(
-                "TLS certificate verification is OFF (BRIDGE_LDAP_TLS_VERIFY=false): the bind "
-                "password can be sent to anyone who intercepts the connection",
-                extra={"urls": list(s.urls)},
-            )
-        plain = [u for u in s.urls if not u.lower().startswith(("ldaps://", "ldapi://"))]
-        if s.bind_password and plain and not s.start_tls:
-            remote = [u for u in plain if not _loopback(u)]
-            if remote:
-                log.warning(
-                    "the bind password is sent in clear text: use ldaps:// or "
-                    "BRIDGE_LDAP_STARTTLS=true",
-                    extra={"urls": remote},
-                )
-
     def _tls(self) -> ldap3.Tls:
         s = self.settings
         valid_names = [s.tls_hostname] if s.tls_hostname else None
@@ -156,17 +110,32 @@ class Ldap3Directory(Directory):
         )
 
     def _make_server(self, url: str) -> ldap3.Server:
-        use_ssl = url.lower().startswith("ldaps://")
+        use_ssl = scheme(url) == "ldaps"
         return ldap3.Server(
             url,
             use_ssl=use_ssl,
             get_info=ldap3.NONE,
             connect_timeout=self.settings.connect_timeout,
-            tls=self._tls() if use_ssl or self.settings.start_tls else None,
+            tls=self._tls() if use_ssl or uses_start_tls(url, self.settings) else None,
         )
 
     # ------------------------------------------------------------------ connections
-    def _open(self, server: ldap3.Server) -> ldap3.Connection:
+    def _open(self, url: str) -> ldap3.Connection:
+        """A bound connection to ``url``; every failure a DirectoryError (transient when the
+        server did not answer as LDAP: TCP, TLS, timeout)."""
+        server = self._servers[url]
+        # ldap3 remembers a failed address for RESET_AVAILABILITY_TIMEOUT (5 s) and then
+        # refuses to even try it ("invalid server address"): the backoff is ours to decide
+        server.reset_availability()
+        try:
+            return self._bind(url, server)
+        except DirectoryError:
+            raise
+        except Exception as exc:  # ldap3 raises socket, ssl, struct errors here too
+            reason = connect_failure(url, self.settings, f"{type(exc).__name__}: {exc}")
+            raise DirectoryError("connectError", reason, operation="connect") from None
+
+    def _bind(self, url: str, server: ldap3.Server) -> ldap3.Connection:
         s = self.settings
         conn = ldap3.Connection(
             server,
@@ -186,7 +155,7 @@ class Ldap3Directory(Directory):
         _keep_post_read_raw(conn)
         try:
             conn.open()
-            if s.start_tls and not server.ssl:
+            if uses_start_tls(url, s):
                 conn.start_tls()  # raises LDAPStartTLSError (e.g. certificate mismatch)
                 if not conn.tls_started:
                     raise DirectoryError("connectError", "StartTLS failed", operation="starttls")
@@ -200,43 +169,8 @@ class Ldap3Directory(Directory):
         return conn
 
     def _connect(self) -> ldap3.Connection:
-        """Open and bind a connection to the first server that answers (see module doc)."""
-        now = time.monotonic()
-        with self._state_lock:
-            order = sorted(self._servers, key=lambda srv: srv.down_until > now)  # stable
-        errors: list[str] = []
-        for srv in order:
-            # ldap3 remembers a failed address for RESET_AVAILABILITY_TIMEOUT (5 s) and then
-            # refuses to even try it ("invalid server address"): the backoff is ours to decide
-            srv.server.reset_availability()
-            try:
-                conn = self._open(srv.server)
-            except DirectoryError as exc:
-                # a refused bind (wrong credentials) is wrong on every replica: no failover
-                if not exc.transient or exc.operation == "bind":
-                    raise
-                reason = exc.message or exc.code
-            except Exception as exc:  # ldap3 raises socket, ssl, struct errors here too
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                self._connected(srv)
-                return conn
-            with self._state_lock:
-                srv.down_until = time.monotonic() + self.settings.server_backoff
-                srv.last_error = reason
-            errors.append(f"{srv.url}: {reason}")
-            log.warning("directory server unreachable", extra={"url": srv.url, "error": reason})
-        raise DirectoryError("connectError", "; ".join(errors), operation="connect")
-
-    def _connected(self, srv: _Server) -> None:
-        with self._state_lock:
-            srv.down_until = 0.0
-            srv.last_error = ""
-            previous, self._current = self._current, srv.url
-            if previous is None or previous == srv.url:
-                return
-            self._failovers += 1
-        log.warning("directory failover", extra={"from_url": previous, "to_url": srv.url})
+        """Open and bind a connection to the first server that answers (pooled.Failover)."""
+        return self._failover.connect(self._open)
 
     def _usable(self, conn: ldap3.Connection, idle_since: float) -> bool:
         """False when a pooled connection must not be reused (closed by the server or idle
@@ -277,16 +211,6 @@ class Ldap3Directory(Directory):
             raise
         finally:
             self._slots.give((conn, time.monotonic()) if conn is not None else None)
-
-    def pool_stats(self) -> PoolStats:
-        with self._state_lock:
-            return PoolStats(
-                size=self.settings.pool_size,
-                in_use=self._slots.in_use,
-                idle=self._slots.idle,
-                failovers=self._failovers,
-                current_url=self._current,
-            )
 
     def _run(
         self, operation: str, dn: str, fn: Callable[[ldap3.Connection], T], *, retry: bool = False
@@ -332,14 +256,6 @@ class Ldap3Directory(Directory):
         result = conn.result or {}
         code = result.get("description") or "other"
         raise DirectoryError(code, result.get("message", ""), dn=dn, operation=operation)
-
-    @property
-    def secure(self) -> bool:
-        """Every URL is ldaps://, or StartTLS is required on each connection."""
-        s = self.settings
-        return bool(s.urls) and (
-            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
-        )
 
     # ------------------------------------------------------------------ capabilities
     @property
@@ -735,11 +651,6 @@ def _child(rdn: str, parent: str) -> str:
 def _close(conn: ldap3.Connection) -> None:
     with suppress(Exception):
         conn.unbind()
-
-
-def _loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _deref(specs: Sequence[Deref]) -> tuple[str, bool, bytes]:

@@ -9,12 +9,14 @@ happen in C with the GIL released, where ldap3 spends about a millisecond of Pyt
   calls per object, so sharing one would serialise the whole bridge).  A connection that fails
   at the transport level is discarded and replaced on next use, so the bridge recovers by itself
   when the directory restarts; reads are retried once on a fresh connection.
-* Failover: URLs are tried in order; one that fails to connect is skipped for
-  ``server_backoff`` seconds, as the ldap3 client does.
+* Failover: :class:`~bridge.directory.pooled.Failover`, shared with the ldap3 client (so are
+  the start-up checks of the settings: :func:`bridge.directory.pooled.check_settings`).
 * Timeouts: ``OPT_NETWORK_TIMEOUT`` bounds the TCP connect, every result wait is bounded by the
   operation timeout (the connection is then discarded: its state is unknown).
 * TLS: ``ldaps://`` or StartTLS, per-connection context (``OPT_X_TLS_NEWCTX``) with the CA file
-  and ``OPT_X_TLS_REQUIRE_CERT`` DEMAND (or NEVER when verification is off).
+  and ``OPT_X_TLS_REQUIRE_CERT`` DEMAND (or NEVER when verification is off).  libldap says
+  "unknown error code" for every failed handshake: :func:`~bridge.directory.pooled.tls_failure`
+  says why.
 * Controls: paged results (libldap's C encoder), server-side sort, VLV, dereference, post-read
   and matched values (the BER values from :mod:`bridge.directory.controls`, shared with the
   ldap3 client), assertion (C encoder).
@@ -32,7 +34,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import ldap
 from ldap.controls import DecodeControlTuples, RequestControl, ResponseControl
@@ -52,9 +53,7 @@ from bridge.directory.base import (
     Capabilities,
     Change,
     Deref,
-    Directory,
     Entry,
-    PoolStats,
     Scope,
     SearchResult,
     SortKey,
@@ -64,11 +63,11 @@ from bridge.directory.connections import (
     EXTENDED_DN_ATTRS,
     ConnectionSettings,
     PoolTimeout,
-    Slots,
     plain_dn,
     reusable,
     split_extended,
 )
+from bridge.directory.pooled import PooledDirectory, connect_failure, scheme, uses_start_tls
 from bridge.directory.results import result_name
 from bridge.directory.syntax import parent_dn
 from bridge.errors import DirectoryError
@@ -100,18 +99,13 @@ _RESPONSE_CONTROLS: dict[str, type[ResponseControl]] = {
 _Found = tuple[str, dict[str, list[bytes]], list[tuple[str, int, bytes | None]]]
 
 
-class LibldapDirectory(Directory):
+class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
     name = "libldap"
     #: results are polled without blocking inside greenio.run (see bridge/greenio.py)
     cooperative = greenio.AVAILABLE
 
     def __init__(self, settings: ConnectionSettings):
-        if not settings.urls:
-            raise ValueError("LibldapDirectory needs at least one LDAP URL")
-        self.settings = settings
-        #: idle connections with the monotonic time they were returned
-        self._slots: Slots[tuple[SimpleLDAPObject, float]] = Slots(settings.pool_size)
-        self._dead: dict[str, float] = {}
+        super().__init__(settings)  # the shared start-up checks (pooled.check_settings)
         self._caps: Capabilities | None = None
         self._timeout = float(settings.operation_timeout)
         if settings.tls_hostname:
@@ -123,42 +117,34 @@ class LibldapDirectory(Directory):
             )
 
     # ------------------------------------------------------------------ connections
-    def _urls(self) -> list[str]:
-        """Configured order, URLs that recently failed to connect last."""
-        now = time.monotonic()
-        alive = [u for u in self.settings.urls if self._dead.get(u, 0.0) <= now]
-        return alive + [u for u in self.settings.urls if u not in alive]
-
     def _connect(self) -> SimpleLDAPObject:
-        last: DirectoryError | None = None
-        for url in self._urls():
-            try:
-                conn = self._open(url)
-            except ldap.LDAPError as exc:
-                err = _error(exc, "bind", "")
-                if not _is_result(exc):  # no LDAP answer: TCP, TLS or timeout (as ldap3 reports)
-                    err = DirectoryError(
-                        "connectError", f"{_host(url)}: {err.message}", operation="connect"
-                    )
-                if not err.transient:
-                    raise err from None  # wrong password, TLS required, ...: same on every server
-                self._dead[url] = time.monotonic() + self.settings.server_backoff
-                log.warning("ldap connect to %s failed: %s", url, err.code)
-                last = err
-                continue
-            self._dead.pop(url, None)
-            return conn
-        assert last is not None
-        raise last
+        """Open and bind a connection to the first server that answers (pooled.Failover)."""
+        return self._failover.connect(self._open)
 
     def _open(self, url: str) -> SimpleLDAPObject:
+        """A bound connection to ``url``; every failure a DirectoryError: the server's result
+        (wrong password: not transient), or connectError when no LDAP answer came (TCP, TLS,
+        timeout; as the ldap3 client reports), with TLS failures in words."""
+        try:
+            return self._bind(url)
+        except ldap.LDAPError as exc:
+            err = _error(exc, "bind", "")
+            if _is_result(exc):
+                raise err from None
+            reason = connect_failure(url, self.settings, err.message, handshake=True)
+            raise DirectoryError("connectError", reason, operation="connect") from None
+        except ValueError as exc:  # python-ldap: "option error" building the TLS context
+            reason = connect_failure(url, self.settings, f"cannot set up TLS: {exc}")
+            raise DirectoryError("connectError", reason, operation="connect") from None
+
+    def _bind(self, url: str) -> SimpleLDAPObject:
         s = self.settings
         conn = ldap.initialize(url)  # no I/O yet: libldap connects on the first operation
         conn.set_option(ldap.OPT_PROTOCOL_VERSION, ldap.VERSION3)
         conn.set_option(ldap.OPT_REFERRALS, 0)  # AD returns referrals; never chase them
         conn.set_option(ldap.OPT_NETWORK_TIMEOUT, float(s.connect_timeout))
         conn.set_option(ldap.OPT_TIMEOUT, self._timeout)
-        if url.lower().startswith("ldaps://") or s.start_tls:
+        if scheme(url) == "ldaps" or uses_start_tls(url, s):
             if s.ca_file:
                 conn.set_option(ldap.OPT_X_TLS_CACERTFILE, s.ca_file)
             conn.set_option(
@@ -167,7 +153,7 @@ class LibldapDirectory(Directory):
             )
             conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # must come last: builds the context
         try:
-            if s.start_tls and not url.lower().startswith("ldaps://"):
+            if uses_start_tls(url, s):
                 conn.start_tls_s()
             conn.simple_bind_s(s.bind_dn or "", s.bind_password or "")
         except BaseException:
@@ -265,19 +251,6 @@ class LibldapDirectory(Directory):
                 with suppress(ldap.LDAPError):
                     conn.abandon_ext(msgid)
             raise
-
-    def pool_stats(self) -> PoolStats:
-        return PoolStats(
-            size=self.settings.pool_size, in_use=self._slots.in_use, idle=self._slots.idle
-        )
-
-    @property
-    def secure(self) -> bool:
-        """Every URL is ldaps://, or StartTLS is required on each connection."""
-        s = self.settings
-        return bool(s.urls) and (
-            s.start_tls or all(u.lower().startswith("ldaps://") for u in s.urls)
-        )
 
     def _read_controls(self, extra: list[RequestControl] | None = None) -> list[RequestControl]:
         """Controls for a read: AD's extended-DN control when the server has it, so DN values
@@ -696,10 +669,6 @@ def _error(exc: ldap.LDAPError, operation: str, dn: str) -> DirectoryError:
         code = getattr(exc, "errnum", None)
     message = str(info.get("info") or info.get("desc") or type(exc).__name__)
     return DirectoryError(result_name(code), message, dn=dn, operation=operation)
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
 
 
 def _watch(conn: SimpleLDAPObject) -> greenio.Watch:

@@ -33,7 +33,8 @@ class Codec:
     binary = False
     #: never read back (passwords): a PUT writes it when given and never compares it
     write_only = False
-    #: the directory accepts the value only over an encrypted connection (AD unicodePwd)
+    #: a secret (every password codec): sent only over an encrypted connection, or to a
+    #: loopback directory when the operator allowed it (``Directory.secure``, staged.py)
     secure_transport = False
     #: the LDAP attribute cannot be removed (AD userAccountControl): a PUT without the SCIM
     #: attribute leaves it unchanged instead of clearing it
@@ -247,6 +248,7 @@ class PasswordCodec(Codec):
     name = "password"
     ordered = False
     write_only = True
+    secure_transport = True
 
     def decode_all(self, values: list[bytes]) -> list[object]:
         return []
@@ -314,13 +316,12 @@ class AdEnabledCodec(Codec):
 
 class AdPasswordCodec(PasswordCodec):
     """Password -> AD ``unicodePwd``: the password in double quotes, UTF-16LE (MS-ADTS
-    §3.1.1.3.1.5.1).  AD accepts it only over an encrypted connection, so the bridge refuses to
-    send it over plain LDAP (``secure_transport``) instead of letting AD answer with a cryptic
-    unwillingToPerform."""
+    §3.1.1.3.1.5.1).  AD accepts it only over an encrypted connection; the bridge refuses to
+    send any password over plain LDAP (``secure_transport``, from PasswordCodec), so AD never
+    answers with its cryptic unwillingToPerform."""
 
     name = "ad-password"
     binary = True
-    secure_transport = True
 
     def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
         if value is None or value == "":

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
+from bridge.directory.base import Directory
 from bridge.errors import ConfigError, DirectoryError
-from tests.conftest import OPENLDAP_MAP, TOKEN, unavailable
+from tests.conftest import OPENLDAP_MAP, TOKEN, slapd_directory, unavailable
 from tests.helpers import create_user
 
 pytestmark = pytest.mark.slapd
@@ -49,26 +49,29 @@ def two_slapds() -> Iterator[tuple[Any, Any]]:
     b.cleanup()
 
 
-def _directory(info: Any, *urls: str, **kw: Any) -> Ldap3Directory:
-    return Ldap3Directory(
-        ConnectionSettings(
-            urls=urls or (info.url,),
-            bind_dn=info.bind_dn,
-            bind_password=info.bind_password,
-            connect_timeout=3,
-            operation_timeout=10,
-            **kw,
-        )
+def _directory(info: Any, *urls: str, client: str = "ldap3", **kw: Any) -> Any:
+    return slapd_directory(
+        info,
+        client,
+        urls=urls or (info.url,),
+        connect_timeout=3,
+        operation_timeout=10,
+        **kw,
     )
 
 
-def _people(d: Ldap3Directory, info: Any) -> list[str]:
+@pytest.fixture(params=["ldap3", "libldap"])
+def client_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _people(d: Directory, info: Any) -> list[str]:
     return [
         e.dn for e in d.search(info.people_dn, "(objectClass=*)", ["1.1"], scope="base").entries
     ]
 
 
-def _add_user(d: Ldap3Directory, info: Any, uid: str) -> str:
+def _add_user(d: Directory, info: Any, uid: str) -> str:
     dn = f"uid={uid},{info.people_dn}"
     d.add(
         dn, {"objectClass": [b"inetOrgPerson"], "uid": [uid.encode()], "cn": [b"x"], "sn": [b"x"]}
@@ -77,9 +80,11 @@ def _add_user(d: Ldap3Directory, info: Any, uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- failover
-def test_failover_to_second_server_when_first_is_stopped(two_slapds: tuple[Any, Any]) -> None:
+def test_failover_to_second_server_when_first_is_stopped(
+    two_slapds: tuple[Any, Any], client_name: str
+) -> None:
     a, b = two_slapds
-    d = _directory(a.info, a.info.url, b.info.url)
+    d = _directory(a.info, a.info.url, b.info.url, client=client_name)
     try:
         d.check()
         assert d.pool_stats().current_url == a.info.url
@@ -97,9 +102,11 @@ def test_failover_to_second_server_when_first_is_stopped(two_slapds: tuple[Any, 
         d.close()
 
 
-def test_failback_when_first_server_returns(two_slapds: tuple[Any, Any]) -> None:
+def test_failback_when_first_server_returns(two_slapds: tuple[Any, Any], client_name: str) -> None:
     a, b = two_slapds
-    d = _directory(a.info, a.info.url, b.info.url, server_backoff=0.2, idle_timeout=0.1)
+    d = _directory(
+        a.info, a.info.url, b.info.url, client=client_name, server_backoff=0.2, idle_timeout=0.1
+    )
     try:
         d.check()
         a.stop()
@@ -114,9 +121,11 @@ def test_failback_when_first_server_returns(two_slapds: tuple[Any, Any]) -> None
         d.close()
 
 
-def test_all_servers_down_is_a_fast_503_then_recovers(two_slapds: tuple[Any, Any]) -> None:
+def test_all_servers_down_is_a_fast_503_then_recovers(
+    two_slapds: tuple[Any, Any], client_name: str
+) -> None:
     a, b = two_slapds
-    d = _directory(a.info, a.info.url, b.info.url)
+    d = _directory(a.info, a.info.url, b.info.url, client=client_name)
     try:
         d.check()
         a.stop()
@@ -220,13 +229,9 @@ def test_pool_is_bounded(slapd: Any) -> None:
         d.close()
 
 
-def test_bad_credentials_do_not_fail_over(two_slapds: tuple[Any, Any]) -> None:
+def test_bad_credentials_do_not_fail_over(two_slapds: tuple[Any, Any], client_name: str) -> None:
     a, b = two_slapds
-    d = Ldap3Directory(
-        ConnectionSettings(
-            urls=(a.info.url, b.info.url), bind_dn=a.info.bind_dn, bind_password="wrong"
-        )
-    )
+    d = _directory(a.info, a.info.url, b.info.url, client=client_name, bind_password="wrong")
     with pytest.raises(DirectoryError) as err:
         d.check()
     assert err.value.code == "invalidCredentials" and d.pool_stats().failovers == 0
