@@ -66,6 +66,9 @@ VLV_REFUSED = frozenset(
 )
 #: how a directory refuses a critical control it advertises (for this account or request)
 CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform"})
+#: the largest offset a VLV request carries (an INTEGER 0..maxInt, RFC 4511 §4.1.10 bounds);
+#: a larger startIndex is past the end of any result set anyway
+VLV_MAX_OFFSET = 2**31 - 1
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
@@ -525,7 +528,7 @@ class Service:
         typically 500, to a window)."""
         entries: list[Entry] = []
         total: int | None = None
-        offset, left = start, max(count, 1)
+        offset, left = min(start, VLV_MAX_OFFSET), max(count, 1)
         while left > 0:
             size = min(left, VLV_CHUNK)
             res = self.directory.search(
@@ -540,6 +543,10 @@ class Service:
             if res.total is None:
                 raise TooMany("the directory refused the page (size or admin limit)")
             total = res.total
+            if offset > total:
+                # past the end: slapd answers an empty window, but AD's VLV answers an offset
+                # beyond the content count with the last entry; the page is empty everywhere
+                break
             entries.extend(res.entries[:size])
             if len(res.entries) < size or offset + size > total:
                 break
@@ -826,7 +833,7 @@ class Service:
                 entry = self.directory.modify(dn, changes, assertion=assertion, post_read=post_read)
                 return Modified(changes, entry)
             except DirectoryError as exc:
-                if exc.code not in ("attributeOrValueExists", "noSuchAttribute"):
+                if not exc.value_noop:
                     raise
                 retry = self._drop_noops(dn, changes)
                 if retry == changes:
