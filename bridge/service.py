@@ -682,8 +682,9 @@ class Service:
         try:
             created = self._add(rmap, dn, attrs, bases)
         except DirectoryError as exc:
-            if exc.code in ("entryAlreadyExists", "constraintViolation"):
-                self._unique_check(rmap, attrs)  # a mapped unique value taken meanwhile: 409
+            if exc.code == "constraintViolation" and exc.operation == "add":
+                # AD refuses a userPrincipalName taken meanwhile so (0000202F): a 409
+                self._unique_check(rmap, attrs)
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
             if exc.code == "noSuchObject":

@@ -120,6 +120,30 @@ def test_lost_race_for_a_logon_name_retries_with_the_next(ad: AD) -> None:
     assert sam_of(ad, "victim@x.test") == "victim1"
 
 
+def test_user_name_taken_between_check_and_add_is_409(ad: AD) -> None:
+    """Another account gets the UPN after the uniqueness check (in a child OU, so the CNs do
+    not collide): AD refuses the add with constraintViolation 0000202F, a 409 here."""
+    sub = f"OU=Sub,{ad.info.people_dn}"
+
+    def steal() -> None:
+        def add(c: ldap3.Connection) -> None:
+            assert c.add(sub, ["top", "organizationalUnit"]), c.result
+            assert c.add(
+                f"CN=other,{sub}",
+                ["top", "person", "organizationalPerson", "user"],
+                {"sAMAccountName": "other", "userPrincipalName": "taken@example.test"},
+            ), c.result
+
+        ad.ldap(add)
+
+    client = _client(ad, _Racing(ad.directory, "add", steal))
+    r = client.post(
+        f"{SCIM}/Users", json={"schemas": [USER_SCHEMA], "userName": "taken@example.test"}
+    )
+    assert r.status_code == 409 and r.json()["scimType"] == "uniqueness", r.text
+    assert ad.entry(ad.info.people_dn, "(sAMAccountName=taken)", ["1.1"]) == []
+
+
 def test_same_display_name_in_one_ou(ad: AD) -> None:
     a = create_user(ad.client, "john.smith@example.test", displayName="John Smith")
     b = create_user(ad.client, "john.smith2@example.test", displayName="John Smith")
