@@ -59,3 +59,20 @@ def test_connect_names_the_forests_upn_suffixes(samba_server: Any) -> None:
         conn.modify(partitions, {"uPNSuffixes": [("MODIFY_DELETE", ["Partner.Test"])]})
         conn.unbind()
         directory.close()
+
+
+def test_check_mapping_connect_prints_the_upn_suffixes(
+    samba_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import main
+
+    monkeypatch.setenv("BRIDGE_LDAP_URL", samba_server.url)
+    monkeypatch.setenv("BRIDGE_BIND_DN", samba_server.bind_dn)
+    monkeypatch.setenv("BRIDGE_BIND_PASSWORD", samba_server.bind_password)
+    monkeypatch.setenv("BRIDGE_LDAP_CA_FILE", samba_server.ca_file)
+    monkeypatch.setenv("BRIDGE_LDAP_TLS_HOSTNAME", "localhost")
+    assert main(["check-mapping", str(AD_MAP), "--connect"]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "OK against" in out
+    assert "note: resources.User.attributes['userName']: the forest accepts these UPN " in out
+    assert "suffixes: example.test;" in out
