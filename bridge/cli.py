@@ -112,7 +112,7 @@ def check_mapping(path: str) -> int:
 def check_mapping_live(path: str) -> int:
     """``check-mapping --connect``: every problem against the live directory, exit 1 if any."""
     from bridge.config import load_mapping
-    from bridge.mapcheck import check
+    from bridge.mapcheck import check, notes
     from bridge.runtime import make_directory
 
     settings = Settings.from_env()
@@ -123,6 +123,7 @@ def check_mapping_live(path: str) -> int:
     directory = make_directory(settings, mapping)
     try:
         problems = check(directory, mapping)
+        hints = [] if problems else notes(directory, mapping)
     finally:
         directory.close()
     where = ", ".join(settings.ldap_urls)
@@ -132,6 +133,8 @@ def check_mapping_live(path: str) -> int:
             print(f"  {problem}")
         return 1
     print(f"{path}: OK against {where} — base DNs exist, schema has every attribute and class")
+    for hint in hints:
+        print(f"  note: {hint}")
     return 0
 
 

@@ -115,6 +115,22 @@ class RdnMap:
     source: str  # SCIM path key of the attribute the RDN value comes from
 
 
+#: where a ``derived`` value must be unique: within the resource's base_dn, or among every
+#: object of the naming context holding it (AD's sAMAccountName is unique in the domain)
+DERIVED_UNIQUE = ("base", "domain")
+
+
+@dataclass(frozen=True)
+class DerivedMap:
+    """An LDAP attribute computed once, on create, from a SCIM value (``derived:``); a rename
+    keeps it.  ``unique``: made unique with a numeric suffix found by search."""
+
+    ldap: str
+    source: str  # SCIM path key of the attribute the value comes from
+    codec: Codec
+    unique: str | None = None  # one of DERIVED_UNIQUE
+
+
 @dataclass(frozen=True)
 class ResourceMap:
     name: str
@@ -135,8 +151,8 @@ class ResourceMap:
     description: str = ""
     #: LDAP values written on every create and never read (e.g. AD groupType)
     constants: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
-    #: LDAP attributes computed on create from a SCIM value: (ldap, source path, codec)
-    derived: tuple[tuple[str, str, Codec], ...] = ()
+    #: LDAP attributes computed on create from a SCIM value
+    derived: tuple[DerivedMap, ...] = ()
     #: see Dialect.create_steps
     create_steps: tuple[tuple[str, ...], ...] = ()
     password_must_change: bool = False
@@ -480,20 +496,7 @@ def _write_options(
             continue
         constants.append((str(attr), tuple(str(v).encode() for v in values)))
     out["constants"] = tuple(constants)
-    derived = []
-    paths = {a.path.lower() for a in attributes}
-    for attr, spec in (data.get("derived") or {}).items():
-        where = _p(here, "derived", attr)
-        if not isinstance(spec, dict) or not isinstance(spec.get("from"), str):
-            c.add(where, "expected {from: <scim path>, type: <codec>}")
-            continue
-        c.unknown(spec, {"from", "type"}, where)
-        if spec["from"].lower() not in paths:
-            c.add(_p(where, "from"), f"{spec['from']!r} is not a mapped attribute")
-        codec = _codec(spec.get("type"), _p(where, "type"), c)
-        if codec is not None:
-            derived.append((str(attr), spec["from"], codec))
-    out["derived"] = tuple(derived)
+    out["derived"] = _derived(data.get("derived"), here, attributes, c)
     steps = data.get("create_steps", [list(s) for s in dialect.create_steps])
     if not isinstance(steps, list) or not all(
         isinstance(s, list) and s and all(isinstance(a, str) for a in s) for s in steps
@@ -515,6 +518,38 @@ def _write_options(
     if out["password_must_change"] and dialect.must_change is None:
         c.add(_p(here, "password_must_change"), f"not supported by dialect {dialect.name}")
     return out
+
+
+def _derived(
+    data: Any, here: str, attributes: list[AttributeMap], c: _Collector
+) -> tuple[DerivedMap, ...]:
+    """``derived: {<ldap>: {from: <scim path>, type: <codec>, unique: base|domain}}``."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        c.add(_p(here, "derived"), "expected a mapping of LDAP attribute -> {from: ..., type: ...}")
+        return ()
+    out = []
+    paths = {a.path.lower() for a in attributes}
+    for attr, spec in data.items():
+        where = _p(here, "derived", str(attr))
+        if not isinstance(spec, dict) or not isinstance(spec.get("from"), str):
+            c.add(where, "expected {from: <scim path>, type: <codec>, unique: base|domain}")
+            continue
+        c.unknown(spec, {"from", "type", "unique"}, where)
+        if spec["from"].lower() not in paths:
+            c.add(_p(where, "from"), f"{spec['from']!r} is not a mapped attribute")
+        unique = spec.get("unique")
+        if unique is not None and unique not in DERIVED_UNIQUE:
+            c.add(
+                _p(where, "unique"),
+                f"expected one of {', '.join(DERIVED_UNIQUE)}, got {unique!r}",
+            )
+            unique = None
+        codec = _codec(spec.get("type"), _p(where, "type"), c)
+        if codec is not None:
+            out.append(DerivedMap(str(attr), spec["from"], codec, unique))
+    return tuple(out)
 
 
 def _balanced(f: str) -> bool:

@@ -220,6 +220,21 @@ _AD_CODES: dict[int, tuple[type[ScimError], str]] = {
     0x2077: (InvalidValue, "AD does not allow this change to the attribute"),
     0x208D: (NotFound, "the directory object does not exist"),
 }
+#: results of a modify that may add a present value or delete an absent one: RFC 4511's
+#: attributeOrValueExists (20) and noSuchAttribute (16), as slapd and 389 DS answer.  Active
+#: Directory and Samba answer entryAlreadyExists (68) for a member that is already in the group
+#: (Windows with 00000562 ERROR_MEMBER_IN_GROUP), and unwillingToPerform (53) for deleting one
+#: that is not (Windows: 00000561, "problem 5003 WILL_NOT_PERFORM"; Samba 4: no Win32 code,
+#: "Attribute member doesn't exist for target GUID ..." or "... already deleted ...", and
+#: 00002035 for a member DN whose entry is gone).  unwillingToPerform also means other things,
+#: which is why the caller probes the values before it retries.
+_VALUE_NOOP = frozenset(
+    {"attributeOrValueExists", "noSuchAttribute", "entryAlreadyExists", "unwillingToPerform"}
+)
+#: Win32 codes AD puts in front of such refusals whatever the LDAP result: 0x561
+#: ERROR_MEMBER_NOT_IN_GROUP (Windows: unwillingToPerform, "problem 5003 WILL_NOT_PERFORM", for
+#: deleting a member that is not in the group) and 0x562 ERROR_MEMBER_IN_GROUP.
+_AD_VALUE_NOOP = frozenset({0x561, 0x562})
 _AD_CODE = re.compile(r"^\s*([0-9A-Fa-f]{8}):")
 _UNAVAILABLE = {
     "busy",
@@ -253,6 +268,13 @@ class DirectoryError(BridgeError):
         """The Win32 error code Active Directory puts in front of its message, if any."""
         m = _AD_CODE.match(self.message or "")
         return int(m.group(1), 16) if m else None
+
+    @property
+    def value_noop(self) -> bool:
+        """Whether a failed modify may have been refused only because it adds a value that is
+        there or deletes one that is not (the caller checks which values and retries without
+        them: a retried membership change is a no-op, RFC 7644 §3.5.2)."""
+        return self.code in _VALUE_NOOP or self.ad_code in _AD_VALUE_NOOP
 
     @property
     def transient(self) -> bool:

@@ -3,7 +3,9 @@
 Binds with the BRIDGE_* settings, then checks that every base DN exists, and that every
 mapped attribute and object class is defined in the server's schema (RFC 4512 §4.4: the
 ``subschemaSubentry`` named by the root DSE).  Every problem is reported, each located by its
-YAML path.  Works through the Directory seam, so no LDAP library is imported here.
+YAML path.  :func:`notes` adds what the administrator should compare by hand: for a mapping
+that writes ``userPrincipalName``, the UPN suffixes the AD forest accepts.  Works through the
+Directory seam, so no LDAP library is imported here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 
 from bridge.config import MappingConfig
 from bridge.directory.base import Directory
+from bridge.directory.connections import plain_dn
 from bridge.errors import DirectoryError, Problem
 
 _NAME = re.compile(r"\bNAME\s+(?:\(\s*((?:'[^']*'\s*)+)\)|'([^']*)')", re.I)
@@ -79,3 +82,51 @@ def _schema(
         problems.append(Problem("schema", f"cannot read the schema at {subschema}"))
         return None, None
     return schema_names(entry.get("attributeTypes")), schema_names(entry.get("objectClasses"))
+
+
+def notes(directory: Directory, mapping: MappingConfig) -> list[str]:
+    """What to compare with the IdP by hand.  For a mapping that writes ``userPrincipalName``
+    (the AD profile's userName): the suffixes the forest accepts, read from
+    ``CN=Partitions,<configuration naming context>`` (the domains' ``dnsRoot`` and the
+    forest's ``uPNSuffixes``).  Whether the IdP's userNames end in one of them cannot be
+    detected here, so it is said plainly."""
+    paths = [
+        f"resources.{name}.attributes[{a.path!r}]"
+        for name, rmap in mapping.resources.items()
+        for a in rmap.attributes
+        if a.ldap.lower() == "userprincipalname"
+    ]
+    if not paths:
+        return []
+    suffixes = upn_suffixes(directory)
+    if suffixes is None:
+        return [f"{paths[0]}: the directory names no configuration naming context (not AD?)"]
+    return [
+        f"{paths[0]}: the forest accepts these UPN suffixes: {', '.join(suffixes) or '(none)'}; "
+        "the userNames the IdP sends (user@suffix) must end in one of them, or users cannot "
+        "sign in with their UPN (add the IdP's domain as a UPN suffix in AD Domains and Trusts)"
+    ]
+
+
+def upn_suffixes(directory: Directory) -> list[str] | None:
+    """The domains' DNS names and the forest's extra UPN suffixes (MS-ADTS §6.1.1.2.1.1.4:
+    ``uPNSuffixes`` of CN=Partitions), or None when the directory is not AD."""
+    root = directory.read("", ["configurationNamingContext"])
+    config = root.text("configurationNamingContext") if root else None
+    if not config:
+        return None
+    config = plain_dn(config)  # AD may answer in the extended-DN form the bridge asks for
+    partitions = f"CN=Partitions,{config}"
+    out: list[str] = []
+    top = directory.read(partitions, ["uPNSuffixes"])
+    domains = directory.search(
+        partitions,
+        "(&(objectClass=crossRef)(systemFlags:1.2.840.113556.1.4.803:=2))",
+        ["dnsRoot"],
+        scope="one",
+    )
+    for e in domains.entries:
+        out += [v.decode("utf-8") for v in e.get("dnsRoot")]
+    if top is not None:
+        out += [v.decode("utf-8") for v in top.get("uPNSuffixes")]
+    return list(dict.fromkeys(s.lower() for s in out))

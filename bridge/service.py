@@ -71,6 +71,9 @@ CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform
 RESERVED_IDS = (".search", ".", "..")
 #: a PATCH with more operations + values than this is planned off the event loop (greenio)
 OFFLOAD_SIZE = 256
+#: the largest offset a VLV request carries (an INTEGER 0..maxInt, RFC 4511 §4.1.10 bounds);
+#: a larger startIndex is past the end of any result set anyway
+VLV_MAX_OFFSET = 2**31 - 1
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
 
 
@@ -533,7 +536,7 @@ class Service:
         typically 500, to a window)."""
         entries: list[Entry] = []
         total: int | None = None
-        offset, left = start, max(count, 1)
+        offset, left = min(start, VLV_MAX_OFFSET), max(count, 1)
         while left > 0:
             size = min(left, VLV_CHUNK)
             res = self.directory.search(
@@ -548,6 +551,10 @@ class Service:
             if res.total is None:
                 raise TooMany("the directory refused the page (size or admin limit)")
             total = res.total
+            if offset > total:
+                # past the end: slapd answers an empty window, but AD's VLV answers an offset
+                # beyond the content count with the last entry; the page is empty everywhere
+                break
             entries.extend(res.entries[:size])
             if len(res.entries) < size or offset + size > total:
                 break
@@ -668,7 +675,7 @@ class Service:
 
     def create(self, name: str, body: Any, base_url: str) -> dict[str, Any]:
         rmap = self.rmap(name)
-        body = self._body(body)
+        body = staged.active_by_default(rmap, self._body(body))
         tr.validate_schemas(rmap, body)
         tr.check_required(rmap, body)
         ref_dns = self._ref_dns_for(rmap, body)
@@ -685,13 +692,14 @@ class Service:
         member = rmap.member_map
         if member is not None and rmap.empty_member and not attrs.get(member.ldap):
             attrs[member.ldap] = [rmap.empty_member.encode()]
-        staged.add_extras(rmap, body, attrs)
+        bases = staged.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
-            # references are resolved by render from either entry: the create's read-back
-            # never used the dereference control, so it does not rule the post-read out here
-            created = staged.create(self, rmap, dn, attrs, self._post_read(rmap, carried=True))
+            created = self._add(rmap, dn, attrs, bases)
         except DirectoryError as exc:
+            if exc.code == "constraintViolation" and exc.operation == "add":
+                # AD refuses a userPrincipalName taken meanwhile so (0000202F): a 409
+                self._unique_check(rmap, attrs)
             if exc.code == "entryAlreadyExists":
                 raise Uniqueness(f"{rmap.rdn.source} {rdn_val!r} is already in use") from None
             if exc.code == "noSuchObject":
@@ -702,6 +710,31 @@ class Service:
         if entry is None:  # not asked for, or the directory sent none: read it back
             entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
         return self.render(rmap, [entry], base_url)[0]
+
+    def _add(
+        self,
+        rmap: ResourceMap,
+        dn: str,
+        attrs: dict[str, list[bytes]],
+        bases: Mapping[str, str],
+    ) -> Entry | None:
+        """The staged create, with each ``unique:`` derived value (AD's sAMAccountName) given
+        the first free suffix; when a concurrent create took it between the search and the
+        add, tried again with the next free one (a bounded number of times)."""
+        # references are resolved by render from either entry: the create's read-back never
+        # used the dereference control, so it does not rule the post-read out here
+        post_read = self._post_read(rmap, carried=True)
+        for attempt in range(1, staged.DERIVE_ATTEMPTS + 1):
+            staged.settle_unique(self, rmap, bases, attrs)
+            try:
+                return staged.create(self, rmap, dn, attrs, post_read)
+            except DirectoryError as exc:
+                if attempt == staged.DERIVE_ATTEMPTS or not staged.lost_race(
+                    self, rmap, bases, attrs, exc
+                ):
+                    raise
+                log.info("create of %s: derived name taken meanwhile, trying the next", dn)
+        raise AssertionError("unreachable")
 
     def _check_version(self, rmap: ResourceMap, entry: Entry, if_match: str | None) -> str | None:
         """RFC 7644 §3.14: If-Match must name the current version; returns an LDAP assertion
@@ -861,7 +894,7 @@ class Service:
                 entry = self.directory.modify(dn, changes, assertion=assertion, post_read=post_read)
                 return Modified(changes, entry)
             except DirectoryError as exc:
-                if exc.code not in ("attributeOrValueExists", "noSuchAttribute"):
+                if not exc.value_noop:
                     raise
                 retry = self._drop_noops(dn, changes)
                 if retry == changes:

@@ -24,14 +24,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge.directory.base import Change, Directory, Entry
-from bridge.errors import BridgeError, NotImplemented_
+from bridge.directory.connections import plain_dn
+from bridge.directory.syntax import escape_filter, is_under
+from bridge.errors import BridgeError, DirectoryError, NotImplemented_, Uniqueness
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
-    from bridge.config import Dialect, ResourceMap
+    from bridge.config import DerivedMap, Dialect, ResourceMap
     from bridge.service import Service
 
 log = logging.getLogger("bridge.service")
+#: how often a create is tried when a derived unique value was taken between search and add
+DERIVE_ATTEMPTS = 5
+#: numeric suffixes tried per search: none and 1-9, then 10-99, then 100-999
+SUFFIX_BATCHES = ((0, 10), (10, 100), (100, 1000))
 
 
 def check_transport(directory: Directory, rmap: ResourceMap, attributes: Iterable[str]) -> None:
@@ -77,21 +83,119 @@ def with_password_policy(
     return [*changes, extra] if extra else list(changes)
 
 
-def add_extras(rmap: ResourceMap, body: Mapping[str, Any], attrs: dict[str, list[bytes]]) -> None:
-    """Constant and derived attributes of a new entry (AD: groupType, a group's
-    sAMAccountName), unless the request already set them through a mapping."""
+def active_by_default(rmap: ResourceMap, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A create without ``active`` (or with ``active: null``, RFC 7643 §2.5) makes an active
+    account on every directory, as other SCIM servers treat it: slapd and the embedded
+    directory would leave it active anyway, but AD creates accounts disabled, so the value is
+    written (and the create runs the password and enable steps).  OneLogin and JumpCloud send
+    no ``active`` on create."""
+    amap = next((a for a in rmap.attributes if a.attr == "active" and a.writable), None)
+    if amap is None:
+        return body
+    keys = [
+        k for k in body if k.lower() == "active" or k.lower() == f"{amap.schema}:active".lower()
+    ]
+    if any(body[k] is not None for k in keys):
+        return body
+    return {**{k: v for k, v in body.items() if k not in keys}, "active": True}
+
+
+def add_extras(
+    rmap: ResourceMap, body: Mapping[str, Any], attrs: dict[str, list[bytes]]
+) -> dict[str, str]:
+    """Constant and derived attributes of a new entry (AD: groupType, a user's or group's
+    sAMAccountName), unless the request already set them through a mapping.  Returns the
+    derived values that must still be made unique (:func:`settle_unique`), by LDAP name."""
     present = {k.lower() for k in attrs}
     for attr, values in rmap.constants:
         if attr.lower() not in present:
             attrs[attr] = list(values)
-    for attr, source, codec in rmap.derived:
-        if attr.lower() in present:
+    bases: dict[str, str] = {}
+    for d in rmap.derived:
+        if d.ldap.lower() in present:
             continue
-        smap = next(a for a in rmap.attributes if a.path.lower() == source.lower())
+        smap = next(a for a in rmap.attributes if a.path.lower() == d.source.lower())
         found = tr.scim_values(rmap, smap, body)[:1]
-        encoded = codec.encode(found[0]) if found else []
+        encoded = d.codec.encode(found[0]) if found else []
         if encoded:
-            attrs[attr] = encoded
+            attrs[d.ldap] = encoded
+            if d.unique:
+                bases[d.ldap] = encoded[0].decode("utf-8")
+    return bases
+
+
+def settle_unique(
+    service: Service, rmap: ResourceMap, bases: Mapping[str, str], attrs: dict[str, list[bytes]]
+) -> None:
+    """Give each ``unique:`` derived value the first free numeric suffix (jdoe, jdoe1, jdoe2,
+    ...), cut so the suffix fits the codec's length limit (AD's 20 characters)."""
+    for d in rmap.derived:
+        if d.ldap in bases:
+            attrs[d.ldap] = [_free_value(service, rmap, d, bases[d.ldap]).encode("utf-8")]
+
+
+def lost_race(
+    service: Service,
+    rmap: ResourceMap,
+    bases: Mapping[str, str],
+    attrs: Mapping[str, list[bytes]],
+    exc: DirectoryError,
+) -> bool:
+    """Whether an add failed because another create took a derived unique value between the
+    search and the add (AD: entryAlreadyExists 00002071/00000524 for a sAMAccountName in use;
+    constraintViolation on some versions): then the create is tried again with the next one."""
+    if not bases or exc.code not in ("entryAlreadyExists", "constraintViolation"):
+        return False
+    for d in rmap.derived:
+        if d.ldap in bases:
+            value = attrs[d.ldap][0].decode("utf-8")
+            if _taken(service, rmap, d, [value]):
+                return True
+    return False
+
+
+def _free_value(service: Service, rmap: ResourceMap, d: DerivedMap, base: str) -> str:
+    limit: int | None = getattr(d.codec, "MAX", None)
+    for lo, hi in SUFFIX_BATCHES:
+        candidates = list(dict.fromkeys(_suffixed(base, n, limit) for n in range(lo, hi)))
+        taken = _taken(service, rmap, d, candidates)
+        for value in candidates:
+            if value.lower() not in taken:
+                return value
+    last = _suffixed(base, SUFFIX_BATCHES[-1][1] - 1, limit)
+    raise Uniqueness(f"{d.ldap}: every name from {base!r} to {last!r} is already in use")
+
+
+def _suffixed(base: str, n: int, limit: int | None) -> str:
+    if n == 0:
+        return base
+    suffix = str(n)
+    return (base[: limit - len(suffix)] if limit else base) + suffix
+
+
+def _taken(service: Service, rmap: ResourceMap, d: DerivedMap, values: Sequence[str]) -> set[str]:
+    """Which of ``values`` some entry holds (lower-cased: AD compares names case-insensitively),
+    among every object in the uniqueness scope, whatever its object class."""
+    ors = "".join(f"({d.ldap}={escape_filter(v)})" for v in values)
+    base, scope = rmap.base_dn, rmap.scope
+    if d.unique == "domain":
+        base, scope = _naming_context(service, rmap), "sub"
+    res = service.directory.search(base, f"(|{ors})", [d.ldap], scope=scope)
+    return {v.decode("utf-8", "replace").lower() for e in res.entries for v in e.get(d.ldap)}
+
+
+def _naming_context(service: Service, rmap: ResourceMap) -> str:
+    """The naming context that holds ``base_dn`` (the domain, on AD), from the root DSE."""
+
+    def find() -> str:
+        root = service.directory.read("", ["namingContexts"])
+        # AD answers in the extended-DN form (<GUID=..>;<SID=..>;DC=...) the bridge asks for
+        contexts = [plain_dn(v.decode("utf-8")) for v in root.get("namingContexts")] if root else []
+        holding = [nc for nc in contexts if nc and is_under(rmap.base_dn, nc)]
+        return max(holding, key=len) if holding else rmap.base_dn
+
+    found: str = service._memo(rmap, ("naming-context",), find)
+    return found
 
 
 def create(

@@ -447,3 +447,66 @@ def test_missing_quarantine_ou_is_503_and_the_account_is_already_disabled() -> N
     with pytest.raises(Unavailable, match="ou=nowhere"):
         svc.delete("User", user["id"])
     assert svc.get("User", user["id"], "")["active"] is False
+
+
+# ---------------------------------------------------------------------------- derived logon names
+@pytest.mark.parametrize(
+    ("user_name", "sam"),
+    [
+        ("Barbara.Jensen@example.test", "Barbara.Jensen"),
+        ("christopher.montgomery-smith@example.test", "christopher.montgome"),
+        ("o'brien+test@example.test", "o'brien_test"),
+        ("a@b@example.test", "a_b"),
+        ("trailing.@example.test", "trailing"),
+        ("short", "short"),
+        ("tab\there@x", "tab_here"),
+    ],
+)
+def test_ad_logon_name_takes_the_local_part_safely(user_name: str, sam: str) -> None:
+    assert CODECS["ad-logon-name"].encode(user_name) == [sam.encode()]
+
+
+def test_ad_mapping_derives_a_unique_logon_name_from_the_upn() -> None:
+    user = load_mapping(AD_MAP).resource("User")
+    (derived,) = user.derived
+    assert (derived.ldap, derived.source, derived.codec.name, derived.unique) == (
+        "sAMAccountName",
+        "userName",
+        "ad-logon-name",
+        "domain",
+    )
+    assert user.find("userName", None)[0].ldap == "userPrincipalName"
+    assert user.rdn.source == "userName"
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "message"),
+    [
+        ("{from: userName, type: ad-logon-name, unique: forest}", "unique", "expected one of"),
+        ("{from: nickName, type: ad-logon-name, unique: domain}", "from", "not a mapped"),
+        ("{from: userName, type: ad-logon, unique: domain}", "type", "unknown type"),
+        ("{from: userName, typo: x}", "typo", "unknown key 'typo'"),
+        ("userName", "", "expected {from:"),
+    ],
+)
+def test_derived_spec_errors_name_their_yaml_path(spec: str, path: str, message: str) -> None:
+    shipped = "sAMAccountName: {from: userName, type: ad-logon-name, unique: domain}"
+    with pytest.raises(ConfigError) as err:
+        parse_mapping(_ad_text(**{shipped: f"sAMAccountName: {spec}"}))
+    where = "resources.User.derived.sAMAccountName" + (f".{path}" if path else "")
+    assert any(p.path == where and message in p.message for p in err.value.problems), (
+        err.value.problems
+    )
+
+
+def test_derived_names_are_numbered_and_cut_to_fit() -> None:
+    from bridge.staged import _suffixed
+
+    assert [_suffixed("jdoe", n, 20) for n in (0, 1, 2, 10)] == ["jdoe", "jdoe1", "jdoe2", "jdoe10"]
+    base = "abcdefghijklmnopqrst"
+    assert [_suffixed(base, n, 20) for n in (0, 1, 10, 999)] == [
+        base,
+        base[:19] + "1",
+        base[:18] + "10",
+        base[:17] + "999",
+    ]

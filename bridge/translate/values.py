@@ -397,6 +397,21 @@ class AdSafeNameCodec(Codec):
         return [text.encode("utf-8")]
 
 
+class AdLogonNameCodec(AdSafeNameCodec):
+    """A user's sAMAccountName *derived* from an e-mail style userName (Okta's login, Entra's
+    userPrincipalName, OneLogin's and JumpCloud's e-mail): the part before the last ``@``,
+    characters AD forbids replaced by ``_``, cut to AD's 20 characters.  The mapping's
+    ``unique: domain`` then makes it unique with a numeric suffix (jdoe, jdoe1, ...)."""
+
+    name = "ad-logon-name"
+    MAX = 20
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        if isinstance(value, str) and "@" in value:
+            value = value.rsplit("@", 1)[0] or value.replace("@", "_")
+        return super().encode(value, current)
+
+
 CODECS: dict[str, Codec] = {
     c.name: c
     for c in (
@@ -414,6 +429,7 @@ CODECS: dict[str, Codec] = {
         AdAccountNameCodec("ad-samaccountname", 20, "a user"),
         AdAccountNameCodec("ad-group-samaccountname", 256, "a group"),
         AdSafeNameCodec(),
+        AdLogonNameCodec(),
     )
 }
 

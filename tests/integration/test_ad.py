@@ -32,6 +32,12 @@ from tests.integration.conftest import AD, TREE_DELETE, ad_mapping_text, admin, 
 
 pytestmark = pytest.mark.samba
 
+#: the documented variant of the shipped profile for IdPs that send short logon names
+SHORT_NAMES = {
+    "userName:                     {ldap: userPrincipalName, required: true, unique: true}": (
+        "userName: {ldap: sAMAccountName, type: ad-samaccountname, required: true, unique: true}"
+    )
+}
 PASSWORD = "Str0ng!Passw0rd"
 NEW_PASSWORD = "An0ther!Passw0rd"
 BIG = 3000
@@ -64,7 +70,7 @@ def test_create_get_delete_user(ad: AD) -> None:
     boss = new_user(ad, "boss")
     body = {
         "schemas": [USER_SCHEMA, ENTERPRISE],
-        "userName": "bjensen",
+        "userName": "Barbara.Jensen@example.test",
         "externalId": "okta-00u1",
         "name": {"givenName": "Barbara", "familyName": "Jensen"},
         "displayName": "Babs Jensen",
@@ -86,7 +92,8 @@ def test_create_get_delete_user(ad: AD) -> None:
     r = ad.client.post(f"{SCIM}/Users", json=body)
     assert r.status_code == 201, r.text
     user = r.json()
-    assert user["userName"] == "bjensen" and user["externalId"] == "okta-00u1"
+    assert user["userName"] == "Barbara.Jensen@example.test"
+    assert user["externalId"] == "okta-00u1"
     assert user["name"] == {"givenName": "Barbara", "familyName": "Jensen"}
     assert user["emails"] == [{"value": "bjensen@example.com", "type": "work", "primary": True}]
     assert {(p["type"], p["value"]) for p in user["phoneNumbers"]} == {
@@ -101,16 +108,19 @@ def test_create_get_delete_user(ad: AD) -> None:
     assert len(user["id"]) == 36 and user["id"].count("-") == 4
     assert user["meta"]["created"].endswith("Z") and "T" in user["meta"]["created"]
     assert user["meta"]["version"].startswith('W/"')
-    # named CN=<userName> in OU=People, enabled as a NORMAL_ACCOUNT without PASSWD_NOTREQD
-    entry = ad.user("bjensen", ["userAccountControl", "cn", "name", "mail"])
-    assert entry["dn"] == f"CN=bjensen,{ad.info.people_dn}"
-    assert entry["useraccountcontrol"] == [b"512"] and entry["name"] == [b"bjensen"]
+    # named CN=<userName> (the UPN) in OU=People, with the sAMAccountName derived from it,
+    # enabled as a NORMAL_ACCOUNT without PASSWD_NOTREQD
+    entry = ad.user("Barbara.Jensen", ["userAccountControl", "userPrincipalName", "name"])
+    assert entry["dn"] == f"CN=Barbara.Jensen@example.test,{ad.info.people_dn}"
+    assert entry["userprincipalname"] == [b"Barbara.Jensen@example.test"]
+    assert entry["useraccountcontrol"] == [b"512"]
+    assert entry["name"] == [b"Barbara.Jensen@example.test"]
 
     got = ad.client.get(f"{SCIM}/Users/{user['id']}")
     assert got.status_code == 200 and got.json() == user
     assert ad.client.delete(f"{SCIM}/Users/{user['id']}").status_code == 204
     assert ad.client.get(f"{SCIM}/Users/{user['id']}").status_code == 404
-    assert ad.entry(ad.info.base_dn, "(sAMAccountName=bjensen)", ["1.1"]) == []
+    assert ad.entry(ad.info.base_dn, "(sAMAccountName=Barbara.Jensen)", ["1.1"]) == []
 
 
 def test_unknown_and_malformed_ids_are_404(ad: AD) -> None:
@@ -127,7 +137,11 @@ def test_duplicate_user_name_is_409(ad: AD) -> None:
 @pytest.mark.parametrize(
     ("name", "why"), [("bjensen@example.com", "@"), ("a/b", "/"), ("x" * 21, "at most 20")]
 )
-def test_bad_sam_account_name_is_400_saying_why(ad: AD, name: str, why: str) -> None:
+def test_bad_sam_account_name_is_400_saying_why(
+    ad_variant: Callable[..., AD], name: str, why: str
+) -> None:
+    """With the short-name variant, userName is the sAMAccountName as the IdP sends it."""
+    ad = ad_variant(**SHORT_NAMES)
     r = ad.client.post(f"{SCIM}/Users", json={"schemas": [USER_SCHEMA], "userName": name})
     assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
     assert why in r.json()["detail"] and "sAMAccountName" in r.json()["detail"]
@@ -144,7 +158,10 @@ def test_unknown_member_id_is_400_naming_it(ad: AD) -> None:
     assert ad.entry(ad.info.groups_dn, "(objectClass=group)", ["1.1"]) == []
 
 
-def test_rename_to_an_invalid_name_is_400_and_changes_nothing(ad: AD) -> None:
+def test_rename_to_an_invalid_name_is_400_and_changes_nothing(
+    ad_variant: Callable[..., AD],
+) -> None:
+    ad = ad_variant(**SHORT_NAMES)
     u = new_user(ad, "keepme", title="Eng")
     r = ad.client.put(
         f"{SCIM}/Users/{u['id']}",
@@ -228,16 +245,20 @@ def test_patch_deactivate_keeps_other_bits_then_reactivate(ad: AD) -> None:
 
 
 def test_patch_password_and_rename(ad: AD) -> None:
-    u = new_user(ad, "pwpatch")
+    u = new_user(ad, "pwpatch@example.test")
     r = patch(
         ad.client,
         f"/Users/{u['id']}",
         {"op": "replace", "path": "password", "value": NEW_PASSWORD},
-        {"op": "replace", "path": "userName", "value": "pwpatched"},
+        {"op": "replace", "path": "userName", "value": "pwpatched@example.test"},
     )
     assert r.status_code in (200, 204), r.text
-    assert ad.client.get(f"{SCIM}/Users/{u['id']}").json()["userName"] == "pwpatched"
-    assert bind(ad.info, user_dn(ad, "pwpatched"), NEW_PASSWORD)[0]
+    got = ad.client.get(f"{SCIM}/Users/{u['id']}").json()
+    assert got["userName"] == "pwpatched@example.test"
+    # the derived sAMAccountName is kept; the entry is renamed after the new UPN
+    entry = ad.user("pwpatch", ["userPrincipalName"])
+    assert entry["dn"] == f"CN=pwpatched@example.test,{ad.info.people_dn}"
+    assert bind(ad.info, entry["dn"], NEW_PASSWORD)[0]
 
 
 def test_patch_weak_password_is_400(ad: AD) -> None:
@@ -288,9 +309,22 @@ def test_create_without_password_gets_a_random_one_and_can_be_enabled(ad: AD) ->
     assert steps == [["unicodePwd"], ["userAccountControl"]]
 
 
-def test_create_without_active_stays_disabled(ad: AD) -> None:
-    u = create_user(ad.client, "noflag", password=PASSWORD)
-    assert u["active"] is False  # AD creates accounts disabled; the IdP decides to enable
+@pytest.mark.parametrize("extra", [{}, {"active": None}], ids=["absent", "null"])
+def test_create_without_active_is_active(ad: AD, extra: dict[str, Any]) -> None:
+    """An absent (or null, RFC 7643 §2.5) active means active, as on slapd and the embedded
+    directory (AD itself would create the account disabled)."""
+    u = create_user(ad.client, "noflag@example.test", password=PASSWORD, **extra)
+    assert u["active"] is True
+    assert ad.uac("noflag") == 512
+    assert bind(ad.info, user_dn(ad, "noflag"), PASSWORD)[0]
+
+
+def test_create_without_active_or_password_is_active_with_a_generated_password(ad: AD) -> None:
+    """OneLogin and JumpCloud send neither: the account is still usable through the IdP."""
+    u = create_user(ad.client, "nothing@example.test")
+    assert u["active"] is True
+    entry = ad.user("nothing", ["userAccountControl", "pwdLastSet"])
+    assert entry["useraccountcontrol"] == [b"512"] and int(entry["pwdlastset"][0]) > 0
 
 
 def test_password_must_change(ad_variant: Callable[..., AD]) -> None:
@@ -314,16 +348,20 @@ def test_start_tls_carries_passwords_too(samba_server: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- rename / move
-def test_rename_keeps_the_id(ad: AD) -> None:
-    u = new_user(ad, "dave")
+def test_rename_keeps_the_id_and_the_logon_name(ad: AD) -> None:
+    u = new_user(ad, "dave@example.test")
     r = ad.client.put(
-        f"{SCIM}/Users/{u['id']}", json={"schemas": [USER_SCHEMA], "userName": "david"}
+        f"{SCIM}/Users/{u['id']}",
+        json={"schemas": [USER_SCHEMA], "userName": "david.jones@example.test"},
     )
     assert r.status_code == 200, r.text
-    assert r.json()["id"] == u["id"] and r.json()["userName"] == "david"
-    entry = ad.user("david", ["cn", "name"])
-    assert entry["dn"] == f"CN=david,{ad.info.people_dn}" and entry["name"] == [b"david"]
-    assert ad.client.get(f"{SCIM}/Users/{u['id']}").json()["userName"] == "david"
+    assert r.json()["id"] == u["id"] and r.json()["userName"] == "david.jones@example.test"
+    entry = ad.user("dave", ["cn", "name", "userPrincipalName"])  # sAMAccountName kept
+    assert entry["dn"] == f"CN=david.jones@example.test,{ad.info.people_dn}"
+    assert entry["name"] == [b"david.jones@example.test"]
+    assert entry["userprincipalname"] == [b"david.jones@example.test"]
+    got = ad.client.get(f"{SCIM}/Users/{u['id']}").json()
+    assert got["userName"] == "david.jones@example.test"
     assert bind(ad.info, entry["dn"], PASSWORD)[0]
 
 
