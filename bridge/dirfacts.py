@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from bridge.config import MappingConfig
 from bridge.directory.base import Directory, Entry
+from bridge.directory.connections import plain_dn
 from bridge.directory.syntax import escape_filter, is_under, normalize_dn
 from bridge.errors import DirectoryError
 
@@ -102,7 +103,9 @@ def read_facts(directory: Directory, mapping: MappingConfig, indexed: Sequence[s
         if kind == "389ds":
             return _ds389(directory, base, bases)
         if kind == "active-directory" and root is not None:
-            return _ad(directory, base, root.text("schemaNamingContext") or "", indexed)
+            # AD answers DN values in extended form (<GUID=..>;dn) to the bridge's clients
+            schema_nc = plain_dn(root.text("schemaNamingContext") or "")
+            return _ad(directory, base, schema_nc, indexed)
     except DirectoryError as exc:
         return _replace(base, unreadable=f"{exc.code} {exc.message}".strip())
     return _replace(base, unreadable="the server is not recognised from its root DSE")
@@ -180,14 +183,17 @@ def _ad(directory: Directory, base: Facts, schema_nc: str, names: Sequence[str])
         directory,
         schema_nc,
         f"(&(objectClass=attributeSchema)(|{wanted}))",
-        ["lDAPDisplayName", "searchFlags"],
+        ["lDAPDisplayName", "searchFlags", "linkID"],
     )
     flags = {
         (e.text("lDAPDisplayName") or "").lower(): (e.dn, int(e.text("searchFlags") or 0))
         for e in found
     }
-    # fATTINDEX (bit 1) indexes the attribute for equality and initial substrings
+    # fATTINDEX (bit 1) indexes the attribute for equality and initial substrings; linked
+    # attributes (member/memberOf: a linkID) are searched through AD's link table instead
+    linked = {(e.text("lDAPDisplayName") or "").lower() for e in found if e.get("linkID")}
     indexes = {a: frozenset({"eq", "sub"}) for a, (_, f) in flags.items() if f & 1}
+    indexes.update({a: frozenset({"eq"}) for a in linked if a not in indexes})
     # AD maintains memberOf (a back-link) and member references itself: no overlay to add
     return _replace(
         base,
@@ -221,7 +227,7 @@ def _holding(entries: Sequence[Entry], attr: str, bases: Sequence[str]) -> Entry
 
 
 def _schema_has(directory: Directory, root: Entry | None, attr: str) -> bool:
-    subschema = root.text("subschemaSubentry") if root else None
+    subschema = plain_dn(root.text("subschemaSubentry") or "") if root else None
     if not subschema:
         return False
     try:
