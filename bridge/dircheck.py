@@ -249,9 +249,10 @@ _OVERLAY_EXTRA = {
     "refint": "olcRefintAttribute: member\n",
 }
 _389_FIX = {
-    "sssvlv": "389 DS has server-side sort and VLV built in: check that the bind account may "
-    "use the controls (an ACI on cn=features,cn=config)",
-    "deref": "dsconf <instance> plugin deref enable   # then restart the instance",
+    "sssvlv": "389 DS has server-side sort and VLV built in: the root DSE does not list them, "
+    "see docs/directories/389ds.md",
+    "deref": "enable the Deref plugin (nsslapd-pluginEnabled: on in its entry below "
+    "cn=plugins,cn=config), then restart the instance",
     "ppolicy": "active: map it to nsAccountLock (type: boolean) instead of pwdAccountLockedTime",
     "memberof": "dsconf <instance> plugin memberof enable   # then restart the instance\n"
     "dsconf <instance> plugin memberof fixup <suffix>",
