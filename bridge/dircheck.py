@@ -144,6 +144,7 @@ def _controls(mapping: MappingConfig, facts: Facts) -> list[Finding]:
     if not {OID_SORT, OID_VLV} <= facts.controls:
         out.append(
             _feature(
+                mapping,
                 facts,
                 "sssvlv",
                 "warning",
@@ -154,6 +155,7 @@ def _controls(mapping: MappingConfig, facts: Facts) -> list[Finding]:
     if facts.server != "active-directory" and OID_DEREF not in facts.controls:
         out.append(
             _feature(
+                mapping,
                 facts,
                 "deref",
                 "warning",
@@ -171,6 +173,7 @@ def _overlays(mapping: MappingConfig, facts: Facts) -> list[Finding]:
     if "ppolicy-lock" in codecs and OID_PPOLICY not in facts.controls and "ppolicy" not in present:
         out.append(
             _feature(
+                mapping,
                 facts,
                 "ppolicy",
                 "error",
@@ -181,6 +184,7 @@ def _overlays(mapping: MappingConfig, facts: Facts) -> list[Finding]:
     if _groups_from_memberof(mapping) and not _has_memberof(facts):
         out.append(
             _feature(
+                mapping,
                 facts,
                 "memberof",
                 "error",
@@ -191,6 +195,7 @@ def _overlays(mapping: MappingConfig, facts: Facts) -> list[Finding]:
     if members and facts.features is not None and "refint" not in facts.features:
         out.append(
             _feature(
+                mapping,
                 facts,
                 "refint",
                 "warning",
@@ -242,8 +247,8 @@ _OVERLAY_CLASS = {
     "deref": None,
 }
 _OVERLAY_EXTRA = {
-    "ppolicy": "olcPPolicyDefault: cn=default,ou=policies,<suffix>\n"
-    "# and a default policy entry with pwdLockout: TRUE (docs/directories/openldap.md)\n",
+    "ppolicy": "olcPPolicyDefault: cn=default,ou=policies,{suffix}\n"
+    "# that policy entry needs pwdLockout: TRUE (docs/directories/openldap.md)\n",
     "memberof": "olcMemberOfRefInt: TRUE\nolcMemberOfGroupOC: groupOfNames\n"
     "olcMemberOfMemberAD: member\nolcMemberOfMemberOfAD: memberOf\n",
     "refint": "olcRefintAttribute: member\n",
@@ -260,20 +265,36 @@ _389_FIX = {
 }
 
 
-def _feature(facts: Facts, name: str, severity: str, effect: str) -> Finding:
+def _feature(
+    mapping: MappingConfig, facts: Facts, name: str, severity: str, effect: str
+) -> Finding:
+    suffix = facts.suffix or "<suffix>"
     if facts.server == "389ds":
-        return Finding(severity, name, effect, _389_FIX[name])
+        return Finding(severity, name, effect, _389_FIX[name].replace("<suffix>", suffix))
     if facts.server == "active-directory":
         return Finding(severity, name, effect, f"see {DOCS}active-directory.md")
     db = facts.config_dn or "olcDatabase={1}mdb,cn=config"
     oc = _OVERLAY_CLASS[name]
-    ldif = (
-        f"{_LDAPMODIFY}\ndn: cn=module{{0}},cn=config\nchangetype: modify\nadd: olcModuleLoad\n"
-        f"olcModuleLoad: {name}\n\ndn: olcOverlay={name},{db}\nchangetype: add\n"
-        f"objectClass: olcOverlayConfig\n" + (f"objectClass: {oc}\n" if oc else "")
+    load = (
+        ""
+        if name in facts.modules
+        else "dn: cn=module{0},cn=config\nchangetype: modify\nadd: olcModuleLoad\n"
+        f"olcModuleLoad: {name}\n\n"
     )
-    ldif += f"olcOverlay: {name}\n{_OVERLAY_EXTRA.get(name, '')}EOF"
+    extra = _OVERLAY_EXTRA.get(name, "").format(suffix=suffix)
+    if name == "refint":
+        extra += "".join(f"olcRefintNothing: {dn}\n" for dn in _empty_members(mapping)[:1])
+    ldif = (
+        f"{_LDAPMODIFY}\n{load}dn: olcOverlay={name},{db}\nchangetype: add\n"
+        "objectClass: olcOverlayConfig\n" + (f"objectClass: {oc}\n" if oc else "")
+    )
+    ldif += f"olcOverlay: {name}\n{extra}EOF"
     return Finding(severity, name, effect, ldif)
+
+
+def _empty_members(mapping: MappingConfig) -> list[str]:
+    """refint must leave the mapping's placeholder when it removes a group's last member."""
+    return [r.empty_member for r in mapping.resources.values() if r.empty_member]
 
 
 def _index_fix(facts: Facts, need: IndexNeed, missing: list[str]) -> str:

@@ -55,6 +55,10 @@ class Facts:
     config_dn: str = ""
     #: AD: lower-cased lDAPDisplayName -> (attributeSchema DN, searchFlags)
     schema_flags: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    #: the suffix of that database / backend
+    suffix: str = ""
+    #: OpenLDAP: the modules loaded in cn=config (lower-cased, without ".so"/".la")
+    modules: frozenset[str] = frozenset()
     #: the schema defines memberOf (a hint when the configuration is unreadable)
     memberof_in_schema: bool = False
     #: why the configuration could not be read ("" when it was)
@@ -119,13 +123,23 @@ def _openldap(directory: Directory, base: Facts, bases: Sequence[str]) -> Facts:
     indexes, lines = parse_olc_indexes(_texts(db, "olcDbIndex"))
     overlays = _search(directory, db.dn, "(objectClass=olcOverlayConfig)", ["olcOverlay"])
     names = {re.sub(r"^\{\d+\}", "", e.text("olcOverlay") or "").lower() for e in overlays}
+    lists = _search(directory, "cn=config", "(objectClass=olcModuleList)", ["olcModuleLoad"])
+    modules = {_module(v) for e in lists for v in _texts(e, "olcModuleLoad")}
     return _replace(
         base,
         indexes=indexes,
         index_lines=lines,
         features=frozenset(names) & set(FEATURES),
         config_dn=db.dn,
+        suffix=_suffix(db, "olcSuffix", bases),
+        modules=frozenset(modules),
     )
+
+
+def _module(value: str) -> str:
+    """``{1}memberof.la`` / ``/usr/lib/ldap/ppolicy.so`` -> ``memberof`` / ``ppolicy``."""
+    name = re.sub(r"^\{\d+\}", "", value).rsplit("/", 1)[-1].lower()
+    return re.sub(r"\.(la|so)$", "", name)
 
 
 def parse_olc_indexes(values: Iterable[str]) -> tuple[dict[str, frozenset[str]], dict[str, str]]:
@@ -174,7 +188,10 @@ def _ds389(directory: Directory, base: Facts, bases: Sequence[str]) -> Facts:
         plugin = directory.read(dn, ["nsslapd-pluginEnabled"])
         if plugin is not None and (plugin.text("nsslapd-pluginEnabled") or "").lower() == "on":
             enabled.add(feature)
-    return _replace(base, indexes=indexes, features=frozenset(enabled), config_dn=name)
+    suffix = _suffix(backend, "nsslapd-suffix", bases)
+    return _replace(
+        base, indexes=indexes, features=frozenset(enabled), config_dn=name, suffix=suffix
+    )
 
 
 def _ad(directory: Directory, base: Facts, schema_nc: str, names: Sequence[str]) -> Facts:
@@ -224,6 +241,11 @@ def _holding(entries: Sequence[Entry], attr: str, bases: Sequence[str]) -> Entry
             if held and (best is None or key > best[:2]):
                 best = (held, len(suffix), e)
     return best[2] if best else None
+
+
+def _suffix(entry: Entry, attr: str, bases: Sequence[str]) -> str:
+    held = [s for s in _texts(entry, attr) if any(is_under(b, s) for b in bases)]
+    return held[0] if held else ""
 
 
 def _schema_has(directory: Directory, root: Entry | None, attr: str) -> bool:

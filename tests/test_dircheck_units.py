@@ -151,3 +151,24 @@ def test_ad_index_fix_sets_the_searchflags_bit() -> None:
         "Set-ADObject -Identity 'CN=E-mail-Addresses,CN=Schema,CN=Configuration,DC=x' "
         "-Replace @{searchFlags=17}" in found["index mail"].fix
     )
+
+
+def test_overlay_fix_skips_a_loaded_module_and_names_the_suffix_and_placeholder() -> None:
+    facts = Facts(
+        "openldap",
+        ALL_CONTROLS - {OID_PPOLICY},
+        TUNED_INDEXES,
+        features=frozenset({"memberof", "sssvlv", "deref"}),
+        config_dn="olcDatabase={2}mdb,cn=config",
+        suffix="dc=example,dc=org",
+        modules=frozenset({"back_mdb", "ppolicy"}),
+    )
+    found = {f.topic: f for f in findings(load_mapping(OPENLDAP_MAP), facts)}
+    assert set(found) == {"ppolicy", "refint"}
+    assert "olcModuleLoad" not in found["ppolicy"].fix  # loaded already: adding it would fail
+    assert "olcPPolicyDefault: cn=default,ou=policies,dc=example,dc=org" in found["ppolicy"].fix
+    assert "dn: olcOverlay=ppolicy,olcDatabase={2}mdb,cn=config" in found["ppolicy"].fix
+    assert "olcModuleLoad: refint" in found["refint"].fix
+    assert (
+        "olcRefintNothing: cn=empty-membership-placeholder,dc=example,dc=org" in found["refint"].fix
+    )

@@ -171,3 +171,40 @@ def test_startup_inspection_error_is_one_line(caplog: pytest.LogCaptureFixture) 
         log_at_startup(Broken(), load_mapping(OPENLDAP_MAP)).join(30)
     lines = [r.getMessage() for r in caplog.records if r.name == "bridge.dircheck"]
     assert lines == ["directory inspection failed: RuntimeError: boom"]
+
+
+def test_applying_the_printed_fixes_makes_the_bare_server_clean() -> None:
+    """Every fix the check prints for the bare server is LDIF that slapd accepts as printed
+    (only ``ldapi:///`` pointed at this instance); afterwards the check finds nothing."""
+    servers = _server(profile="bare")
+    info = next(servers)
+    try:
+        mapping = load_mapping(OPENLDAP_MAP)
+        directory = slapd_directory(info)
+        try:
+            before = check(directory, mapping)
+            for finding in before:
+                script = finding.fix.replace("ldapi:///", info.ldapi_url).replace(
+                    "ldapmodify ", "ldapmodify -Q "
+                )
+                run = subprocess.run(
+                    ["bash", "-c", script],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                    env={**os.environ, "LDAPCONF": "/dev/null"},
+                )
+                assert run.returncode == 0, f"{finding.topic}: {run.stderr}\n{script}"
+        finally:
+            directory.close()
+        # a new client: the old one remembers the controls the server had at its first bind
+        directory = slapd_directory(info)
+        try:
+            assert check(directory, mapping) == []
+        finally:
+            directory.close()
+        # five overlays and seven indexes (objectClass eq is there already)
+        assert len(before) == 12
+    finally:
+        next(servers, None)
