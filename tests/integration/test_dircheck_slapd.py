@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,3 +209,55 @@ def test_applying_the_printed_fixes_makes_the_bare_server_clean() -> None:
         assert len(before) == 12
     finally:
         next(servers, None)
+
+
+def _startup_lines(caplog: pytest.LogCaptureFixture, want: int) -> list[str]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lines = [r.getMessage() for r in caplog.records if r.name == "bridge.dircheck"]
+        if len(lines) >= want:
+            return lines
+        time.sleep(0.05)
+    return [r.getMessage() for r in caplog.records if r.name == "bridge.dircheck"]
+
+
+def test_serve_logs_the_findings_at_start(
+    bare_slapd: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bridge.cli import make_served_app
+    from bridge.settings import Settings, Token
+
+    settings = Settings(
+        ldap_urls=(bare_slapd.url,),
+        bind_dn=bare_slapd.bind_dn,
+        bind_password=bare_slapd.bind_password,
+        mapping=str(OPENLDAP_MAP),
+        tokens=(Token("t", "serve-token-123456"),),
+    )
+    with caplog.at_level(logging.WARNING, logger="bridge.dircheck"):
+        app = make_served_app(settings)
+        lines = _startup_lines(caplog, 12)
+    app.state.service.directory.close()
+    assert len(lines) == 12 and any("error: ppolicy" in line for line in lines)
+
+
+def test_asgi_factory_logs_the_findings_at_start(
+    bare_slapd: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge import asgi
+
+    for name, value in {
+        "BRIDGE_LDAP_URL": bare_slapd.url,
+        "BRIDGE_BIND_DN": bare_slapd.bind_dn,
+        "BRIDGE_BIND_PASSWORD": bare_slapd.bind_password,
+        "BRIDGE_MAPPING": str(BARE_MAP),
+        "BRIDGE_TOKEN": "asgi-token-1234567",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(asgi, "setup_logging", lambda settings: None)  # keep caplog's handler
+    with caplog.at_level(logging.WARNING, logger="bridge.dircheck"):
+        app = asgi.app()
+        lines = _startup_lines(caplog, 9)
+    app.state.service.directory.close()
+    assert len(lines) == 9 and not any("error:" in line for line in lines)
+    assert any("index entryUUID" in line for line in lines)
