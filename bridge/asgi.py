@@ -29,4 +29,8 @@ def app() -> Starlette:
     if not settings.tokens:
         raise ConfigError([Problem("BRIDGE_TOKEN", "set BRIDGE_TOKEN or BRIDGE_TOKEN_<NAME>")])
     setup_logging(settings)
-    return build_app(settings)
+    built = build_app(settings)
+    from bridge.dircheck import log_at_startup  # findings logged once, never fatal
+
+    log_at_startup(built.state.service.directory, built.state.service.mapping)
+    return built

@@ -60,8 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--connect",
         action="store_true",
-        help="also bind with the BRIDGE_* settings and check base DNs, attributes and "
-        "object classes against the server's schema",
+        help="also bind with the BRIDGE_* settings, check base DNs, attributes and object "
+        "classes against the server's schema, and inspect the directory: indexes, overlays "
+        "(sssvlv, deref, ppolicy, memberof, refint) and controls, each finding with its "
+        "effect and the LDIF or command that fixes it (docs/directories/).  Exit 1 on a "
+        "schema problem or a finding that breaks a mapped feature (e.g. no ppolicy while "
+        "active maps to pwdAccountLockedTime); missing indexes and controls are warnings "
+        "(slow or refused, not broken) and exit 0",
     )
 
     t = sub.add_parser("translate-filter", help="show the LDAP filter for a SCIM filter")
@@ -121,9 +126,12 @@ def check_mapping_live(path: str) -> int:
         return 2
     mapping = load_mapping(path)
     directory = make_directory(settings, mapping)
+    from bridge import dircheck
+
     try:
         problems = check(directory, mapping)
         hints = [] if problems else notes(directory, mapping)
+        findings = dircheck.check(directory, mapping)
     finally:
         directory.close()
     where = ", ".join(settings.ldap_urls)
@@ -131,11 +139,13 @@ def check_mapping_live(path: str) -> int:
         print(f"{path}: {len(problems)} problem(s) against {where}")
         for problem in problems:
             print(f"  {problem}")
-        return 1
-    print(f"{path}: OK against {where} — base DNs exist, schema has every attribute and class")
-    for hint in hints:
-        print(f"  note: {hint}")
-    return 0
+    else:
+        print(f"{path}: OK against {where} — base DNs exist, schema has every attribute and class")
+        for hint in hints:
+            print(f"  note: {hint}")
+    if findings:
+        print("\n".join(dircheck.render(findings)))
+    return 1 if problems or dircheck.breaking(findings) else 0
 
 
 def translate_filter(path: str, resource: str, text: str) -> int:
@@ -257,6 +267,10 @@ def make_served_app(settings: Settings) -> Any:
     app = build_app(settings)
     if settings.embedded and settings.demo:
         seed_demo(app.state.service, "")
+    if not settings.embedded:
+        from bridge.dircheck import log_at_startup
+
+        log_at_startup(app.state.service.directory, app.state.service.mapping)
     return app
 
 

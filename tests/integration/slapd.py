@@ -328,10 +328,13 @@ def _tool_threads() -> int:
     return max(2, min(os.cpu_count() or 2, 8))
 
 
-def _config_ldif(moddir: str, schemadir: str) -> str:
+def _config_ldif(
+    moddir: str, schemadir: str, profile: str = "tuned", config_readable: bool = False
+) -> str:
     peercred = f"gidNumber={os.getgid()}+uidNumber={os.getuid()},cn=peercred,cn=external,cn=auth"
     schema_includes = "\n".join(f"include: file://{schemadir}/{name}.ldif\n" for name in _SCHEMAS)
-    module_loads = "\n".join(f"olcModuleLoad: {m}" for m in _MODULES)
+    bare = profile == "bare"
+    module_loads = "\n".join(f"olcModuleLoad: {m}" for m in (_MODULES[:1] if bare else _MODULES))
     eq = [
         "objectClass",
         "entryUUID",
@@ -347,8 +350,20 @@ def _config_ldif(moddir: str, schemadir: str) -> str:
         "employeeNumber",
     ]
     sub = {"uid", "cn", "mail", "displayName"}
+    if bare:
+        eq, sub = ["objectClass"], set()
     indexes = "\n".join(f"olcDbIndex: {a} {'eq,sub' if a in sub else 'eq'}" for a in eq)
     mdb = "olcDatabase={1}mdb,cn=config"
+    # the narrow read grant that lets ``check-mapping --connect`` see indexes and overlays as
+    # the service account (docs/directories/openldap.md)
+    config_acl = (
+        f'olcAccess: {{1}}to dn.subtree="cn=config" '
+        f"attrs=entry,objectClass,olcDatabase,olcSuffix,olcDbIndex,olcOverlay "
+        f'by dn.exact="{BIND_DN}" read\n'
+        if config_readable
+        else ""
+    )
+    multival = "" if bare else "olcDbMultival: member 100,10\n"
     return f"""\
 dn: cn=config
 objectClass: olcGlobal
@@ -381,7 +396,7 @@ dn: olcDatabase={{0}}config,cn=config
 objectClass: olcDatabaseConfig
 olcDatabase: {{0}}config
 olcAccess: {{0}}to * by dn.exact={peercred} manage by * break
-
+{config_acl}
 dn: {mdb}
 objectClass: olcDatabaseConfig
 objectClass: olcMdbConfig
@@ -392,13 +407,16 @@ olcRootDN: {ADMIN_DN}
 olcRootPW: {_ssha(ADMIN_PASSWORD)}
 olcDbMaxSize: 4294967296
 olcDbNoSync: TRUE
-olcDbMultival: member 100,10
-{indexes}
+{multival}{indexes}
 olcLimits: {{0}}dn.exact="{BIND_DN}" size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} \
 size.prtotal=unlimited
 olcAccess: {{0}}to attrs=userPassword by dn.exact="{BIND_DN}" write by anonymous auth by * none
 olcAccess: {{1}}to * by dn.exact="{BIND_DN}" write by * none
+{"" if bare else _overlays_ldif(mdb)}"""
 
+
+def _overlays_ldif(mdb: str) -> str:
+    return f"""
 dn: olcOverlay={{0}}memberof,{mdb}
 objectClass: olcOverlayConfig
 objectClass: olcMemberOf
@@ -437,7 +455,8 @@ olcOverlay: {{4}}deref
 """
 
 
-def _base_ldif() -> str:
+def _base_ldif(profile: str = "tuned") -> str:
+    policy = "" if profile == "bare" else _POLICY_LDIF
     return f"""\
 dn: {BASE_DN}
 objectClass: dcObject
@@ -457,6 +476,16 @@ dn: {POLICIES_DN}
 objectClass: organizationalUnit
 ou: policies
 
+{policy}dn: {BIND_DN}
+objectClass: applicationProcess
+objectClass: simpleSecurityObject
+cn: scim
+description: service account of scim-ldap-bridge
+userPassword: {_ssha(BIND_PASSWORD)}
+"""
+
+
+_POLICY_LDIF = f"""\
 dn: {DEFAULT_POLICY_DN}
 objectClass: organizationalRole
 objectClass: pwdPolicy
@@ -474,17 +503,16 @@ pwdMustChange: FALSE
 pwdAllowUserChange: TRUE
 pwdSafeModify: FALSE
 
-dn: {BIND_DN}
-objectClass: applicationProcess
-objectClass: simpleSecurityObject
-cn: scim
-description: service account of scim-ldap-bridge
-userPassword: {_ssha(BIND_PASSWORD)}
 """
 
 
 def generate_seed_ldif(
-    users: int, groups: int, members_per_group: int = 0, big_group_members: int = 0
+    users: int,
+    groups: int,
+    members_per_group: int = 0,
+    big_group_members: int = 0,
+    *,
+    member_of: bool = True,
 ) -> str:
     """LDIF (for slapadd, loaded before start) with ``users`` users and ``groups`` groups.
 
@@ -499,7 +527,8 @@ def generate_seed_ldif(
       (groupOfNames MUST have a member);
     * if ``big_group_members`` > 0: ``cn=biggroup,ou=groups,...`` with users
       ``0 .. big_group_members-1``;
-    * ``memberOf`` is written on each user (slapadd does not run the memberof overlay).
+    * ``memberOf`` is written on each user (slapadd does not run the memberof overlay),
+      unless ``member_of`` is False (for the bare profile, whose schema has no memberOf).
     """
     if min(users, groups, members_per_group, big_group_members) < 0:
         raise ValueError("counts must be >= 0")
@@ -508,6 +537,7 @@ def generate_seed_ldif(
     if big_group_members > users:
         raise ValueError(f"big_group_members={big_group_members} > users={users}")
 
+    with_member_of = member_of
     people, groups_dn = PEOPLE_DN, GROUPS_DN
     udn = [f"uid=user{i:06d},{people}" for i in range(users)]
     member_of: list[list[str]] = [[] for _ in range(users)]
@@ -538,7 +568,7 @@ def generate_seed_ldif(
     pw = _ssha(SEED_PASSWORD)
     for i in range(users):
         n = f"{i:06d}"
-        mo = "".join(f"memberOf: {g}\n" for g in member_of[i])
+        mo = "".join(f"memberOf: {g}\n" for g in member_of[i]) if with_member_of else ""
         out.append(
             f"dn: {udn[i]}\nobjectClass: inetOrgPerson\nuid: user{n}\ncn: Test User{n}\n"
             f"sn: User{n}\ngivenName: Test\ndisplayName: Test User {n}\n"
@@ -552,7 +582,8 @@ def generate_seed_ldif(
 
 _lock = threading.RLock()
 _owner_pid = os.getpid()  # a forked child must not delete its parent's templates at exit
-_template: Path | None = None
+#: unseeded templates by (profile, config_readable)
+_templates: dict[tuple[str, bool], Path] = {}
 _seeded: collections.OrderedDict[str, Path] = collections.OrderedDict()
 _SEEDED_CACHE_SIZE = 4
 # Strong references: an instance dropped without cleanup() must still be stopped at exit.
@@ -634,7 +665,7 @@ def _make_certs(tls: Path) -> None:
     os.chmod(tls / "ca.key", 0o600)
 
 
-def _build_template() -> Path:
+def _build_template(profile: str = "tuned", config_readable: bool = False) -> Path:
     require_slapd()
     slapadd = _find_binary("slapadd")
     assert slapadd
@@ -650,13 +681,13 @@ def _build_template() -> Path:
             [slapadd, "-n0", "-F", "slapd.d"],
             d,
             "slapadd (cn=config)",
-            _config_ldif(moddir, schemadir).encode(),
+            _config_ldif(moddir, schemadir, profile, config_readable).encode(),
         )
         _run(
             [slapadd, "-q", "-n1", "-F", "slapd.d"],
             d,
             "slapadd (base entries)",
-            _base_ldif().encode(),
+            _base_ldif(profile).encode(),
         )
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)
@@ -671,28 +702,33 @@ def _copy_tree(src: Path, dst: Path) -> None:
     _run(["cp", "-a", f"{src}/.", f"{dst}/"], "/", "cp -a")
 
 
-def _populate(dst: Path, seed_ldif: str | None) -> None:
+def _populate(
+    dst: Path, seed_ldif: str | None, profile: str = "tuned", config_readable: bool = False
+) -> None:
     """Fill ``dst`` with a copy of the (seeded) template; under the lock, so that the LRU
     cannot evict the template while it is being copied."""
     with _lock:
-        _copy_tree(_template_dir(seed_ldif), dst)
+        _copy_tree(_template_dir(seed_ldif, profile, config_readable), dst)
 
 
-def _template_dir(seed_ldif: str | None) -> Path:
-    global _template
+def _template_dir(
+    seed_ldif: str | None, profile: str = "tuned", config_readable: bool = False
+) -> Path:
     with _lock:
-        if _template is None or not _template.is_dir():
-            _template = _build_template()
+        variant = (profile, config_readable)
+        template = _templates.get(variant)
+        if template is None or not template.is_dir():
+            template = _templates[variant] = _build_template(profile, config_readable)
         if not seed_ldif:
-            return _template
-        key = hashlib.sha256(seed_ldif.encode("utf-8")).hexdigest()
+            return template
+        key = hashlib.sha256(f"{variant}{seed_ldif}".encode()).hexdigest()
         cached = _seeded.get(key)
         if cached is not None and cached.is_dir():
             _seeded.move_to_end(key)
             return cached
         d = Path(tempfile.mkdtemp(prefix="slapd-template-seeded-", dir="/tmp"))
         try:
-            _copy_tree(_template, d)
+            _copy_tree(template, d)
             slapadd = _find_binary("slapadd")
             assert slapadd
             _run(
@@ -722,7 +758,7 @@ def _cleanup_at_exit() -> None:
         except Exception:
             pass
     with _lock:
-        for d in [_template, *_seeded.values()]:
+        for d in [*_templates.values(), *_seeded.values()]:
             if d is not None:
                 shutil.rmtree(d, ignore_errors=True)
         _seeded.clear()
@@ -783,12 +819,33 @@ class Slapd:
     the first start; entries must lie below ``ou=people``/``ou=groups`` (the suffix, the OUs,
     the policy and cn=scim already exist).
 
+    ``profile``: ``"tuned"`` (default: the configuration described in the module doc) or
+    ``"bare"``: what a default install has -- back_mdb, the core/cosine/inetorgperson/nis
+    schemas, no overlays (so no memberOf, ppolicy, sort/VLV, deref or refint), no default
+    password policy entry, and only ``objectClass eq`` indexed; the same suffix, OUs, service
+    account, ACLs and limits.  Seed it with ``generate_seed_ldif(..., member_of=False)``
+    (its schema has no memberOf).
+    ``config_readable``: also let the service account read the index and overlay settings
+    in cn=config (``olcSuffix``, ``olcDbIndex``, ``olcOverlay``), as ``check-mapping
+    --connect`` needs; default False (cn=config is invisible to it).
+
     As a context manager: ``with Slapd() as s:`` starts (``s.info``) and cleans up.
     """
 
-    def __init__(self, workdir: Path | None = None, seed_ldif: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        seed_ldif: str | None = None,
+        *,
+        profile: str = "tuned",
+        config_readable: bool = False,
+    ) -> None:
+        if profile not in ("tuned", "bare"):
+            raise ValueError(f"profile must be 'tuned' or 'bare', not {profile!r}")
         self._workdir = Path(workdir) if workdir is not None else Path("/tmp")
         self._seed_ldif = seed_ldif
+        self.profile = profile
+        self._config_readable = config_readable
         self._dir: Path | None = None
         self._sockdir: Path | None = None  # only when dir is too long for sun_path
         self._proc: subprocess.Popen[bytes] | None = None
@@ -927,7 +984,7 @@ class Slapd:
         self._workdir.mkdir(parents=True, exist_ok=True)
         d = Path(tempfile.mkdtemp(prefix="slapd-", dir=self._workdir))
         try:
-            _populate(d, self._seed_ldif)
+            _populate(d, self._seed_ldif, self.profile, self._config_readable)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
