@@ -145,6 +145,8 @@ class Service:
         return self.mapping.resource(name)
 
     def id_filter(self, rmap: ResourceMap, rid: str) -> str:
+        if "\x00" in rid:  # AD compares only up to a NUL: "<id>\0x" would find <id>
+            raise NotFound(f"{rmap.name} {rid!r} not found")
         try:
             value = rmap.id.codec.assertion(rid)
         except ScimError:
@@ -310,7 +312,7 @@ class Service:
             rmap = self.rmap(name)
             todo = []
             for rid in wanted:
-                if rid in out:
+                if rid in out or "\x00" in rid:  # NUL: never an id (see id_filter)
                     continue
                 try:
                     todo.append((rid, rmap.id.codec.assertion(rid)))
