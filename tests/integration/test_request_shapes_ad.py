@@ -1,6 +1,8 @@
 """Issue 15 on Samba AD, shipped AD mapping, both LDAP clients: a filter value holding NUL is
 refused (Samba compared ``"alice\\u0000x"`` equal to ``alice`` and returned her), an id holding
-NUL finds nobody, and ``sw``/``ew``/``co`` work on userName whatever its codec."""
+NUL finds nobody, ``sw``/``ew``/``co`` work on userName whatever its codec, and the request
+shapes of tests/test_patch_shapes.py and tests/test_group_patch_response.py (null values,
+``schemas`` inside an extension, Entra ID's extra group schema URI, 204 to a group PATCH)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,15 @@ import json
 
 import pytest
 
-from tests.helpers import SCIM, create_group, create_user, patch
+from tests.helpers import (
+    ENTERPRISE,
+    GROUP_SCHEMA,
+    SCIM,
+    USER_SCHEMA,
+    create_group,
+    create_user,
+    patch,
+)
 from tests.integration.conftest import AD
 
 pytestmark = pytest.mark.samba
@@ -54,3 +64,38 @@ def test_substring_on_active_is_a_clear_invalid_filter(ad: AD) -> None:
     assert r.status_code == 400, r.text
     assert r.json()["scimType"] == "invalidFilter"
     assert "'sw'" in r.json()["detail"]
+
+
+def test_entra_null_update_and_extension_schemas_key(ad: AD) -> None:
+    u = create_user(
+        ad.client, "nullad", schemas=[USER_SCHEMA, ENTERPRISE], title="Boss",
+        **{ENTERPRISE: {"department": "Ops"}},
+    )  # fmt: skip
+    for value in ("", None):
+        r = patch(
+            ad.client, f"/Users/{u['id']}", {"op": "Replace", "path": "title", "value": value}
+        )
+        assert r.status_code == 200, r.text
+        assert "title" not in ad.client.get(f"{SCIM}/Users/{u['id']}").json()
+    r = patch(ad.client, f"/Users/{u['id']}", {"op": "add", "path": ENTERPRISE, "value": {
+        "schemas": [ENTERPRISE], "department": "Sales"}})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()[ENTERPRISE]["department"] == "Sales"
+    r = patch(ad.client, f"/Users/{u['id']}", {"op": "replace", "path": "userName", "value": None})
+    assert r.status_code == 400 and r.json()["scimType"] == "mutability", r.text
+
+
+def test_entra_group_create_and_membership_patch(ad: AD) -> None:
+    adscim = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
+    u = create_user(ad.client, "memberad")["id"]
+    r = ad.client.post(f"{SCIM}/Groups", json={
+        "schemas": [GROUP_SCHEMA, adscim], "displayName": "EntraAD", "externalId": "e-ad",
+        "members": []})  # fmt: skip
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    r = patch(ad.client, f"/Groups/{gid}", {"op": "Add", "path": "members", "value": [
+        {"$ref": None, "value": u}]})  # fmt: skip
+    assert r.status_code == 204 and r.content == b"", r.text
+    after = ad.client.get(f"{SCIM}/Groups/{gid}").json()
+    assert [m["value"] for m in after["members"]] == [u]
+    assert r.headers["ETag"] == after["meta"]["version"]
