@@ -7,9 +7,16 @@
         --admin-dn cn=admin,dc=example,dc=org --admin-password ...
 
 Each repeat PATCHes one new member into each group (``{"op": "add", "path": "members",
-"value": [{"value": id}]}``), through the HTTP app in-process (Starlette TestClient, as an IdP
-would, with ``excludedAttributes=members`` so the response does not list 50,000 members) and
-through ``Service.patch`` directly, and reports the median and p90.  The bridge talks to slapd
+"value": [{"value": id}]}``), through the HTTP app in-process (Starlette TestClient, with
+``excludedAttributes=members`` so the response does not list 50,000 members) and through
+``Service.patch`` directly, and reports the median and p90.  Two more HTTP cells send the
+membership PATCH exactly as the IdPs send it, with no query string: Okta's (``remove`` with
+``members[value eq "<id>"]`` then ``add`` of ``{"value", "display"}``) and Entra ID's
+(``{"op": "Add", "path": "members", "value": [{"$ref": null, "value": "<id>"}]}``), answered
+204 by default (``BRIDGE_GROUP_PATCH_RESPONSE``); ``--full-repeats`` times Okta's PATCH again
+with ``BRIDGE_GROUP_PATCH_RESPONSE=full`` (200 with every member, the old answer) and
+``--get-repeats`` a plain ``GET /Groups/{id}``, both of which grow with the member list.
+Response bytes are the HTTP body's.  The bridge talks to slapd
 through a counting TCP relay, so the bytes sent to (and received from) LDAP per PATCH are
 measured on the wire; the LDAP operations per PATCH are counted by the bridge's own metrics
 (``scim_bridge_ldap_operations``).  ``--client`` picks the bridge's LDAP client: ldap3 (the
@@ -27,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -181,12 +188,14 @@ class Result:
     sent: list[int]
     received: list[int]
     ops: list[float]
+    body: list[int] = field(default_factory=list)  # HTTP response bytes
 
     def row(self) -> str:
         ms = sorted(t * 1e3 for t in self.times)
         p90 = ms[min(len(ms) - 1, int(len(ms) * 0.9))]
+        body = f"{statistics.median(self.body):.0f}" if self.body else "-"
         return (
-            f"| {self.label} | {statistics.median(ms):.2f} | {p90:.2f} | "
+            f"| {self.label} | {statistics.median(ms):.2f} | {p90:.2f} | {body} | "
             f"{statistics.median(self.sent):.0f} | {statistics.median(self.received):.0f} | "
             f"{statistics.median(self.ops):.0f} |"
         )
@@ -254,7 +263,10 @@ def run(args: argparse.Namespace) -> None:
             }
 
         def measure(
-            label: str, call: Callable[[str, str], None], probes: list[str], bare: bool = False
+            label: str,
+            call: Callable[[str, str], int | None],
+            probes: list[str],
+            bare: bool = False,
         ) -> None:
             """Small and big group alternate on every probe, so machine noise hits both."""
             rows = {g: Result(f"{label}, {g}-member group", [], [], [], []) for g in groups}
@@ -264,20 +276,54 @@ def run(args: argparse.Namespace) -> None:
                     relay.reset()
                     ops = ldap_operations()
                     t0 = time.perf_counter()
-                    call(group_id, rid)
+                    size = call(group_id, rid)
                     rows[group_label].times.append(time.perf_counter() - t0)
+                    if size is not None:
+                        rows[group_label].body.append(size)
                     rows[group_label].sent.append(relay.sent)
                     rows[group_label].received.append(relay.received)
                     rows[group_label].ops.append(1 if bare else ldap_operations() - ops)
             results.extend(rows.values())
 
-        def via_http(group_id: str, rid: str) -> None:
+        def via_http(group_id: str, rid: str) -> int:
             r = client.patch(
                 f"/scim/v2/Groups/{group_id}",
                 params={"excludedAttributes": "members"},
                 json=body(rid),
             )
             assert r.status_code == 200, r.text
+            return len(r.content)
+
+        def as_idp(patcher: Any, ops: Callable[[str], list[dict[str, Any]]], status: int) -> Any:
+            def call(group_id: str, rid: str) -> int:
+                r = patcher.patch(
+                    f"/scim/v2/Groups/{group_id}",
+                    json={"schemas": [PATCH_OP], "Operations": ops(rid)},
+                )
+                assert r.status_code == status, r.text
+                return len(r.content)
+
+            return call
+
+        def okta(rid: str) -> list[dict[str, Any]]:
+            return [
+                {"op": "remove", "path": f'members[value eq "{rid}"]'},
+                {"op": "add", "path": "members", "value": [{"value": rid, "display": rid}]},
+            ]
+
+        def entra(rid: str) -> list[dict[str, Any]]:
+            return [{"op": "Add", "path": "members", "value": [{"$ref": None, "value": rid}]}]
+
+        full_app = build_app(
+            settings.with_(group_patch_response="full"), directory=directory, mapping=mapping
+        )
+        full = TestClient(full_app, base_url="https://bench.test")
+        full.headers["Authorization"] = "Bearer bench-token"
+
+        def get_group(group_id: str, _rid: str) -> int:
+            r = client.get(f"/scim/v2/Groups/{group_id}")
+            assert r.status_code == 200, r.text
+            return len(r.content)
 
         def via_service(group_id: str, rid: str) -> None:
             service.patch("Group", group_id, body(rid), "https://bench.test", None, no_members)
@@ -318,11 +364,26 @@ def run(args: argparse.Namespace) -> None:
             via_service(gid_, probe_ids[0])
             undo(gid_, probe_ids[0])
         first, second = probe_ids[: args.repeats], probe_ids[args.repeats :]
-        measure("HTTP PATCH", via_http, first)
+
+        def undo_all(probes: list[str]) -> None:
+            for gid_ in groups.values():
+                for rid in probes:
+                    undo(gid_, rid)
+
+        measure("HTTP PATCH (excludedAttributes=members)", via_http, first)
+        undo_all(first)
+        measure("Okta PATCH as sent (204)", as_idp(client, okta, 204), first)
+        undo_all(first)
+        measure("Entra PATCH as sent (204)", as_idp(client, entra, 204), first)
+        undo_all(first)
+        if args.full_repeats:
+            few = first[: args.full_repeats]
+            measure("Okta PATCH as sent, GROUP_PATCH_RESPONSE=full (200)",
+                    as_idp(full, okta, 200), few)  # fmt: skip
+            undo_all(few)
+        if args.get_repeats:
+            measure("GET /Groups/{id} (every member)", get_group, first[: args.get_repeats])
         measure("Service.patch", via_service, second)
-        for gid_ in groups.values():
-            for rid in first:
-                undo(gid_, rid)
         measure("bare ldap3 MODIFY_ADD (no bridge)", via_ldap3, first, bare=True)
         for gid_ in groups.values():  # leave the groups as seeded
             for rid in probe_ids:
@@ -331,13 +392,19 @@ def run(args: argparse.Namespace) -> None:
             f"PATCH add one member (repeats={args.repeats}, slapd {info.url}, "
             f"bridge client {args.client})\n"
         )
-        print("| case | median ms | p90 ms | bytes to LDAP | bytes from LDAP | LDAP ops |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| case | median ms | p90 ms | response bytes | bytes to LDAP | bytes from LDAP "
+            "| LDAP ops |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for r in results:
             print(r.row())
-        big = [r for r in results if "HTTP" in r.label]
-        ratio = statistics.median(big[1].times) / statistics.median(big[0].times)
-        print(f"\nHTTP median ratio {args.big:,} / 10 members: {ratio:.2f}x")
+        print()
+        for small, big in zip(results[::2], results[1::2], strict=True):
+            if small.body or "HTTP" in small.label:
+                ratio = statistics.median(big.times) / statistics.median(small.times)
+                name = small.label.rsplit(",", 1)[0]
+                print(f"{name}: median ratio {args.big:,} / 10 members {ratio:.2f}x")
         directory.close()
 
 
@@ -350,6 +417,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--admin-password", default="")
     p.add_argument("--big", type=int, default=50_000)
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument(
+        "--full-repeats",
+        type=int,
+        default=5,
+        help="Okta's PATCH with BRIDGE_GROUP_PATCH_RESPONSE=full (200, every member); 0: skip",
+    )
+    p.add_argument(
+        "--get-repeats", type=int, default=3, help="GET of each group with its members; 0: skip"
+    )
     p.add_argument(
         "--client",
         choices=("ldap3", "libldap"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from bridge.errors import ConfigError, Problem
 
 DEFAULT_MAPPING = "mappings/openldap.yaml"
+GROUP_PATCH_RESPONSES = ("no-content", "full")
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:
@@ -69,6 +70,10 @@ class Settings:
     demo: bool = True
     bulk_max_operations: int = 1000
     bulk_max_payload_bytes: int = 1 << 20
+    #: a PATCH of a resource with members (Groups) that asks for no representation
+    #: (no attributes/excludedAttributes): "no-content" answers 204 and reads nothing back;
+    #: "full" answers 200 with the whole resource, member list included
+    group_patch_response: str = "no-content"
     #: signs RFC 9865 cursors; must be the same on every replica (derived from the bind
     #: password and mapping path when unset, so replicas with the same config agree)
     cursor_secret: str = field(default="", repr=False)
@@ -140,6 +145,14 @@ class Settings:
             problems.append(
                 Problem("BRIDGE_LDAP_CLIENT", f"expected ldap3 or libldap, got {client!r}")
             )
+        group_patch = env.get("BRIDGE_GROUP_PATCH_RESPONSE", "") or "no-content"
+        if group_patch not in GROUP_PATCH_RESPONSES:
+            problems.append(
+                Problem(
+                    "BRIDGE_GROUP_PATCH_RESPONSE",
+                    f"expected {' or '.join(GROUP_PATCH_RESPONSES)}, got {group_patch!r}",
+                )
+            )
         settings = cls(
             ldap_urls=urls,
             bind_dn=env.get("BRIDGE_BIND_DN", ""),
@@ -171,6 +184,7 @@ class Settings:
             demo=_bool(env.get("BRIDGE_DEMO_DATA"), True),
             bulk_max_operations=int(num("BRIDGE_BULK_MAX_OPERATIONS", 1000)),
             bulk_max_payload_bytes=int(num("BRIDGE_BULK_MAX_PAYLOAD_BYTES", 1 << 20)),
+            group_patch_response=group_patch,
             cursor_secret=_secret(env, "BRIDGE_CURSOR_SECRET") or "",
             idle_timeout=num("BRIDGE_LDAP_IDLE_TIMEOUT", 300.0, float),
             server_backoff=num("BRIDGE_LDAP_SERVER_BACKOFF", 30.0, float),

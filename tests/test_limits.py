@@ -180,9 +180,14 @@ def test_unknown_attributes_are_ignored_on_create_and_put(client: TestClient) ->
     scim_error(r, 400, "invalidPath")
 
 
-def test_unknown_schema_urn_is_refused(client: TestClient) -> None:
-    body = {"schemas": [USER_SCHEMA, "urn:example:evil"], "userName": "s"}
+def test_unknown_schema_urn_with_attributes_is_refused(client: TestClient) -> None:
+    """Issue 15: an unknown URN is refused when the body carries attributes under it (they
+    could not be stored); one that carries none is ignored (tests/test_patch_shapes.py)."""
+    body = {"schemas": [USER_SCHEMA, "urn:example:evil"], "userName": "s",
+            "urn:example:evil": {"x": "1"}}  # fmt: skip
     scim_error(client.post(f"{SCIM}/Users", json=body), 400, "invalidValue")
+    bare = {"schemas": [USER_SCHEMA, "urn:example:evil"], "userName": "s"}
+    assert client.post(f"{SCIM}/Users", json=bare).status_code == 201
 
 
 @pytest.mark.parametrize("path", ["/Users/" + "a" * 5000, "/Users/%00", "/Nope", "/Users/x/y"])

@@ -196,7 +196,10 @@ def _run_sample(
 
     r = client.patch(url, json=al.ids_in(sample["request"]))
 
-    assert r.status_code == sample.get("status", 200), r.text
+    status = sample.get("status", 200)
+    if status == 200 and "/Groups/" in url:
+        status = 204  # a group PATCH that asks for no representation (issue 15)
+    assert r.status_code == status, r.text
     if "error" in sample:
         body = r.json()
         assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
@@ -206,11 +209,15 @@ def _run_sample(
         after = client.get(url).json()
         assert after == before, "a failed PATCH must not change anything"
     else:
-        _check_resource(sample, al, r.json())
         got = client.get(url)
         assert got.status_code == 200
         _check_resource(sample, al, got.json())
         assert got.json()["id"] == before["id"]
-        assert r.json() == got.json(), "the PATCH response is the new state"
+        if status == 204:
+            assert r.content == b""
+            assert r.headers["ETag"] == got.json()["meta"]["version"], "the new version"
+        else:
+            _check_resource(sample, al, r.json())
+            assert r.json() == got.json(), "the PATCH response is the new state"
     if "ldap" in sample:
         assert _ldap_calls(recorder) == _expected_calls(sample, al)

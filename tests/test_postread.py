@@ -44,6 +44,14 @@ def masked(backend: Backend, offer: str) -> Masked:
     return Masked(backend.directory, **OFFERS[offer])
 
 
+@pytest.fixture
+def scim(backend: Backend, masked: Masked) -> TestClient:
+    """This module is about the PATCH/PUT response body: a group PATCH asking for no
+    representation is answered 204 by default (issue 15, tests/test_group_patch_response.py),
+    so these clients use ``BRIDGE_GROUP_PATCH_RESPONSE=full``, the 200-with-body mode."""
+    return make_client(replace(backend, directory=masked), group_patch_response="full")
+
+
 def _uses(masked: Masked, control: str) -> bool:
     return bool(getattr(masked.capabilities, control))
 

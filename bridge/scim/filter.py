@@ -31,9 +31,10 @@ read with these decisions:
   accepted wherever an attribute name is (RFC 7643 §2.4 uses it as a sub-attribute name).
 * Inside ``[...]`` (a value filter) paths are relative: a bare sub-attribute name, no URN and
   no dot, and no nested ``[...]``; the attribute before ``[`` has no sub-attribute.
-* Strings are JSON strings (all escapes, surrogate pairs); raw control characters and unpaired
-  surrogates are errors.  Numbers are JSON numbers: ``int`` without fraction or exponent,
-  otherwise a finite ``float``.
+* Strings are JSON strings (all escapes, surrogate pairs); raw control characters, unpaired
+  surrogates and NUL (even escaped: ``\\u0000``, which a directory reads as the end of the
+  value, so ``"alice\\u0000x"`` would match ``alice``) are errors.  Numbers are JSON numbers:
+  ``int`` without fraction or exponent, otherwise a finite ``float``.
 * Entra ID quirk: ``emails[type eq "work"].value eq "x"`` (not in the ABNF) is read as
   ``emails[type eq "work" and value eq "x"]``.
 
@@ -387,6 +388,7 @@ class FilterParser:
         """``compValue``: a JSON string, number, true, false or null (case-insensitive)."""
         token = self.peek()
         if token.kind is Kind.STRING:
+            _check_no_nul(token)
             self.advance()
             return token.value
         if token.kind is Kind.WORD and _is_value(token):
@@ -403,6 +405,20 @@ class FilterParser:
     def at_keyword(self, keyword: str) -> bool:
         token = self.peek()
         return token.kind is Kind.WORD and token.text.lower() == keyword
+
+
+def _check_no_nul(token: Token) -> None:
+    """Refuse NUL (``\\u0000``) in a string value: directories compare C strings, so Samba / AD
+    read ``"alice\\u0000x"`` as ``alice`` and the filter would match another entry (a filter
+    must never widen).  Nothing the bridge stores can hold NUL either (it refuses it on write)."""
+    if "\x00" not in token.value:
+        return
+    at = token.text.lower().find("\\u0000")
+    raise Problem(
+        token.pos + max(at, 0),
+        "NUL (\\u0000) in a string value",
+        "a filter value must not contain NUL: directories compare only up to it",
+    )
 
 
 def _is_value(token: Token) -> bool:

@@ -112,8 +112,10 @@ def _parse_op(index: int, raw: Any) -> Op:
         except ScimError as exc:
             raise named(o, exc) from None
     o = Op(index, op, path_text, path, value, has_value)
-    if op != "remove" and (not has_value or value is None):
+    if op != "remove" and not has_value:
         raise InvalidValue(f"{o.label()}: a 'value' is required")
+    # "value": null is kept (RFC 7643 §2.5: null is unassigned): with a path, a replace removes
+    # the attribute and an add adds nothing (translate.patch); Entra ID's validator sends it.
     if op == "remove" and path is None:
         raise NoTarget(f"{o.label()}: remove needs a 'path'")
     if path is None and not isinstance(value, Mapping):

@@ -389,9 +389,26 @@ def schemas_of(resource: Mapping[str, Any]) -> list[str]:
 
 def validate_schemas(rmap: ResourceMap, resource: Mapping[str, Any]) -> None:
     """RFC 7643 §3: ``schemas`` must name the resource's core schema (tolerated when absent:
-    several IdPs omit it on PUT) and only known extensions."""
+    several IdPs omit it on PUT) and known extensions.  An unknown URI that carries no
+    attributes is ignored: Entra ID's group create lists
+    ``http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`` with nothing
+    under it.  One whose attributes the body carries is a 400: they could not be stored."""
     given = schemas_of(resource)
     known = {s.lower() for s in rmap.schemas}
     for urn in given:
-        if urn.lower() not in known and sch.canonical_schema(urn) is None:
-            raise InvalidValue(f"unknown schema {urn}")
+        if urn.lower() in known or sch.canonical_schema(urn) is not None:
+            continue
+        if _carries(resource, urn):
+            raise InvalidValue(f"unknown schema {urn}: its attributes cannot be stored")
+
+
+def _carries(resource: Mapping[str, Any], urn: str) -> bool:
+    """Whether ``resource`` holds attributes of schema ``urn``: a non-empty ``urn`` object or
+    a URN-qualified ``urn:attr`` key (RFC 7644 §3.10)."""
+    low = urn.lower()
+    for key, value in resource.items():
+        if not isinstance(key, str) or value in (None, {}, [], ""):
+            continue
+        if key.lower() == low or key.lower().startswith(low + ":"):
+            return True
+    return False

@@ -24,6 +24,10 @@ The result is a fragment the service ANDs with the resource's ``base_filter``.  
   so for the ``openldap`` dialect string orderings use the extensible form
   ``(a:caseIgnoreOrderingMatch:=v)`` (true when the value sorts *before* v).  Booleans, ids
   and references refuse gt/ge/lt/le with 400 ``invalidFilter`` (RFC 7644 §3.4.2.2).
+* ``co``/``sw``/``ew`` work on every attribute whose codec maps strings to strings, whatever
+  the codec (AD's ``ad-samaccountname`` included); where the LDAP value is not a string
+  (booleans, numbers, dates, UUID/GUID ids, binary, passwords) they are 400 ``invalidFilter``.
+* A value containing NUL is refused (400 ``invalidFilter``): AD compares only up to it.
 * Case: the directory's matching rule decides.  ``userName`` (caseExact=false) maps to
   case-ignoring ``uid``; a caseExact SCIM attribute mapped to a case-ignoring LDAP attribute
   (``externalId`` -> ``employeeType``) also matches case-insensitively (documented deviation).
@@ -198,7 +202,11 @@ def _balanced_at(flt: str, start: int) -> int:
 
 
 def _value(raw: str | bytes) -> str:
-    """THE place assertion values are escaped (RFC 4515 §3)."""
+    """THE place assertion values are escaped (RFC 4515 §3).  A text value holding NUL is
+    refused, whatever built the filter (the parser already refuses ``\\u0000``): AD and Samba
+    compare only up to it, so ``alice\\00x`` would match ``alice`` - a widened search."""
+    if isinstance(raw, str) and "\x00" in raw:
+        raise InvalidFilter("a filter value must not contain NUL (\\u0000)")
     return escape_filter(raw)
 
 
@@ -494,8 +502,11 @@ class _Translator:
         from bridge.translate.values import Codec
 
         assert isinstance(codec, Codec)
-        if codec.name != "string":
-            raise InvalidFilter(f"operator {op!r} is only supported on strings, not on {shown}")
+        if not _substring_capable(codec):
+            raise InvalidFilter(
+                f"operator {op!r} is only supported on string values; {shown} is stored as "
+                f"{codec.name} (use eq or ne)"
+            )
         if not isinstance(value, str):
             raise InvalidFilter(f"{shown}: operator {op!r} needs a string value")
         if value == "":
@@ -527,6 +538,22 @@ class _Translator:
                 return op == "ne" and present  # no such resource: nobody refers to it
             eq = f"({m.ldap}={_value(dn)})"
         return eq if op == "eq" else _and([present, _not(eq)])
+
+
+def _substring_capable(codec: object) -> bool:
+    """Whether ``co``/``sw``/``ew`` can run on the LDAP side: the codec maps strings to
+    strings (``string``, AD's ``ad-samaccountname``...), so the directory's substring rule
+    applies to the very text the client sees.  Not for booleans, numbers, dates, ids (UUID,
+    GUID: no substring rule), binary or write-only values."""
+    from bridge.translate.values import Codec
+
+    assert isinstance(codec, Codec)
+    return (
+        codec.scim_type == "string"
+        and not codec.binary
+        and not codec.write_only
+        and codec.name not in ("uuid", "guid", "reference")
+    )
 
 
 def _implies_presence(expr: Expr) -> bool:

@@ -406,11 +406,14 @@ def _run(
 ) -> None:
     if o.path is not None:
         if not o.path.attr.attr:  # a bare extension URN: its value is the extension object
-            if not isinstance(o.value, Mapping) and o.op != "remove":
-                raise InvalidValue("the value of an extension schema path must be an object")
-            if o.op == "remove":
+            if o.op == "remove" or (o.op == "replace" and o.value is None):
                 _remove_extension(work, o.path.attr.schema or "")
                 return
+            if o.value is None:
+                _remove_extension(work, o.path.attr.schema or "", check_only=True)
+                return  # add null: nothing to add (RFC 7643 §2.5)
+            if not isinstance(o.value, Mapping):
+                raise InvalidValue("the value of an extension schema path must be an object")
             _run_object(service, rmap, entry, work, members, o, {o.path.attr.schema or "": o.value})
             return
         _run_target(
@@ -428,10 +431,12 @@ def _run(
     _run_object(service, rmap, entry, work, members, o, o.value)
 
 
-def _remove_extension(work: Work, urn: str) -> None:
+def _remove_extension(work: Work, urn: str, *, check_only: bool = False) -> None:
     schema = sch.canonical_schema(urn)
     if schema is None or schema not in work.rmap.schemas:
         raise InvalidPath(f"schema {urn} is not used by {work.rmap.name}")
+    if check_only:
+        return
     for a in work.rmap.attributes:
         if a.schema == schema:
             t = Target(schema, a.parent, None, None)
@@ -465,6 +470,10 @@ def _run_object(
             for k2, v2 in v.items():
                 if not isinstance(k2, str):
                     raise InvalidPath(f"{k2!r} is not an attribute name")
+                if k2.lower() == "schemas":
+                    # Entra ID (and clients that copy a GET's extension object) put a
+                    # "schemas" list inside the extension object: not an attribute, ignored.
+                    continue
                 _run_target(
                     service,
                     rmap,
@@ -477,8 +486,6 @@ def _run_object(
                 )
             continue
         t = resolve_target(rmap.schemas, parse_path(key), rmap.name)
-        if t.filter is None and t.sub is None and t.defn.type == "complex" and v is None:
-            v = {}
         _run_target(service, rmap, entry, work, members, o, t, v)
 
 
@@ -494,13 +501,33 @@ def _run_target(
 ) -> None:
     if t.filter is not None:
         _check_filter_shown(rmap, t)
+    op = _effective_op(o.op, t, value)
+    if op is None:
+        return
+    has_value = o.has_value if op == o.op else False  # a null turned removal removes all
     if t.name == "members" and t.schema == rmap.schema and rmap.member_map is not None:
         _check_writable(rmap, t, "add")
         _apply_members(
-            service, rmap, entry, members, t, Op(o.index, o.op, None, None, value, o.has_value)
+            service, rmap, entry, members, t, Op(o.index, op, None, None, value, has_value)
         )
         return
-    _apply(work, t, o.op, value, o.has_value)
+    _apply(work, t, op, value, has_value)
+
+
+def _effective_op(op: str, t: Target, value: Any) -> str | None:
+    """RFC 7643 §2.5: null is "unassigned".  ``replace`` with null removes the target (so a
+    required attribute refuses it, as a remove does); ``add`` with null adds nothing (None:
+    skip).  A ``replace`` of a single string value with ``""`` is a removal too: Entra ID's
+    SCIM validator (SCIM_Null_Update) clears an attribute with ``""`` and then ``null`` and
+    expects the same outcome from both."""
+    if op == "remove":
+        return op
+    if value is None:
+        return "remove" if op == "replace" else None
+    single = (t.sub_def or t.defn) if t.filter is None else None
+    if op == "replace" and value == "" and single is not None and not single.multi_valued:
+        return "remove" if single.type == "string" else op
+    return op
 
 
 def _check_filter_shown(rmap: ResourceMap, t: Target) -> None:

@@ -42,9 +42,13 @@ ATTR_PATHS = st.builds(AttrPath, st.none() | URNS, NAMES, st.none() | NAMES)
 RELATIVE_PATHS = st.builds(AttrPath, st.none(), NAMES)
 MULTI_VALUED = st.builds(AttrPath, st.none() | URNS, NAMES)
 
-_NASTY_CHARS = ['"', "\\", "\x00", "\n", "\t", "\x1f", "\x7f", "/", "\u00e9", "\U0001f600"]
+# NUL is left out: a filter value holding it is refused (issue 15; tests/test_filter_nul_substring)
+_NASTY_CHARS = ['"', "\\", "\n", "\t", "\x1f", "\x7f", "/", "\u00e9", "\U0001f600"]
 _NASTY_CHARS += ["\u2028", "\ufeff", " ", "u", "a", "]", ")", "[", "(", "'"]
-TEXT = st.one_of(st.text(), st.text(alphabet=st.sampled_from(_NASTY_CHARS)))
+TEXT = st.one_of(
+    st.text().map(lambda t: t.replace("\x00", "")),
+    st.text(alphabet=st.sampled_from(_NASTY_CHARS)),
+)
 VALUES = st.one_of(
     TEXT,
     st.integers(),
