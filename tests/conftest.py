@@ -138,6 +138,15 @@ def slapd_directory(info: Any, client: str = "ldap3", **overrides: Any) -> Direc
     return Ldap3Directory(settings)
 
 
+def encrypted_slapd_directory(info: Any, client: str = "ldap3") -> Directory:
+    """A client of the fixture slapd over an encrypted connection, as passwords need
+    (bridge/directory/pooled.py): ldap3 over LDAPS with the fixture's CA, python-ldap over
+    ldapi (the local socket)."""
+    if client == "libldap":
+        return slapd_directory(info, "libldap", urls=(info.ldapi_url,))
+    return slapd_directory(info, urls=(info.ldaps_url,), ca_file=info.ca_file)
+
+
 def _empty(directory: Directory, mapping: MappingConfig) -> None:
     for rmap in mapping.resources.values():
         for e in directory.search(rmap.base_dn, "(objectClass=*)", ["1.1"], scope="one").entries:
@@ -152,12 +161,9 @@ def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> 
         yield Backend("embedded", directory, openldap_mapping)
         return
     info = request.getfixturevalue("slapd_server")
-    # encrypted, as passwords need (bridge/directory/pooled.py): ldap3 over LDAPS with the
-    # fixture's CA, python-ldap over ldapi (the local socket)
-    if request.param == "slapd-libldap":
-        directory = slapd_directory(info, "libldap", urls=(info.ldapi_url,))
-    else:
-        directory = slapd_directory(info, urls=(info.ldaps_url,), ca_file=info.ca_file)
+    directory = encrypted_slapd_directory(
+        info, "libldap" if request.param == "slapd-libldap" else "ldap3"
+    )
     _empty(directory, openldap_mapping)
     yield Backend("slapd", directory, openldap_mapping, info)  # same server, either client
     _empty(directory, openldap_mapping)

@@ -17,7 +17,7 @@ from bridge.config import MappingConfig
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.runtime import seed_structure
-from tests.conftest import Backend, _empty, make_client, slapd_directory
+from tests.conftest import Backend, _empty, encrypted_slapd_directory, make_client
 from tests.idp.inspect import (
     Inspector,
     ad_profile,
@@ -63,7 +63,7 @@ def idp_target(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) 
         return
     if name.startswith("slapd"):
         info = request.getfixturevalue("slapd_server")
-        directory: Directory = slapd_directory(info, name.removeprefix("slapd-"))
+        directory: Directory = encrypted_slapd_directory(info, name.removeprefix("slapd-"))
         _empty(directory, openldap_mapping)
 
         def connect() -> ldap3.Connection:
