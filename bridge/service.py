@@ -169,7 +169,9 @@ class Service:
         deref: Sequence[Deref] = (),
         matched_values: Mapping[str, Sequence[bytes]] | None = None,
     ) -> Found:
-        if not rid or len(rid) > 256:
+        if not rid or len(rid) > 256 or rid in RESERVED_IDS:
+            # a reserved name (".search") is never an id, whichever path brought it here
+            # (the routes refuse it; /Bulk operation paths come through here too)
             raise NotFound(f"{rmap.name} {rid} not found")
         res = self.directory.search(
             rmap.base_dn,

@@ -151,6 +151,26 @@ def test_read_only_token_still_searches(
     assert audit_records(logs) == []  # a search is a read
 
 
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+def test_bulk_paths_never_reach_the_service_with_a_reserved_id(
+    uid_mapped: Backend, method: str
+) -> None:
+    """/Bulk parses its operation paths itself: a read-write token's ``DELETE /Users/.search``
+    inside a BulkRequest must not find the entry named uid=.search either."""
+    client = _two_token_client(uid_mapped)
+    op: dict[str, Any] = {"method": method, "path": "/Users/.search"}
+    if method != "DELETE":
+        op["data"] = _body(method, "/Users/.search")
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [op]}
+    r = client.post(f"{SCIM}/Bulk", json=body, headers=bearer(TOKEN))
+    assert r.status_code == 200, r.text
+    (result,) = r.json()["Operations"]
+    assert result["status"] == "404", result
+    entry = _dot_search_entry(uid_mapped)
+    assert entry is not None and entry.get("title") == [b"unchanged"]
+    assert not entry.get("userPassword")
+
+
 @pytest.mark.parametrize("name", [".search", ".", ".."])
 def test_reserved_names_are_refused_as_rdn_values(backend: Backend, name: str) -> None:
     client = make_client(backend)
