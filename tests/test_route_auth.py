@@ -245,3 +245,17 @@ def test_budget_refills_at_its_rate() -> None:
     assert budget.take() == (True, 2) and budget.take() == (False, 0)
     now[0] += 10
     assert budget.take() == (True, 1) and budget.take() == (True, 0)
+
+
+# ------------------------------------------------------------------ a base URL ending in "/"
+def test_doubled_slashes_reach_the_same_route(uid_mapped: Backend) -> None:
+    """An IdP given a base URL that ends in "/" (Okta's On-Prem Provisioning agent asks for
+    one) sends ``/scim/v2//Users``: the same route, auth and read-only rule as ``/Users``."""
+    client = _two_token_client(uid_mapped)
+    r = client.get(f"{SCIM}//Users", headers=bearer(TOKEN))
+    assert r.status_code == 200, r.text
+    assert r.json()["totalResults"] == 1
+    r = client.request("PATCH", f"{SCIM}//Users//.search", json=PATCH_BODY, headers=bearer(READER))
+    assert r.status_code == 403, r.text
+    entry = _dot_search_entry(uid_mapped)
+    assert entry is not None and entry.get("title") == [b"unchanged"]
