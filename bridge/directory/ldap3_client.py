@@ -232,8 +232,11 @@ class Ldap3Directory(Directory):
         with self._state_lock:
             srv.down_until = 0.0
             srv.last_error = ""
-            previous, self._current = self._current, srv.url
-            if previous is None or previous == srv.url:
+            # the first connection counts too when it is not to the first URL (the preferred
+            # server was down from the start)
+            previous = self._current or self._servers[0].url
+            self._current = srv.url
+            if previous == srv.url:
                 return
             self._failovers += 1
         log.warning("directory failover", extra={"from_url": previous, "to_url": srv.url})

@@ -28,6 +28,7 @@ the names of :mod:`bridge.directory.results`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -112,6 +113,10 @@ class LibldapDirectory(Directory):
         #: idle connections with the monotonic time they were returned
         self._slots: Slots[tuple[SimpleLDAPObject, float]] = Slots(settings.pool_size)
         self._dead: dict[str, float] = {}
+        #: the server new connections go to, and how often that changed (as the ldap3 client)
+        self._current: str | None = None
+        self._failovers = 0
+        self._state_lock = threading.Lock()  # connects run in threadpool threads
         self._caps: Capabilities | None = None
         self._timeout = float(settings.operation_timeout)
         if settings.tls_hostname:
@@ -147,9 +152,18 @@ class LibldapDirectory(Directory):
                 last = err
                 continue
             self._dead.pop(url, None)
+            self._connected(url)
             return conn
         assert last is not None
         raise last
+
+    def _connected(self, url: str) -> None:
+        with self._state_lock:
+            previous, self._current = self._current or self.settings.urls[0], url
+            if previous == url:
+                return
+            self._failovers += 1
+        log.warning("directory failover from %s to %s", previous, url)
 
     def _open(self, url: str) -> SimpleLDAPObject:
         s = self.settings
@@ -268,7 +282,11 @@ class LibldapDirectory(Directory):
 
     def pool_stats(self) -> PoolStats:
         return PoolStats(
-            size=self.settings.pool_size, in_use=self._slots.in_use, idle=self._slots.idle
+            size=self.settings.pool_size,
+            in_use=self._slots.in_use,
+            idle=self._slots.idle,
+            failovers=self._failovers,
+            current_url=self._current,
         )
 
     @property
