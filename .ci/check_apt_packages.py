@@ -111,7 +111,9 @@ def main(argv: list[str]) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        names = ", ".join(f.name if f.parent == ROOT else str(f) for f in files)
+        names = ", ".join(
+            str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f) for f in files
+        )
         print(f"apt packages OK in Debian {here}: {names}")
     return 1 if problems else 0
 
