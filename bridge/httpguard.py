@@ -30,10 +30,6 @@ from bridge.settings import Settings
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-class _HeadRejected(Exception):
-    """Raised from a parser callback to stop httptools once the response is sent."""
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded request heads (limits set by :func:`bounded`)."""
 
@@ -68,34 +64,52 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._reject(431, f"request head larger than {self.max_header_bytes} bytes")
 
     def send_400_response(self, msg: str) -> None:
-        if not self._rejected:  # after a 431 the parser error is ours: nothing more to send
+        if not self._rejected:  # a parse error after a 431/408: nothing more to send
             super().send_400_response(msg)
 
     # -- parser callbacks ---------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._rejected:
+            return
         super().on_message_begin()
         self._head_open = True
         self._header_count = 0
         self._start_head_timer()
 
+    # After a rejection the rest of the chunk being parsed is ignored (no exception: uvicorn
+    # would log it as an invalid request and try to answer 400 on the closed connection).
+    def on_url(self, url: bytes) -> None:
+        if not self._rejected:
+            super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._rejected:
+            return
         self._header_count += 1
         if self._header_count > self.max_headers:
             self._reject(431, f"more than {self.max_headers} header fields")
-            raise _HeadRejected
+            return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._rejected:
+            return
         self._stop_head_timer()
         self._head_open = False
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         self._head_bytes = 0
         if size > self.max_header_bytes:
             self._reject(431, f"request head larger than {self.max_header_bytes} bytes")
-            raise _HeadRejected
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._rejected:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._rejected:
+            return
         super().on_message_complete()
         self._head_open = True
         self._head_bytes = 0
