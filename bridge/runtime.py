@@ -9,6 +9,7 @@ from bridge.config import MappingConfig
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.syntax import parent_dn, split_rdn
+from bridge.errors import ConfigError, Problem
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge")
@@ -35,6 +36,27 @@ DEMO_USERS: list[dict[str, Any]] = [
     },
 ]
 DEMO_GROUPS = [("Engineering", ["bjensen", "jsmith"]), ("Sales", ["mmuller"])]
+
+
+def check_client(settings: Settings) -> None:
+    """With ``BRIDGE_LDAP_CLIENT=libldap`` and a real directory, python-ldap (the optional
+    ``libldap`` extra) must import: a ConfigError saying how to install it, at start."""
+    if settings.embedded or settings.client != "libldap":
+        return
+    try:
+        import greenlet  # noqa: F401
+        import ldap  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            [
+                Problem(
+                    "BRIDGE_LDAP_CLIENT",
+                    f"libldap needs python-ldap ({exc}): pip install 'scim-ldap-bridge[libldap]'"
+                    " (from a clone: pip install -e '.[libldap]'), or use ldap3",
+                )
+            ],
+            "environment",
+        ) from None
 
 
 def make_directory(settings: Settings, mapping: MappingConfig) -> Directory:

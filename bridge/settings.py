@@ -6,11 +6,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 
 from bridge.errors import ConfigError, Problem
 
-DEFAULT_MAPPING = "mappings/openldap.yaml"
+#: the example mappings shipped inside the package (bridge/data/mappings/, links to mappings/)
+EXAMPLE_MAPPINGS = ("openldap", "active-directory")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def example_mapping(name: str) -> Path:
+    """The packaged example mapping ``name`` (one of EXAMPLE_MAPPINGS) as a file path."""
+    return Path(str(resources.files("bridge") / "data" / "mappings" / f"{name}.yaml"))
+
+
+#: BRIDGE_MAPPING when unset: the packaged OpenLDAP example, so it works from any directory
+DEFAULT_MAPPING = str(example_mapping("openldap"))
 GROUP_PATCH_RESPONSES = ("no-content", "full")
 
 
@@ -26,10 +40,29 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name)
 
 
-def _bool(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
+def _bool(env: Mapping[str, str], name: str, default: bool, problems: list[Problem]) -> bool:
+    """A boolean setting: exactly true/false/1/0/yes/no/on/off (any case); anything else is a
+    problem, never a silent default (``_READONLY=y`` must not give a read-write token)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    value = raw.strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    problems.append(
+        Problem(name, f"expected one of {'/'.join(_TRUE)} or {'/'.join(_FALSE)}, got {raw!r}")
+    )
+    return default
+
+
+def _readable(path: str | None, name: str, problems: list[Problem]) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        problems.append(Problem(name, f"cannot read {path}: {exc.strerror}"))
 
 
 @dataclass(frozen=True)
@@ -74,13 +107,20 @@ class Settings:
     #: (no attributes/excludedAttributes): "no-content" answers 204 and reads nothing back;
     #: "full" answers 200 with the whole resource, member list included
     group_patch_response: str = "no-content"
-    #: signs RFC 9865 cursors; must be the same on every replica (derived from the bind
-    #: password and mapping path when unset, so replicas with the same config agree)
+    #: signs RFC 9865 cursors; must be the same on every worker and replica (without it each
+    #: process signs with its own random key, so ``serve --workers N>1`` refuses to start)
     cursor_secret: str = field(default="", repr=False)
     #: close pooled LDAP connections idle longer than this (seconds; 0 = never)
     idle_timeout: float = 300.0
     #: after a directory server fails to connect, try it after the others for this long
     server_backoff: float = 30.0
+    #: HTTP request head limits (bridge/httpguard.py): bytes of request line + headers, number
+    #: of header fields, seconds to receive a whole head (slowloris), and the most connections
+    #: and requests in flight at once (uvicorn's limit_concurrency: 503 above it)
+    max_header_bytes: int = 16 << 10
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    max_connections: int = 1000
     #: HTTPS served by the bridge itself (PEM files); with tls_client_ca, clients need a
     #: certificate signed by that CA (mutual TLS)
     tls_cert: str | None = None
@@ -93,53 +133,29 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every ``BRIDGE_*`` setting, validated at once: a ConfigError lists every problem."""
         env = os.environ if env is None else env
         problems: list[Problem] = []
 
-        def num(name: str, default: float, kind: type = int) -> float:
+        def num(name: str, default: float, kind: type = int, minimum: float = 0) -> float:
             raw = env.get(name)
             if raw in (None, ""):
                 return default
             try:
-                return kind(raw)
+                value = kind(raw)
             except ValueError:
                 problems.append(Problem(name, f"expected a number, got {raw!r}"))
                 return default
+            if value < minimum:
+                problems.append(Problem(name, f"expected at least {minimum}, got {raw!r}"))
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            return _bool(env, name, default, problems)
 
         urls = tuple(
             u.strip() for u in env.get("BRIDGE_LDAP_URL", "").replace(",", " ").split() if u.strip()
         )
-        tokens: list[Token] = []
-        main = _secret(env, "BRIDGE_TOKEN")
-        if main:
-            tokens.append(Token("default", main))
-        for key in sorted(env):
-            # BRIDGE_TOKEN_<NAME>=secret (or _FILE), BRIDGE_TOKEN_<NAME>_READONLY=true
-            if not key.startswith("BRIDGE_TOKEN_") or key.endswith(("_READONLY", "_FILE")):
-                continue
-            if key == "BRIDGE_TOKEN_FILE":
-                continue
-            name = key[len("BRIDGE_TOKEN_") :].lower()
-            secret = _secret(env, key)
-            if secret:
-                tokens.append(Token(name, secret, _bool(env.get(f"{key}_READONLY"), False)))
-        for key in sorted(env):
-            if (
-                key.startswith("BRIDGE_TOKEN_")
-                and key.endswith("_FILE")
-                and key != "BRIDGE_TOKEN_FILE"
-            ):
-                base = key[: -len("_FILE")]
-                if base not in env:
-                    secret = _secret(env, base)
-                    if secret:
-                        tokens.append(
-                            Token(
-                                base[len("BRIDGE_TOKEN_") :].lower(),
-                                secret,
-                                _bool(env.get(f"{base}_READONLY"), False),
-                            )
-                        )
         client = env.get("BRIDGE_LDAP_CLIENT", "ldap3")
         if client not in ("ldap3", "libldap"):
             problems.append(
@@ -153,56 +169,138 @@ class Settings:
                     f"expected {' or '.join(GROUP_PATCH_RESPONSES)}, got {group_patch!r}",
                 )
             )
+        log_level = env.get("BRIDGE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if log_level not in LOG_LEVELS:
+            problems.append(
+                Problem(
+                    "BRIDGE_LOG_LEVEL",
+                    f"expected one of {', '.join(LOG_LEVELS)}, got {env['BRIDGE_LOG_LEVEL']!r}",
+                )
+            )
+            log_level = "INFO"
         settings = cls(
             ldap_urls=urls,
             bind_dn=env.get("BRIDGE_BIND_DN", ""),
             bind_password=_secret(env, "BRIDGE_BIND_PASSWORD") or "",
-            mapping=env.get("BRIDGE_MAPPING", DEFAULT_MAPPING),
-            tokens=tuple(tokens),
+            mapping=env.get("BRIDGE_MAPPING") or DEFAULT_MAPPING,
+            tokens=_tokens(env, problems),
             host=env.get("BRIDGE_HOST", "127.0.0.1"),
             port=int(num("BRIDGE_PORT", 8080)),
-            base_path="/" + env.get("BRIDGE_BASE_PATH", "/scim/v2").strip("/"),
-            start_tls=_bool(env.get("BRIDGE_LDAP_STARTTLS"), False),
+            base_path=_base_path(env, problems),
+            start_tls=flag("BRIDGE_LDAP_STARTTLS", False),
             ca_file=env.get("BRIDGE_LDAP_CA_FILE") or None,
-            tls_verify=_bool(env.get("BRIDGE_LDAP_TLS_VERIFY"), True),
-            tls_hostname=env.get("BRIDGE_LDAP_TLS_HOSTNAME") or None,
-            ldap_allow_plain_passwords_on_loopback=_bool(
-                env.get("BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK"), False
+            tls_verify=flag("BRIDGE_LDAP_TLS_VERIFY", True),
+            tls_hostname=_tls_hostname(env, problems),
+            ldap_allow_plain_passwords_on_loopback=flag(
+                "BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK", False
             ),
             connect_timeout=num("BRIDGE_LDAP_CONNECT_TIMEOUT", 5.0, float),
             operation_timeout=num("BRIDGE_LDAP_TIMEOUT", 30.0, float),
-            pool_size=int(num("BRIDGE_LDAP_POOL_SIZE", 8)),
-            page_size=int(num("BRIDGE_LDAP_PAGE_SIZE", 500)),
+            pool_size=int(num("BRIDGE_LDAP_POOL_SIZE", 8, minimum=1)),
+            page_size=int(num("BRIDGE_LDAP_PAGE_SIZE", 500, minimum=1)),
             max_body_bytes=int(num("BRIDGE_MAX_BODY_BYTES", 1 << 20)),
             max_results=int(num("BRIDGE_MAX_RESULTS", 1000)),
             default_count=int(num("BRIDGE_DEFAULT_COUNT", 100)),
             client=client,
-            cooperative=_bool(env.get("BRIDGE_LDAP_COOPERATIVE"), True),
-            dry_run=_bool(env.get("BRIDGE_DRY_RUN"), False),
-            log_level=env.get("BRIDGE_LOG_LEVEL", "INFO").upper(),
-            log_json=_bool(env.get("BRIDGE_LOG_JSON"), True),
-            demo=_bool(env.get("BRIDGE_DEMO_DATA"), True),
+            cooperative=flag("BRIDGE_LDAP_COOPERATIVE", True),
+            dry_run=flag("BRIDGE_DRY_RUN", False),
+            log_level=log_level,
+            log_json=flag("BRIDGE_LOG_JSON", True),
+            demo=flag("BRIDGE_DEMO_DATA", True),
             bulk_max_operations=int(num("BRIDGE_BULK_MAX_OPERATIONS", 1000)),
             bulk_max_payload_bytes=int(num("BRIDGE_BULK_MAX_PAYLOAD_BYTES", 1 << 20)),
             group_patch_response=group_patch,
             cursor_secret=_secret(env, "BRIDGE_CURSOR_SECRET") or "",
             idle_timeout=num("BRIDGE_LDAP_IDLE_TIMEOUT", 300.0, float),
             server_backoff=num("BRIDGE_LDAP_SERVER_BACKOFF", 30.0, float),
+            max_header_bytes=int(num("BRIDGE_MAX_HEADER_BYTES", 16 << 10, minimum=1024)),
+            max_headers=int(num("BRIDGE_MAX_HEADERS", 100, minimum=8)),
+            header_timeout=num("BRIDGE_HEADER_TIMEOUT", 10.0, float, minimum=0.1),
+            max_connections=int(num("BRIDGE_MAX_CONNECTIONS", 1000, minimum=1)),
             tls_cert=env.get("BRIDGE_TLS_CERT") or None,
             tls_key=env.get("BRIDGE_TLS_KEY") or None,
             tls_client_ca=env.get("BRIDGE_TLS_CLIENT_CA") or None,
         )
-        if bool(settings.tls_cert) != bool(settings.tls_key):
-            problems.append(
-                Problem("BRIDGE_TLS_CERT", "BRIDGE_TLS_CERT and BRIDGE_TLS_KEY go together")
-            )
-        if settings.tls_client_ca and not settings.tls_cert:
-            problems.append(
-                Problem("BRIDGE_TLS_CLIENT_CA", "mutual TLS needs BRIDGE_TLS_CERT/KEY as well")
-            )
+        _check_tls_files(settings, problems)
         if problems:
             raise ConfigError(problems, "environment")
         return settings
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _tokens(env: Mapping[str, str], problems: list[Problem]) -> tuple[Token, ...]:
+    """BRIDGE_TOKEN[_FILE] (named ``default``) and BRIDGE_TOKEN_<NAME>[_FILE] with
+    BRIDGE_TOKEN_<NAME>_READONLY; two tokens with one secret are refused (the audit log could
+    not tell them apart, and one of them would silently get the other's rights)."""
+    tokens: list[Token] = []
+    main = _secret(env, "BRIDGE_TOKEN")
+    if main:
+        tokens.append(Token("default", main, _bool(env, "BRIDGE_TOKEN_READONLY", False, problems)))
+    bases = {k[: -len("_FILE")] if k.endswith("_FILE") else k for k in env}
+    for base in sorted(bases):
+        if not base.startswith("BRIDGE_TOKEN_") or base.endswith("_READONLY"):
+            continue
+        if base == "BRIDGE_TOKEN_FILE":
+            continue
+        secret = _secret(env, base)
+        if secret:
+            read_only = _bool(env, f"{base}_READONLY", False, problems)
+            tokens.append(Token(base[len("BRIDGE_TOKEN_") :].lower(), secret, read_only))
+    seen: dict[str, str] = {}
+    for token in tokens:
+        if token.secret in seen:
+            problems.append(
+                Problem(
+                    "BRIDGE_TOKEN",
+                    f"tokens {seen[token.secret]!r} and {token.name!r} have the same secret: "
+                    "give each its own",
+                )
+            )
+        seen.setdefault(token.secret, token.name)
+    return tuple(tokens)
+
+
+def _base_path(env: Mapping[str, str], problems: list[Problem]) -> str:
+    raw = env.get("BRIDGE_BASE_PATH", "/scim/v2")
+    path = "/" + raw.strip().strip("/")
+    if path == "/":
+        problems.append(
+            Problem(
+                "BRIDGE_BASE_PATH",
+                f"{raw!r} is not allowed: the probes and /metrics live outside the SCIM base "
+                "path (use e.g. /scim/v2)",
+            )
+        )
+        return "/scim/v2"
+    return path
+
+
+def _tls_hostname(env: Mapping[str, str], problems: list[Problem]) -> str | None:
+    name = env.get("BRIDGE_LDAP_TLS_HOSTNAME", "").strip() or None
+    if name and "*" in name:
+        # ldap3 takes "*" as "any name matches": hostname checking off without a word
+        problems.append(
+            Problem(
+                "BRIDGE_LDAP_TLS_HOSTNAME",
+                f"{name!r} is not allowed: name the host the directory certificate carries "
+                "(or, knowingly, BRIDGE_LDAP_TLS_VERIFY=false)",
+            )
+        )
+        return None
+    return name
+
+
+def _check_tls_files(settings: Settings, problems: list[Problem]) -> None:
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        problems.append(
+            Problem("BRIDGE_TLS_CERT", "BRIDGE_TLS_CERT and BRIDGE_TLS_KEY go together")
+        )
+    if settings.tls_client_ca and not settings.tls_cert:
+        problems.append(
+            Problem("BRIDGE_TLS_CLIENT_CA", "mutual TLS needs BRIDGE_TLS_CERT/KEY as well")
+        )
+    _readable(settings.tls_cert, "BRIDGE_TLS_CERT", problems)
+    _readable(settings.tls_key, "BRIDGE_TLS_KEY", problems)
+    _readable(settings.tls_client_ca, "BRIDGE_TLS_CLIENT_CA", problems)

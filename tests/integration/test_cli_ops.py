@@ -129,6 +129,8 @@ def test_serve_with_workers_uses_the_factory(slapd: Any) -> None:
         "BRIDGE_BIND_PASSWORD": info.bind_password,
         "BRIDGE_TOKEN": "workers-token-1",
         "BRIDGE_MAPPING": str(OPENLDAP_MAP),
+        # several workers must share the cursor key (serve refuses to start without it)
+        "BRIDGE_CURSOR_SECRET": "workers-cursor-secret",
     }
     proc, port = _serve(env, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
