@@ -184,6 +184,15 @@ def test_compose_example() -> None:
     assert "COPY mappings/ /etc/scim-ldap-bridge/" in DOCKERFILE  # so that path exists
     assert env["BRIDGE_LDAP_CLIENT"] == "libldap"
     assert env["BRIDGE_BIND_DN"] == "cn=scim,dc=example,dc=org"
+    # passwords need an encrypted connection: ldaps, trusting the CA that the directory's
+    # entrypoint exports into a volume the bridge mounts
+    assert env["BRIDGE_LDAP_URL"].startswith("ldaps://openldap")
+    (ca_mount,) = [
+        v for v in bridge["volumes"] if env["BRIDGE_LDAP_CA_FILE"].startswith(v.split(":")[1])
+    ]
+    assert ca_mount.endswith(":ro")
+    export = ldap["environment"]["LDAP_CA_EXPORT_DIR"]
+    assert f"{ca_mount.split(':')[0]}:{export}" in ldap["volumes"]
     # the directory is built from deploy/openldap/, not a third-party image
     assert ldap["build"] == "./openldap"
     assert "osixia" not in json.dumps(compose)
@@ -214,11 +223,13 @@ def test_compose_openldap_passes_check_mapping(tmp_path: Path) -> None:
         unavailable(f"slapd is not available: {exc}")
     (tmp_path / "admin").write_text("admin-pw-1")
     (tmp_path / "bind").write_text("bind-pw-2")
-    port = _free_port()
+    port, tls_port = _free_port(), _free_port()
     env = {
         **os.environ,
         "SLAPD_DIR": str(tmp_path / "state"),
-        "SLAPD_URLS": f"ldap://127.0.0.1:{port}/",
+        "SLAPD_URLS": f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/",
+        "LDAP_TLS_NAMES": "localhost",
+        "LDAP_CA_EXPORT_DIR": str(tmp_path / "ca"),
         "SLAPD_USER": "",
         "SLAPD_MODULE_DIR": str(_find_dir(_MODULE_DIRS, "memberof.so")),
         "LDAP_ADMIN_PASSWORD_FILE": str(tmp_path / "admin"),
@@ -233,16 +244,20 @@ def test_compose_openldap_passes_check_mapping(tmp_path: Path) -> None:
     )
     try:
         _wait_for_port(port, slapd)
+        _wait_for_port(tls_port, slapd)
         from bridge.settings import example_mapping
 
         mapping = str(example_mapping("openldap"))
+        ca_file = str(tmp_path / "ca" / "ca.crt")
         for client in ("ldap3", "libldap"):
             check = subprocess.run(
                 [sys.executable, "-m", "bridge.cli", "check-mapping", "--connect", mapping],
                 env={
                     **os.environ,
                     "PYTHONPATH": str(ROOT),
-                    "BRIDGE_LDAP_URL": f"ldap://127.0.0.1:{port}",
+                    # as compose connects: ldaps, trusting the CA the entrypoint exported
+                    "BRIDGE_LDAP_URL": f"ldaps://127.0.0.1:{tls_port}",
+                    "BRIDGE_LDAP_CA_FILE": ca_file,
                     "BRIDGE_BIND_DN": "cn=scim,dc=example,dc=org",
                     "BRIDGE_BIND_PASSWORD": "bind-pw-2",
                     "BRIDGE_LDAP_CLIENT": client,
@@ -253,6 +268,7 @@ def test_compose_openldap_passes_check_mapping(tmp_path: Path) -> None:
             )
             assert check.returncode == 0, check.stdout + check.stderr
             assert "OK against" in check.stdout
+            _create_with_password(tls_port, ca_file, client, mapping)
         import ldap3
 
         conn = ldap3.Connection(
@@ -265,6 +281,49 @@ def test_compose_openldap_passes_check_mapping(tmp_path: Path) -> None:
     finally:
         slapd.terminate()
         slapd.wait(timeout=10)
+
+
+def _create_with_password(tls_port: int, ca_file: str, client: str, mapping: str) -> None:
+    """An IdP create with a password through the bridge as compose configures it: accepted
+    over ldaps (passwords are refused over plain LDAP), hashed by ppolicy, usable to bind."""
+    import ldap3
+    from starlette.testclient import TestClient
+
+    from bridge.app import build_app
+    from bridge.settings import Settings, Token
+
+    settings = Settings(
+        ldap_urls=(f"ldaps://127.0.0.1:{tls_port}",),
+        ca_file=ca_file,
+        bind_dn="cn=scim,dc=example,dc=org",
+        bind_password="bind-pw-2",
+        client=client,
+        mapping=mapping,
+        tokens=(Token("t", "compose-token"),),
+        demo=False,
+    )
+    user = f"compose.{client}@example.org"
+    with TestClient(build_app(settings), base_url="https://scim.test") as http:
+        r = http.post(
+            "/scim/v2/Users",
+            headers={"Authorization": "Bearer compose-token"},
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": user,
+                "name": {"givenName": "Compose", "familyName": client},
+                "password": "Str0ng-Passw0rd!",
+                "active": True,
+            },
+        )
+        assert r.status_code == 201, r.text
+    tls = ldap3.Tls(ca_certs_file=ca_file, validate=2)
+    server = ldap3.Server("127.0.0.1", tls_port, use_ssl=True, tls=tls)
+    admin = ldap3.Connection(server, "cn=scim,dc=example,dc=org", "bind-pw-2", auto_bind=True)
+    admin.search("dc=example,dc=org", f"(uid={user})", attributes=["userPassword"])
+    (entry,) = admin.entries
+    assert entry.userPassword.value.startswith(b"{SSHA}")  # ppolicy hashed the clear text
+    assert ldap3.Connection(server, entry.entry_dn, "Str0ng-Passw0rd!").bind()
+    admin.unbind()
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
