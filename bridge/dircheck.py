@@ -80,6 +80,9 @@ def _needs(rmap: ResourceMap) -> list[tuple[str, str, str]]:
             out.append((a.ldap, "sub", f"{a.path} sw/co filters"))
         if a.attr.lower() in ("members", "groups") and a.is_reference:
             out.append((a.ldap, "eq", f"finding the groups of a member ({kind} {a.path})"))
+    for d in rmap.derived:
+        if d.unique:  # numbered until free: one search of candidates per create
+            out.append((d.ldap, "eq", f"finding a free {d.ldap} for a new {kind}"))
     return out
 
 

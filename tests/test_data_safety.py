@@ -128,7 +128,8 @@ def test_hidden_members_survive(
     else:
         r = patch(client, f"/Groups/{gid}", {"op": "remove", "path": "members"})
         want = set()
-    assert r.status_code == 200, r.text
+    # a Group PATCH as the IdPs send it answers 204 (BRIDGE_GROUP_PATCH_RESPONSE); PUT 200
+    assert r.status_code == (200 if how.startswith("put") else 204), r.text
     assert _visible(client, gid) == want
     dns = _member_dns(backend, gid)
     assert {normalize_dn(d) for d in HIDDEN} <= dns, dns
@@ -360,7 +361,7 @@ def test_too_many_member_filters(client: TestClient) -> None:
     assert str(MAX_MEMBER_FILTERS) in r.json()["detail"]
     # Entra ID's id filters are not limited
     ids = [{"op": "remove", "path": f'members[value eq "{i}"]'} for i in range(50)]
-    assert patch(client, f"/Groups/{gid}", *ids).status_code == 200
+    assert patch(client, f"/Groups/{gid}", *ids).status_code == 204  # group PATCH: 204
 
 
 def test_never_returned_sub_attributes_in_patch_and_list_filters(backend: Backend) -> None:

@@ -49,7 +49,9 @@ def test_bare_mapping_needs_no_memberof_index() -> None:
 def test_ad_mapping_needs_follow_its_attributes() -> None:
     needs = _needs(AD_MAP)
     assert needs["objectGUID"] == ("eq",)
-    assert needs["sAMAccountName"] == ("eq", "sub")
+    # userName is the UPN (issue 15); the sAMAccountName is derived and numbered until free
+    assert needs["userPrincipalName"] == ("eq", "sub")
+    assert needs["sAMAccountName"] == ("eq",)
     assert needs["member"] == ("eq",)
 
 
