@@ -109,11 +109,27 @@ def test_every_pooled_connection_is_replaced_after_a_restart(
         assert r.status_code == 200, r.text
 
 
+def frozen(pid: int, timeout: float = 5.0) -> None:
+    """Wait until every thread of ``pid`` is stopped: kill() only queues SIGSTOP, and on a busy
+    machine a slapd thread already running may answer one more request before it stops."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"slapd {pid} did not stop within {timeout} s")
+
+
 def test_frozen_directory_times_out_with_503(own_slapd: Any, outage_client: TestClient) -> None:
     """SIGSTOP: the TCP connection stays open but nothing answers - the operation timeout."""
     ids = warm(outage_client, 1)
     os.kill(own_slapd.pid, signal.SIGSTOP)
     try:
+        frozen(own_slapd.pid)
         started = time.monotonic()
         r = outage_client.get(f"{SCIM}/Users/{ids[0]}")
         assert_503(r, started, budget=3 * TIMEOUT + 2)
