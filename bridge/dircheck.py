@@ -148,8 +148,9 @@ def _controls(mapping: MappingConfig, facts: Facts) -> list[Finding]:
                 facts,
                 "sssvlv",
                 "warning",
-                "no server-side sort / VLV control: sortBy is refused and every list page "
-                "reads the whole result set",
+                "no server-side sort / VLV control: the bridge sorts sortBy itself, only for "
+                "result sets of at most maxResults (larger ones are a 400 tooMany), and every "
+                "list page walks every match (without attributes) to count them",
             )
         )
     if facts.server != "active-directory" and OID_DEREF not in facts.controls:

@@ -511,7 +511,7 @@ class Service:
                     # advertised but refused for this account or query: page without it
                     log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
             if query.sort_by and not self.directory.capabilities.sort:
-                raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+                return self._bridge_sorted_page(rmap, flt, attrs, sort, start, count)
             return self._paged_page(rmap, flt, attrs, sort, start, count)
         except DirectoryError as exc:
             if exc.code == "inappropriateMatching":
@@ -582,6 +582,36 @@ class Service:
             if start <= total < start + count:
                 dns.append(e.dn)
         return self._read_many(rmap, dns, attrs), total
+
+    def _bridge_sorted_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """``sortBy`` on a directory without the sort control (a bare slapd: no sssvlv): one
+        paged walk reads only the sort attributes, the bridge orders the matches
+        (:mod:`bridge.translate.sort`) and reads the page's entries.  Bounded by
+        ``max_results`` (``filter.maxResults``): a larger result set is a 400 tooMany."""
+        from bridge.translate.sort import sort_entries
+
+        keys: list[Entry] = []
+        for e in self.directory.iter_search(
+            rmap.base_dn, flt, sorted({k.attr for k in sort}), scope=rmap.scope
+        ):
+            keys.append(e)
+            if len(keys) > self.max_results:
+                raise TooMany(
+                    f"sortBy: this directory cannot sort (no server-side sort control), so the "
+                    f"bridge sorts result sets of at most {self.max_results} resources "
+                    f"(filter.maxResults); narrow the filter or leave out sortBy"
+                )
+        ordered = sort_entries(rmap, keys, sort)
+        page = [e.dn for e in ordered[start - 1 : start - 1 + count]]
+        return self._read_many(rmap, page, attrs), len(ordered)
 
     def _read_many(self, rmap: ResourceMap, dns: list[str], attrs: list[str]) -> list[Entry]:
         dn_attr = self.mapping.dialect.dn_attribute
