@@ -242,7 +242,7 @@ class Service:
         def specs() -> tuple[Deref, ...]:
             out = []
             for a in tr.rendered(rmap, projection):
-                if not a.is_reference:
+                if not a.is_reference or a.from_member:
                     continue
                 wanted = ["objectClass"]
                 for name in a.to:
@@ -356,9 +356,10 @@ class Service:
         base_url: str,
         projection: Projection = DEFAULT,
     ) -> list[dict[str, Any]]:
-        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
-        dns = [d for found in per_entry for d in found]
         refs: dict[str, tr.Ref] = {}
+        entries = self._with_member_side(rmap, entries, projection, refs)
+        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
+        dns = [d for found in per_entry for d in found if normalize_dn(d) not in refs]
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
             # a large group: member ids from the values themselves (AD's extended DN)
@@ -368,8 +369,10 @@ class Service:
                 if len(found) > REF_BATCH
             ]
             if big:
-                refs = nested.known_refs(
-                    self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                refs.update(
+                    nested.known_refs(
+                        self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                    )
                 )
             refs.update(self._linked_refs(entries, per_entry, targets))
             rest = [d for d in dns if normalize_dn(d) not in refs]
@@ -377,6 +380,63 @@ class Service:
         out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
         nested.add_indirect_groups(self, rmap, entries, out, base_url, projection)
         return out
+
+    def _with_member_side(
+        self,
+        rmap: ResourceMap,
+        entries: Sequence[Entry],
+        projection: Projection,
+        refs: dict[str, tr.Ref],
+    ) -> list[Entry]:
+        """``entries`` with each ``from_member`` attribute (a user's groups where nothing
+        maintains memberOf) filled in from the group side: per target type ONE search for the
+        groups whose member attribute holds one of the entries' DNs (an OR of the page's DNs),
+        the found groups' refs added to ``refs``.  With several entries the member values tell
+        which group holds whom: only the matching ones where the directory offers matched
+        values (RFC 3876), else all of them."""
+        wanted = [a for a in tr.rendered(rmap, projection) if a.from_member]
+        if not wanted or not entries:
+            return list(entries)
+        held: dict[str, dict[str, list[str]]] = {normalize_dn(e.dn): {} for e in entries}
+        for a in wanted:
+            for name in a.to:
+                for group, members in self._groups_holding(self.rmap(name), a, entries, refs):
+                    for m in members:
+                        held.get(m, {}).setdefault(a.key, []).append(group)
+        return [
+            replace(e, attrs={**e.attrs, **{k: [v.encode() for v in vs] for k, vs in have.items()}})
+            for e, have in zip(entries, held.values(), strict=True)
+        ]
+
+    def _groups_holding(
+        self, gmap: ResourceMap, a: AttributeMap, entries: Sequence[Entry], refs: dict[str, tr.Ref]
+    ) -> Iterable[tuple[str, list[str]]]:
+        """(group DN, normalized member DNs among ``entries``) of each ``gmap`` group holding
+        one of them in ``a.ldap``; REF_BATCH entries per search."""
+        display = _display_attr(gmap)
+        for i in range(0, len(entries), REF_BATCH):
+            chunk = entries[i : i + REF_BATCH]
+            mine = {normalize_dn(e.dn) for e in chunk}
+            ors = "".join(f"({a.ldap}={escape_filter(e.dn)})" for e in chunk)
+            attrs = [gmap.id.ldap] + ([display] if display else [])
+            kw: dict[str, Any] = {}
+            if len(chunk) > 1:
+                attrs.append(a.ldap)
+                if self.directory.capabilities.matched_values:
+                    kw["matched_values"] = {a.ldap: [e.dn.encode() for e in chunk]}
+            found = self.directory.search(
+                gmap.base_dn, f"(&{gmap.base_filter}(|{ors}))", attrs, scope=gmap.scope, **kw
+            )
+            for g in found.entries:
+                refs[normalize_dn(g.dn)] = tr.Ref(
+                    tr.id_of(gmap, g), gmap.name, g.text(display) if display else None
+                )
+                if len(chunk) == 1:
+                    members = list(mine)
+                else:
+                    have = {normalize_dn(v.decode("utf-8", "replace")) for v in g.get(a.ldap)}
+                    members = sorted(have & mine)
+                yield g.dn, members
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -407,7 +467,7 @@ class Service:
         rmap = self.rmap(name)
         flt = rmap.base_filter
         if query.filter:
-            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn)
+            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn, self.member_dns)
             flt = f"(&{rmap.base_filter}{fragment})"
         return self._list([(rmap, flt)], query, base_url)
 
@@ -425,7 +485,9 @@ class Service:
             if ast is None:
                 plans.append((rmap, rmap.base_filter))
                 continue
-            fragment, absent = to_ldap_lenient(rmap, ast, self.mapping, self.reference_dn)
+            fragment, absent = to_ldap_lenient(
+                rmap, ast, self.mapping, self.reference_dn, self.member_dns
+            )
             missing = absent if missing is None else missing & absent
             plans.append((rmap, f"(&{rmap.base_filter}{fragment})"))
         if missing:
@@ -635,6 +697,22 @@ class Service:
             res = self.directory.search(rmap.base_dn, flt, ["1.1"], scope=rmap.scope, size_limit=2)
             if res.entries:
                 return res.entries[0].dn
+        return None
+
+    def member_dns(self, targets: Sequence[str], rid: str, attr: str) -> list[str] | None:
+        """The DNs in ``attr`` of the resource with SCIM id ``rid`` among ``targets`` (filter
+        resolver for ``from_member`` attributes), the empty-group placeholder left out."""
+        for name in targets:
+            rmap = self.rmap(name)
+            try:
+                flt = self.id_filter(rmap, rid)
+            except NotFound:
+                continue
+            res = self.directory.search(rmap.base_dn, flt, [attr], scope=rmap.scope, size_limit=2)
+            if res.entries:
+                skip = normalize_dn(rmap.empty_member) if rmap.empty_member else None
+                values = (v.decode("utf-8", "replace") for v in res.entries[0].get(attr))
+                return [d for d in values if normalize_dn(d) != skip]
         return None
 
     @property
