@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="uvicorn worker processes (real directory only; default 1)",
+        help="uvicorn worker processes (real directory only; default 1). On Linux each worker "
+        "listens on its own SO_REUSEPORT socket, so the kernel spreads new connections "
+        "over the workers",
     )
     s.add_argument(
         "--dry-run",
@@ -240,7 +242,12 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["BRIDGE_MAPPING"] = settings.mapping
         if generated:
             os.environ["BRIDGE_TOKEN"] = settings.tokens[0].secret
-        uvicorn.run("bridge.asgi:app", factory=True, workers=workers, **options)
+        from bridge import workers as multi
+
+        if multi.reuseport_supported():
+            multi.serve(workers, options)  # one SO_REUSEPORT socket each: connections spread
+        else:
+            uvicorn.run(multi.APP, factory=True, workers=workers, **options)
     else:
         uvicorn.run(make_served_app(settings), **options)
     return 0
