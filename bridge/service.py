@@ -576,8 +576,12 @@ class Service:
                 return self._bridge_sorted_page(rmap, flt, attrs, sort, start, count)
             return self._paged_page(rmap, flt, attrs, sort, start, count)
         except DirectoryError as exc:
+            if exc.code == "inappropriateMatching" and query.sort_by:
+                # slapd: "serverSort control: No ordering rule" for the sort attribute (a
+                # mapping typing a directoryString as integer): the bridge sorts instead
+                log.info("the directory cannot order %s: sorting in the bridge", sort[0].attr)
+                return self._bridge_sorted_page(rmap, flt, attrs, sort, start, count)
             if exc.code == "inappropriateMatching":
-                # slapd: "serverSort control: No ordering rule" for the sort attribute
                 raise InvalidValue(
                     f"sortBy {query.sort_by or sort[0].attr}: the directory cannot order "
                     f"{sort[0].attr} ({exc.message or exc.code})"
