@@ -572,7 +572,7 @@ class Service:
                         raise
                     # advertised but refused for this account or query: page without it
                     log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
-            if query.sort_by and not self.directory.capabilities.sort:
+            if query.sort_by and count and not self.directory.capabilities.sort:
                 return self._bridge_sorted_page(rmap, flt, attrs, sort, start, count)
             return self._paged_page(rmap, flt, attrs, sort, start, count)
         except DirectoryError as exc:

@@ -57,6 +57,12 @@ def test_sort_larger_than_max_results(any_backend: Backend) -> None:
     else:
         assert r.status_code == 400 and r.json()["scimType"] == "tooMany"
         assert "at most 3" in r.json()["detail"]
+    # count=0 asks only for totalResults: nothing to sort, no limit
+    total = client.get(
+        f"{SCIM}/Users",
+        params={"filter": 'userName sw "srt-"', "sortBy": "userName", "count": 0},
+    )
+    assert total.status_code == 200 and total.json()["totalResults"] == len(NAMES)
     small = client.get(
         f"{SCIM}/Users",
         params={"filter": 'userName sw "srt-a"', "sortBy": "userName", "sortOrder": "descending"},
