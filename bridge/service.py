@@ -403,10 +403,7 @@ class Service:
                 for group, members in self._groups_holding(self.rmap(name), a, entries, refs):
                     for m in members:
                         held.get(m, {}).setdefault(a.key, []).append(group)
-        return [
-            replace(e, attrs={**e.attrs, **{k: [v.encode() for v in vs] for k, vs in have.items()}})
-            for e, have in zip(entries, held.values(), strict=True)
-        ]
+        return [_with_values(e, held[normalize_dn(e.dn)]) for e in entries]
 
     def _groups_holding(
         self, gmap: ResourceMap, a: AttributeMap, entries: Sequence[Entry], refs: dict[str, tr.Ref]
@@ -1293,6 +1290,14 @@ class Service:
         attrs = tr.ldap_attributes(rmap, projection)
         entry = self._read_dn(rmap, dn, attrs, self.derefs(rmap, projection))
         return self.render(rmap, [entry], base_url, projection)[0]
+
+
+def _with_values(entry: Entry, extra: Mapping[str, list[str]]) -> Entry:
+    """``entry`` with attributes (lower-cased keys) it was not read with."""
+    if not extra:
+        return entry
+    added = {k: [v.encode() for v in vs] for k, vs in extra.items()}
+    return replace(entry, attrs={**entry.attrs, **added})
 
 
 def _write_only(rmap: ResourceMap) -> frozenset[str]:
