@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.config import load_mapping  # noqa: E402
 from bridge.service import ListQuery, Service  # noqa: E402
+from bridge.translate import entry as tr  # noqa: E402
 from tests.conftest import slapd_directory  # noqa: E402
 from tests.integration.slapd import Slapd, generate_seed_ldif  # noqa: E402
 
@@ -66,11 +67,35 @@ def cases(service: Service, users: int) -> list[Case]:
         query = ListQuery(start_index=max(users - 99, 1), count=100)
         return service.search("User", query, BASE_URL)
 
+    rmap = service.rmap("User")
+    attrs = tr.ldap_attributes(rmap)
+    first = [
+        e.dn
+        for e in service.directory.search(
+            rmap.base_dn, rmap.base_filter, ["1.1"], scope=rmap.scope, size_limit=100
+        ).entries
+    ]
+
+    def count_walk() -> object:  # the list page's first pass without VLV: no attributes
+        walk = service.directory.iter_search(
+            rmap.base_dn, rmap.base_filter, ["1.1"], scope=rmap.scope
+        )
+        return sum(1 for _ in walk)
+
+    def page_read() -> object:  # its second pass: the page's 100 entries, one OR of DNs
+        return service._read_many(rmap, first, attrs)
+
+    def base_reads() -> object:  # the alternative second pass: one base search per DN
+        return [service.directory.read(dn, attrs) for dn in first]
+
     return [
         ("GET /Users/{id}", get_by_id),
         ('filter userName eq "..."', by_username),
         ("list page of 100, startIndex=1", page),
         (f"list page of 100, startIndex={max(users - 99, 1):,}", far_page),
+        ("  pass 1: count walk, 1.1 (without VLV)", count_walk),
+        ("  pass 2: read the page, one OR of 100 DNs", page_read),
+        ("  (instead: 100 base reads)", base_reads),
     ]
 
 

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="uvicorn worker processes (real directory only, and only with "
-        "BRIDGE_CURSOR_SECRET; default 1)",
+        "BRIDGE_CURSOR_SECRET; default 1). On Linux each worker listens on its own "
+        "SO_REUSEPORT socket, so the kernel spreads new connections over the workers",
     )
     s.add_argument(
         "--dry-run",
@@ -270,13 +271,13 @@ def serve(args: argparse.Namespace) -> int:
     if workers > 1:
         # workers import bridge.asgi:app and read BRIDGE_* themselves: hand over the overrides
         os.environ["BRIDGE_MAPPING"] = settings.mapping
-        uvicorn.run(
-            app,
-            factory=True,
-            workers=workers,
-            http=EnvBoundedHttpToolsProtocol,
-            **options,
-        )
+        options["http"] = EnvBoundedHttpToolsProtocol  # the head limits, read from BRIDGE_*
+        from bridge import workers as multi
+
+        if multi.reuseport_supported():
+            multi.serve(workers, options)  # one SO_REUSEPORT socket each: connections spread
+        else:
+            uvicorn.run(app, factory=True, workers=workers, **options)
     else:
         uvicorn.run(app, http=bounded(settings), **options)
     return 0

@@ -84,6 +84,13 @@ class AttributeMap:
     primary: bool = False
     to: tuple[str, ...] = ()  # reference targets (resource names)
     fallback: tuple[str, ...] = ()  # SCIM paths whose value is written when this one is absent
+    #: ``from_member``: read from the other side -- the values are the ``to`` entries whose
+    #: ``ldap`` attribute holds this entry's ``member_value`` (a user's groups where nothing
+    #: maintains memberOf); never requested from this entry, never written
+    from_member: bool = False
+    #: what the member attribute holds of this entry: ``dn`` (member, uniqueMember); an LDAP
+    #: attribute name (memberUid holds the uid) is reserved for later
+    member_value: str = "dn"
     # derived once (read for every attribute of every rendered entry)
     is_reference: bool = field(init=False, repr=False, compare=False)
     extension: bool = field(init=False, repr=False, compare=False)
@@ -174,7 +181,8 @@ class ResourceMap:
         by_ldap: dict[str, list[AttributeMap]] = {}
         for a in self.attributes:
             by_attr.setdefault(a.attr.lower(), []).append(a)
-            by_ldap.setdefault(a.ldap.lower(), []).append(a)
+            if not a.from_member:  # an attribute of the other side, not of this entry
+                by_ldap.setdefault(a.ldap.lower(), []).append(a)
         self._by_attr.update({k: tuple(v) for k, v in by_attr.items()})
         self._by_ldap.update({k: tuple(v) for k, v in by_ldap.items()})
 
@@ -273,7 +281,11 @@ _ATTR_KEYS = {
     "to",
     "case_exact",
     "fallback",
+    "from_member",
+    "member_value",
 }
+#: what a ``from_member`` member attribute may hold of the member (memberUid's uid: later)
+MEMBER_VALUES = ("dn",)
 _MUTABILITY = {"readWrite", "readOnly", "immutable", "writeOnly"}
 _RETURNED = {"default", "always", "never", "request"}
 _DEFAULT_SCHEMA = {"User": sch.USER, "Group": sch.GROUP}
@@ -642,10 +654,17 @@ def _attribute(
             'not a SCIM path of the form attr, attr.sub, attr[type eq "x"].sub or urn:...:attr',
         )
         return None
+    if isinstance(spec, dict) and "from_member" in spec:
+        spec = _from_member(spec, here, c)
+        if spec is None:
+            return None
     if not isinstance(spec, dict) or not isinstance(spec.get("ldap"), str):
         c.add(here, "expected {ldap: <attribute>, ...}")
         return None
     c.unknown(spec, _ATTR_KEYS, here)
+    if spec.get("from_member") and m["attr"] != "groups":
+        c.add(_p(here, "from_member"), "only groups can be read from the group side")
+        return None
     urn = m["urn"]
     if urn is not None:
         schema = sch.canonical_schema(urn)
@@ -740,7 +759,33 @@ def _attribute(
         primary=spec.get("primary", False) is True,
         to=tuple(to),
         fallback=tuple(fallback),
+        from_member=bool(spec.get("from_member")),
+        member_value=spec.get("member_value", "dn"),
     )
+
+
+def _from_member(spec: dict[str, Any], here: str, c: _Collector) -> dict[str, Any] | None:
+    """``groups: {from_member: member, to: [Group]}``: a user's groups are the groups whose
+    ``member`` holds the user's DN (a directory without the memberof overlay).  Normalised to
+    an attribute spec whose ``ldap`` is the member attribute, flagged ``from_member``."""
+    attr, value = spec["from_member"], spec.get("member_value", "dn")
+    if "ldap" in spec:
+        c.add(here, "give either ldap (read from this entry) or from_member, not both")
+        return None
+    if not isinstance(attr, str) or not attr:
+        c.add(_p(here, "from_member"), f"expected the groups' member attribute, got {attr!r}")
+        return None
+    if value not in MEMBER_VALUES:
+        c.add(
+            _p(here, "member_value"),
+            f"expected one of {list(MEMBER_VALUES)}, got {value!r} (memberUid is not supported "
+            f"yet: use groupOfNames/member)",
+        )
+        return None
+    if "to" not in spec:
+        c.add(_p(here, "to"), "from_member needs 'to: [Group]': the resources holding the member")
+        return None
+    return {**spec, "ldap": attr, "from_member": True}
 
 
 def iter_problems(path: str | Path) -> Iterator[Problem]:

@@ -151,8 +151,9 @@ def _controls(mapping: MappingConfig, facts: Facts) -> list[Finding]:
                 facts,
                 "sssvlv",
                 "warning",
-                "no server-side sort / VLV control: sortBy is refused and every list page "
-                "reads the whole result set",
+                "no server-side sort / VLV control: the bridge sorts sortBy itself, only for "
+                "result sets of at most maxResults (larger ones are a 400 tooMany), and every "
+                "list page walks every match (without attributes) to count them",
             )
         )
     if facts.server != "active-directory" and OID_DEREF not in facts.controls:
@@ -268,7 +269,23 @@ _389_FIX = {
 }
 
 
+#: the fix without an overlay: read a user's groups from the group side
+_FROM_MEMBER = (
+    "\n# or, without the overlay, read groups from the group side in the mapping:\n"
+    "#   groups: {from_member: member, to: [Group]}   (see mappings/openldap-bare.yaml)"
+)
+
+
 def _feature(
+    mapping: MappingConfig, facts: Facts, name: str, severity: str, effect: str
+) -> Finding:
+    found = _feature_fix(mapping, facts, name, severity, effect)
+    if name == "memberof" and facts.server != "active-directory":
+        return Finding(found.severity, found.topic, found.effect, found.fix + _FROM_MEMBER)
+    return found
+
+
+def _feature_fix(
     mapping: MappingConfig, facts: Facts, name: str, severity: str, effect: str
 ) -> Finding:
     suffix = facts.suffix or "<suffix>"

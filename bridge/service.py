@@ -246,7 +246,7 @@ class Service:
         def specs() -> tuple[Deref, ...]:
             out = []
             for a in tr.rendered(rmap, projection):
-                if not a.is_reference:
+                if not a.is_reference or a.from_member:
                     continue
                 wanted = ["objectClass"]
                 for name in a.to:
@@ -360,9 +360,10 @@ class Service:
         base_url: str,
         projection: Projection = DEFAULT,
     ) -> list[dict[str, Any]]:
-        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
-        dns = [d for found in per_entry for d in found]
         refs: dict[str, tr.Ref] = {}
+        entries = self._with_member_side(rmap, entries, projection, refs)
+        per_entry = [tr.reference_dns(rmap, e, projection) for e in entries]
+        dns = [d for found in per_entry for d in found if normalize_dn(d) not in refs]
         if dns:
             targets = sorted({t for a in rmap.attributes if a.is_reference for t in a.to})
             # a large group: member ids from the values themselves (AD's extended DN)
@@ -372,8 +373,10 @@ class Service:
                 if len(found) > REF_BATCH
             ]
             if big:
-                refs = nested.known_refs(
-                    self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                refs.update(
+                    nested.known_refs(
+                        self.mapping, [e for e, _ in big], [d for _, f in big for d in f], targets
+                    )
                 )
             refs.update(self._linked_refs(entries, per_entry, targets))
             rest = [d for d in dns if normalize_dn(d) not in refs]
@@ -381,6 +384,60 @@ class Service:
         out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
         nested.add_indirect_groups(self, rmap, entries, out, base_url, projection)
         return out
+
+    def _with_member_side(
+        self,
+        rmap: ResourceMap,
+        entries: Sequence[Entry],
+        projection: Projection,
+        refs: dict[str, tr.Ref],
+    ) -> list[Entry]:
+        """``entries`` with each ``from_member`` attribute (a user's groups where nothing
+        maintains memberOf) filled in from the group side: per target type ONE search for the
+        groups whose member attribute holds one of the entries' DNs (an OR of the page's DNs),
+        the found groups' refs added to ``refs``.  With several entries the member values tell
+        which group holds whom: only the matching ones where the directory offers matched
+        values (RFC 3876), else all of them."""
+        wanted = [a for a in tr.rendered(rmap, projection) if a.from_member]
+        if not wanted or not entries:
+            return list(entries)
+        held: dict[str, dict[str, list[str]]] = {normalize_dn(e.dn): {} for e in entries}
+        for a in wanted:
+            for name in a.to:
+                for group, members in self._groups_holding(self.rmap(name), a, entries, refs):
+                    for m in members:
+                        held.get(m, {}).setdefault(a.key, []).append(group)
+        return [_with_values(e, held[normalize_dn(e.dn)]) for e in entries]
+
+    def _groups_holding(
+        self, gmap: ResourceMap, a: AttributeMap, entries: Sequence[Entry], refs: dict[str, tr.Ref]
+    ) -> Iterable[tuple[str, list[str]]]:
+        """(group DN, normalized member DNs among ``entries``) of each ``gmap`` group holding
+        one of them in ``a.ldap``; REF_BATCH entries per search."""
+        display = _display_attr(gmap)
+        for i in range(0, len(entries), REF_BATCH):
+            chunk = entries[i : i + REF_BATCH]
+            mine = {normalize_dn(e.dn) for e in chunk}
+            ors = "".join(f"({a.ldap}={escape_filter(e.dn)})" for e in chunk)
+            attrs = [gmap.id.ldap] + ([display] if display else [])
+            kw: dict[str, Any] = {}
+            if len(chunk) > 1:
+                attrs.append(a.ldap)
+                if self.directory.capabilities.matched_values:
+                    kw["matched_values"] = {a.ldap: [e.dn.encode() for e in chunk]}
+            found = self.directory.search(
+                gmap.base_dn, f"(&{gmap.base_filter}(|{ors}))", attrs, scope=gmap.scope, **kw
+            )
+            for g in found.entries:
+                refs[normalize_dn(g.dn)] = tr.Ref(
+                    tr.id_of(gmap, g), gmap.name, g.text(display) if display else None
+                )
+                if len(chunk) == 1:
+                    members = list(mine)
+                else:
+                    have = {normalize_dn(v.decode("utf-8", "replace")) for v in g.get(a.ldap)}
+                    members = sorted(have & mine)
+                yield g.dn, members
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -411,7 +468,7 @@ class Service:
         rmap = self.rmap(name)
         flt = rmap.base_filter
         if query.filter:
-            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn)
+            fragment = to_ldap(rmap, query.filter, self.mapping, self.reference_dn, self.member_dns)
             flt = f"(&{rmap.base_filter}{fragment})"
         return self._list([(rmap, flt)], query, base_url)
 
@@ -429,7 +486,9 @@ class Service:
             if ast is None:
                 plans.append((rmap, rmap.base_filter))
                 continue
-            fragment, absent = to_ldap_lenient(rmap, ast, self.mapping, self.reference_dn)
+            fragment, absent = to_ldap_lenient(
+                rmap, ast, self.mapping, self.reference_dn, self.member_dns
+            )
             missing = absent if missing is None else missing & absent
             plans.append((rmap, f"(&{rmap.base_filter}{fragment})"))
         if missing:
@@ -514,12 +573,16 @@ class Service:
                         raise
                     # advertised but refused for this account or query: page without it
                     log.warning("VLV refused (%s), paging with RFC 2696 instead", exc.code)
-            if query.sort_by and not self.directory.capabilities.sort:
-                raise InvalidValue("sortBy: the directory offers no server-side sort (RFC 2891)")
+            if query.sort_by and count and not self.directory.capabilities.sort:
+                return self._bridge_sorted_page(rmap, flt, attrs, sort, start, count)
             return self._paged_page(rmap, flt, attrs, sort, start, count)
         except DirectoryError as exc:
+            if exc.code == "inappropriateMatching" and query.sort_by:
+                # slapd: "serverSort control: No ordering rule" for the sort attribute (a
+                # mapping typing a directoryString as integer): the bridge sorts instead
+                log.info("the directory cannot order %s: sorting in the bridge", sort[0].attr)
+                return self._bridge_sorted_page(rmap, flt, attrs, sort, start, count)
             if exc.code == "inappropriateMatching":
-                # slapd: "serverSort control: No ordering rule" for the sort attribute
                 raise InvalidValue(
                     f"sortBy {query.sort_by or sort[0].attr}: the directory cannot order "
                     f"{sort[0].attr} ({exc.message or exc.code})"
@@ -587,6 +650,36 @@ class Service:
                 dns.append(e.dn)
         return self._read_many(rmap, dns, attrs), total
 
+    def _bridge_sorted_page(
+        self,
+        rmap: ResourceMap,
+        flt: str,
+        attrs: list[str],
+        sort: tuple[SortKey, ...],
+        start: int,
+        count: int,
+    ) -> tuple[list[Entry], int]:
+        """``sortBy`` on a directory without the sort control (a bare slapd: no sssvlv): one
+        paged walk reads only the sort attributes, the bridge orders the matches
+        (:mod:`bridge.translate.sort`) and reads the page's entries.  Bounded by
+        ``max_results`` (``filter.maxResults``): a larger result set is a 400 tooMany."""
+        from bridge.translate.sort import sort_entries
+
+        keys: list[Entry] = []
+        for e in self.directory.iter_search(
+            rmap.base_dn, flt, sorted({k.attr for k in sort}), scope=rmap.scope
+        ):
+            keys.append(e)
+            if len(keys) > self.max_results:
+                raise TooMany(
+                    f"sortBy: this directory cannot sort (no server-side sort control), so the "
+                    f"bridge sorts result sets of at most {self.max_results} resources "
+                    f"(filter.maxResults); narrow the filter or leave out sortBy"
+                )
+        ordered = sort_entries(rmap, keys, sort)
+        page = [e.dn for e in ordered[start - 1 : start - 1 + count]]
+        return self._read_many(rmap, page, attrs), len(ordered)
+
     def _read_many(self, rmap: ResourceMap, dns: list[str], attrs: list[str]) -> list[Entry]:
         dn_attr = self.mapping.dialect.dn_attribute
         found: dict[str, Entry] = {}
@@ -609,6 +702,22 @@ class Service:
             res = self.directory.search(rmap.base_dn, flt, ["1.1"], scope=rmap.scope, size_limit=2)
             if res.entries:
                 return res.entries[0].dn
+        return None
+
+    def member_dns(self, targets: Sequence[str], rid: str, attr: str) -> list[str] | None:
+        """The DNs in ``attr`` of the resource with SCIM id ``rid`` among ``targets`` (filter
+        resolver for ``from_member`` attributes), the empty-group placeholder left out."""
+        for name in targets:
+            rmap = self.rmap(name)
+            try:
+                flt = self.id_filter(rmap, rid)
+            except NotFound:
+                continue
+            res = self.directory.search(rmap.base_dn, flt, [attr], scope=rmap.scope, size_limit=2)
+            if res.entries:
+                skip = normalize_dn(rmap.empty_member) if rmap.empty_member else None
+                values = (v.decode("utf-8", "replace") for v in res.entries[0].get(attr))
+                return [d for d in values if normalize_dn(d) != skip]
         return None
 
     @property
@@ -1221,6 +1330,14 @@ class Service:
         attrs = tr.ldap_attributes(rmap, projection)
         entry = self._read_dn(rmap, dn, attrs, self.derefs(rmap, projection))
         return self.render(rmap, [entry], base_url, projection)[0]
+
+
+def _with_values(entry: Entry, extra: Mapping[str, list[str]]) -> Entry:
+    """``entry`` with attributes (lower-cased keys) it was not read with."""
+    if not extra:
+        return entry
+    added = {k: [v.encode() for v in vs] for k, vs in extra.items()}
+    return replace(entry, attrs={**entry.attrs, **added})
 
 
 def _write_only(rmap: ResourceMap) -> frozenset[str]:

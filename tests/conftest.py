@@ -28,6 +28,7 @@ from bridge.settings import Settings, Token
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENLDAP_MAP = ROOT / "mappings" / "openldap.yaml"
+BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"
 TOKEN = "test-token-Zq8vX2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -106,6 +107,44 @@ def slapd_server() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def bare_slapd_server() -> Iterator[Any]:
+    """A slapd as a default install has it (no overlays, only objectClass indexed: issue 19)."""
+    try:
+        from tests.integration.slapd import Slapd, require_slapd
+
+        require_slapd()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"slapd is not available: {exc}")
+    server = Slapd(profile="bare", config_readable=True)
+    try:
+        info = server.start()
+    except RuntimeError as exc:
+        server.cleanup()
+        unavailable(f"bare slapd did not start: {exc}")
+    yield info
+    server.stop()
+    server.cleanup()
+
+
+@pytest.fixture(params=["embedded", "slapd", "slapd-libldap", "bare", "bare-libldap"])
+def any_backend(
+    request: pytest.FixtureRequest, openldap_mapping: MappingConfig
+) -> Iterator[Backend]:
+    """``backend`` plus the bare slapd (with mappings/openldap-bare.yaml), both clients."""
+    if not request.param.startswith("bare"):
+        yield from _backend(request, request.param, openldap_mapping)
+        return
+    info = request.getfixturevalue("bare_slapd_server")
+    mapping = load_mapping(BARE_MAP)
+    client = "libldap" if request.param.endswith("libldap") else "ldap3"
+    directory = slapd_directory(info, client)
+    _empty(directory, mapping)
+    yield Backend("slapd-bare", directory, mapping, info)
+    _empty(directory, mapping)
+    directory.close()
+
+
+@pytest.fixture(scope="session")
 def samba_server() -> Iterator[Any]:
     """One throwaway Samba AD DC per session (tests/integration/samba.py); yields SambaInfo."""
     try:
@@ -155,15 +194,19 @@ def _empty(directory: Directory, mapping: MappingConfig) -> None:
 
 @pytest.fixture(params=["embedded", "slapd", "slapd-libldap"])
 def backend(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> Iterator[Backend]:
-    if request.param == "embedded":
+    yield from _backend(request, request.param, openldap_mapping)
+
+
+def _backend(
+    request: pytest.FixtureRequest, kind: str, openldap_mapping: MappingConfig
+) -> Iterator[Backend]:
+    if kind == "embedded":
         directory = EmbeddedDirectory()
         seed_structure(directory, openldap_mapping)
         yield Backend("embedded", directory, openldap_mapping)
         return
     info = request.getfixturevalue("slapd_server")
-    directory = encrypted_slapd_directory(
-        info, "libldap" if request.param == "slapd-libldap" else "ldap3"
-    )
+    directory = encrypted_slapd_directory(info, "libldap" if kind == "slapd-libldap" else "ldap3")
     _empty(directory, openldap_mapping)
     yield Backend("slapd", directory, openldap_mapping, info)  # same server, either client
     _empty(directory, openldap_mapping)

@@ -174,3 +174,12 @@ def test_overlay_fix_skips_a_loaded_module_and_names_the_suffix_and_placeholder(
     assert (
         "olcRefintNothing: cn=empty-membership-placeholder,dc=example,dc=org" in found["refint"].fix
     )
+
+
+def test_memberof_fix_suggests_reading_groups_from_the_group_side() -> None:
+    """Without memberof the fix offers the overlay AND the mapping change that needs none."""
+    facts = Facts("openldap", frozenset(), {"objectclass": frozenset({"eq"})}, features=frozenset())
+    found = {f.topic: f for f in findings(load_mapping(OPENLDAP_MAP), facts)}
+    assert "olcOverlay: memberof" in found["memberof"].fix
+    assert "groups: {from_member: member, to: [Group]}" in found["memberof"].fix
+    assert "memberof" not in {f.topic for f in findings(load_mapping(BARE_MAP), facts)}

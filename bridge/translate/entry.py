@@ -47,7 +47,7 @@ def ldap_attributes(rmap: ResourceMap, projection: Projection = DEFAULT) -> list
     """The LDAP attributes a response needs — nothing more (``excludedAttributes=members`` must
     not read ``member`` at all)."""
     out = [rmap.id.ldap, rmap.created, rmap.last_modified, rmap.version]
-    out += [a.ldap for a in rendered(rmap, projection)]
+    out += [a.ldap for a in rendered(rmap, projection) if not a.from_member]
     return list(dict.fromkeys(out))
 
 

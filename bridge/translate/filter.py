@@ -63,6 +63,7 @@ from bridge.scim.filter import (
 __all__ = [
     "FALSE",
     "TRUE",
+    "Members",
     "Resolver",
     "sort_attribute",
     "sort_keys",
@@ -75,6 +76,11 @@ FALSE = "(!(objectClass=*))"
 
 #: ``(target resource names, SCIM id) -> DN`` or None when no such resource exists
 Resolver: TypeAlias = Callable[[Sequence[str], str], str | None]
+
+#: ``(target resource names, SCIM id, member attribute) -> the member DNs`` of that resource,
+#: or None when no such resource exists (``from_member`` attributes: a user's groups read from
+#: the group side)
+Members: TypeAlias = Callable[[Sequence[str], str, str], list[str] | None]
 
 #: a translated clause: an LDAP filter, or a constant known without asking the directory
 Expr: TypeAlias = str | bool
@@ -107,12 +113,13 @@ def to_ldap(
     text: str | Filter,
     mapping: MappingConfig,
     resolver: Resolver | None = None,
+    members: Members | None = None,
 ) -> str:
     """The LDAP filter for a SCIM ``filter`` on ``rmap`` (400 invalidFilter if it cannot be
     expressed).  Without ``resolver`` a reference comparison renders a ``<DN of ...>``
     placeholder (for ``translate-filter``)."""
     ast = parse(text) if isinstance(text, str) else text
-    expr = _Translator(rmap, mapping, resolver).node(ast)
+    expr = _Translator(rmap, mapping, resolver, members=members).node(ast)
     return _final(expr)
 
 
@@ -121,12 +128,13 @@ def to_ldap_lenient(
     ast: Filter,
     mapping: MappingConfig,
     resolver: Resolver | None = None,
+    members: Members | None = None,
 ) -> tuple[str, set[str]]:
     """For a search across resource types (RFC 7644 §3.4.3 ``POST /.search``): attributes this
     type does not map are treated as absent on it; returns the filter and their names (the
     caller refuses a name that no resource type maps)."""
     absent: set[str] = set()
-    expr = _Translator(rmap, mapping, resolver, absent).node(ast)
+    expr = _Translator(rmap, mapping, resolver, absent, members).node(ast)
     return _final(expr), absent
 
 
@@ -242,10 +250,12 @@ class _Translator:
         mapping: MappingConfig,
         resolver: Resolver | None,
         absent: set[str] | None = None,
+        members: Members | None = None,
     ):
         self.rmap = rmap
         self.mapping = mapping
         self.resolver = resolver
+        self.members = members
         self.absent = absent
         self.ordering_rule = ORDERING_RULE.get(mapping.dialect.name)
 
@@ -516,6 +526,8 @@ class _Translator:
         return f"({ldap}={pattern})"
 
     def reference(self, m: AttributeMap, op: str, value: Value, shown: str) -> Expr:
+        if m.from_member:
+            return self.member_side(m, op, value, shown)
         present = f"({m.ldap}=*)"
         placeholder = self.rmap.empty_member
         if placeholder and self.rmap.member_map is m:
@@ -538,6 +550,24 @@ class _Translator:
                 return op == "ne" and present  # no such resource: nobody refers to it
             eq = f"({m.ldap}={_value(dn)})"
         return eq if op == "eq" else _and([present, _not(eq)])
+
+    def member_side(self, m: AttributeMap, op: str, value: Value, shown: str) -> Expr:
+        """``groups.value eq "<id>"`` where groups is read from the group side: the entries
+        among that group's members (by DN, one OR), none if there is no such group."""
+        if op not in ("eq", "ne") or value is None:
+            raise InvalidFilter(
+                f"{shown} is read from the groups' {m.ldap}: only eq with a group id (or "
+                f"not (... eq ...)) can filter on it"
+            )
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise InvalidFilter(f"{shown}: expected a resource id, got {value!r}")
+        rid, dn_attr = str(value), self.mapping.dialect.dn_attribute
+        if self.members is None:
+            eq: Expr = f"({dn_attr}=<{m.ldap} of {_value(rid)}>)"
+        else:
+            dns = self.members(m.to, rid, m.ldap) or []
+            eq = _or([f"({dn_attr}={_value(d)})" for d in dns]) if dns else False
+        return eq if op == "eq" else _not(eq)
 
 
 def _substring_capable(codec: object) -> bool:
