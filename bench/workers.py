@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -162,6 +163,7 @@ def main() -> int:
             "BRIDGE_BIND_DN": info.bind_dn,
             "BRIDGE_BIND_PASSWORD": info.bind_password,
             "BRIDGE_TOKEN": TOKEN,
+            "BRIDGE_CURSOR_SECRET": secrets.token_urlsafe(24),  # serve --workers needs one
             "BRIDGE_MAPPING": str(ROOT / "mappings" / "openldap.yaml"),
             "BRIDGE_LOG_LEVEL": "ERROR",
         }

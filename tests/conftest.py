@@ -137,7 +137,7 @@ def any_backend(
     info = request.getfixturevalue("bare_slapd_server")
     mapping = load_mapping(BARE_MAP)
     client = "libldap" if request.param.endswith("libldap") else "ldap3"
-    directory = slapd_directory(info, client)
+    directory = encrypted_slapd_directory(info, client)
     _empty(directory, mapping)
     yield Backend("slapd-bare", directory, mapping, info)
     _empty(directory, mapping)

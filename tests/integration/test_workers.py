@@ -56,9 +56,11 @@ def test_a_worker_that_cannot_start_stops_the_server() -> None:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "BRIDGE_LDAP_URL": "ldap://127.0.0.1:9",
         "BRIDGE_TOKEN": "t",
-        "BRIDGE_MAPPING": str(ROOT / "no-such-mapping.yaml"),
+        "BRIDGE_CURSOR_SECRET": "s",
+        # passes serve's own checks (settings, mapping) but not the client a worker builds
+        "BRIDGE_LDAP_URL": "ldaps://127.0.0.1:9",
+        "BRIDGE_LDAP_CA_FILE": str(ROOT / "README.md"),
     }
     cmd = [sys.executable, "-m", "bridge.cli", "serve", "--workers", "2", "--port", str(port)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
