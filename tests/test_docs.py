@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
 import socket
@@ -405,7 +406,7 @@ def demo(
     assert parts[0] == "python3 -m venv .venv" and parts[1].startswith(".venv/bin/pip install -e .")
     assert parts[2] == ".venv/bin/scim-ldap-bridge serve"
     port = free_port()
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("BRIDGE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     proc = subprocess.Popen(
         [*shlex.split(console_script()), "serve", "--port", str(port)],
         cwd=tmp_path_factory.mktemp(
@@ -521,3 +522,19 @@ def test_quickstart_find_sees_the_demo_user(
         f"{url}/scim/v2{query.group(1)}", headers={"Authorization": f"Bearer {token}"}
     )
     assert found.status_code == 200 and found.json()["totalResults"] == 1
+
+
+def test_production_checklist_offline_commands_run(tmp_path: Path) -> None:
+    """The checklist's first block: writing out an example mapping and checking it offline run
+    as shown (the last command needs the reader's directory)."""
+    block = fenced_blocks(readme_section("Production checklist"))[0]
+    offline = [c for c in shell_commands(block) if "BRIDGE_LDAP_URL" not in c]
+    assert len(offline) == 2, offline
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for command in offline:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+    assert "OK" in done.stdout  # check-mapping's verdict on the written example
