@@ -15,15 +15,17 @@ from __future__ import annotations
 import ast
 import json
 import os
+import queue
 import re
 import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -393,6 +395,11 @@ def console_script() -> str:
     return str(script) if script.exists() else f"{sys.executable} -m bridge.cli"
 
 
+def _forward(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
 @pytest.fixture(scope="module")
 def demo(
     tmp_path_factory: pytest.TempPathFactory,
@@ -420,10 +427,13 @@ def demo(
     try:
         banner: list[str] = []
         assert proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_forward, args=(proc.stdout, lines), daemon=True).start()
         while not any(line.startswith("bearer token") for line in banner):
-            line = proc.stdout.readline()
-            assert line, f"serve exited ({proc.poll()}) after printing {banner}"
-            banner.append(line.rstrip("\n"))
+            try:
+                banner.append(lines.get(timeout=60).rstrip("\n"))
+            except queue.Empty:
+                raise AssertionError(f"serve ({proc.poll()}) printed no token: {banner}") from None
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
