@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# scim-ldap-bridge container image (README.md "Operations", "Container").
+# scim-ldap-bridge container image (docs/deployment.md "Container").
 #
 #   docker build -t scim-ldap-bridge:0.1.0 .
 #   docker run --read-only -p 8080:8080 -e BRIDGE_LDAP_URL=ldaps://dc1.example.org \

@@ -4,7 +4,7 @@ A record says who (token name, client address), what (SCIM operation, resource t
 how (each LDAP write: operation, DN and attribute NAMES — never values, so no password ever
 reaches it) and the outcome (HTTP status, LDAP result per operation).  Bearer tokens are never
 logged, only the name the operator gave them (BRIDGE_TOKEN_<NAME>).  The JSON formatter adds
-``time``; the record's fields are documented in README.md "Operations".
+``time``; the record's fields are documented in docs/observability.md "Audit log".
 
 A refused bearer token gets a record of its own (``scim_op: authenticate``, status 401, the
 reason and the path, never the token), written by the auth layer at a bounded rate.  Client

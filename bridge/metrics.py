@@ -1,4 +1,4 @@
-"""Prometheus metrics (names documented in README.md "Operations").
+"""Prometheus metrics (names documented in docs/observability.md "Metrics").
 
 Process-wide collectors on prometheus-client's default registry.  Connection-pool gauges and
 the failover counter are read from the live directory clients at scrape time, so the clients

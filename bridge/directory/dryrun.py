@@ -15,9 +15,9 @@ and a deleted user disappears from lists, all without a single write reaching th
 
 Server-side effects are simulated as far as the overlay knows the entries: members of a planned
 group change get their ``memberOf``, and groups naming a planned-renamed or -deleted entry are
-rewritten (refint).  Limits (documented in README.md "Operations"): the server's schema, ACLs and
-other overlays are not checked, and the overlay grows with every planned write until the process
-restarts.
+rewritten (refint).  Limits (documented in docs/observability.md "Dry run"): the server's
+schema, ACLs and other overlays are not checked, and the overlay grows with every planned write
+until the process restarts.
 """
 
 from __future__ import annotations
