@@ -43,13 +43,12 @@ from bridge.directory.base import (
     OID_VLV,
     Capabilities,
     Change,
-    Deref,
     Directory,
     Entry,
     Scope,
+    Search,
     SearchResult,
     SortKey,
-    Window,
 )
 from bridge.directory.syntax import dn_path, normalize_dn, parent_dn, split_rdn
 from bridge.errors import DirectoryError
@@ -484,49 +483,29 @@ class EmbeddedDirectory(Directory):
                 continue
             yield entry
 
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        if matched_values:  # a server without the (critical) control answers so
+    def run(self, search: Search) -> SearchResult:
+        base, sort, window = search.base, search.sort, search.window
+        if search.matched_values:  # a server without the (critical) control answers so
             raise DirectoryError(
                 "unavailableCriticalExtension", "no matched values", dn=base, operation="search"
             )
         with self._lock:
             self._injected("search", base)
-            node = _parse(filter)
-            matched = [e for e in self._scope(base, scope) if self._matches(e, node)]
+            node = _parse(search.filter)
+            matched = [e for e in self._scope(base, search.scope) if self._matches(e, node)]
             if sort or window:
                 matched = _sorted(matched, sort or (SortKey("cn"),))
             total = len(matched)
             if window is not None:
                 start = max(window.offset, 1) - 1
                 matched = matched[start : start + window.count]
-            elif size_limit:
-                matched = matched[:size_limit]
-            out = [self._to_entry(e["_dn"], e, attributes) for e in matched]
+            elif search.size_limit:
+                matched = matched[: search.size_limit]
+            out = [self._to_entry(e["_dn"], e, search.attributes) for e in matched]
         return SearchResult(out, total if window is not None else None)
 
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 500,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
-        yield from self.search(base, filter, attributes, scope=scope, sort=sort).entries
+    def stream(self, search: Search) -> Iterator[Entry]:
+        yield from self.run(search).entries
 
     def _matches(self, entry: Mapping[str, Any], node: Any) -> bool:
         tag = node.tag
