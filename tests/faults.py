@@ -54,26 +54,13 @@ class FaultyDirectory(Wrapper):
     #: a read is a search here (counted and failed as one), as the base class reads
     read = Directory.read
 
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
         self._hit("add", dn)
-        return self.inner.add(dn, attributes, post_read=post_read)
+        return self.inner.add(dn, attributes, **kw)
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
         self._hit("modify", dn)
-        return self.inner.modify(dn, changes, assertion=assertion, post_read=post_read)
+        return self.inner.modify(dn, changes, **kw)
 
     def rename(self, dn: str, new_rdn: str, new_superior: str | None = None, **kw: Any) -> str:
         self._hit("rename", dn)
@@ -106,16 +93,10 @@ class Masked(FaultyDirectory):
             self.asked.append("matched_values")
         return super().run(search)
 
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        if post_read is not None:
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
+        if kw.get("post_read") is not None:
             self.asked.append("add_post_read")
-        return super().add(dn, attributes, post_read=post_read)
+        return super().add(dn, attributes, **kw)
 
     def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
         if kw.get("post_read") is not None:
