@@ -42,7 +42,8 @@ from bridge.directory.connections import (
     ConnectionSettings as ConnectionSettings,  # re-exported: the settings of this client
 )
 from bridge.directory.connections import reusable
-from bridge.directory.pooled import Answer, PooledDirectory, SearchOp, Write
+from bridge.directory.operations import Answer, SearchOp, Write
+from bridge.directory.pooled import PooledDirectory
 from bridge.directory.transport import connect_failure, scheme, uses_start_tls
 from bridge.errors import DirectoryError
 

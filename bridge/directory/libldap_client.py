@@ -42,19 +42,10 @@ from bridge import greenio
 from bridge.directory import controls
 from bridge.directory.base import OID_PAGED, OID_POST_READ
 from bridge.directory.connections import ConnectionSettings, reusable
-from bridge.directory.pooled import (
-    SPENT,
-    Answer,
-    Found,
-    PooledDirectory,
-    SearchOp,
-    Write,
-    connect_failure,
-    scheme,
-    spend,
-    uses_start_tls,
-)
+from bridge.directory.operations import SPENT, Answer, Found, SearchOp, Write, spend
+from bridge.directory.pooled import PooledDirectory
 from bridge.directory.results import result_name
+from bridge.directory.transport import connect_failure, scheme, uses_start_tls
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")

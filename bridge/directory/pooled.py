@@ -6,7 +6,8 @@ backoff and count), the retry loop, capability detection from the root DSE, the 
 ``(oid, critical, value)`` triples), entry building (AD range retrieval, extended DNs,
 dereferenced entries) and the writes.  A driver (``ldap3_client``, ``libldap_client``) adds only
 what differs between the two libraries: opening and binding a connection, sending one operation
-and reading its result, and turning the library's errors into :class:`DirectoryError`.
+and reading its result (the requests and answers of :mod:`bridge.directory.operations`), and
+turning the library's errors into :class:`DirectoryError`.
 
 So the two clients cannot drift apart again (python-ldap once lacked the TLS warnings and the
 CA-file check, never counted a failover, and raised another error without a URL): the checks
@@ -19,7 +20,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bridge import greenio
 from bridge.directory import controls, ranges
@@ -36,7 +37,6 @@ from bridge.directory.base import (
     Directory,
     Entry,
     PoolStats,
-    Scope,
     Search,
     SearchResult,
     SortKey,
@@ -49,88 +49,20 @@ from bridge.directory.connections import (
     plain_dn,
     split_extended,
 )
+from bridge.directory.operations import SPENT, Answer, Ctrl, Found, SearchOp, Write, spend
 from bridge.directory.syntax import parent_dn
-from bridge.directory.transport import (  # re-exported: the drivers' view of the servers
+from bridge.directory.transport import (
     Failover,
     check_settings,
-    connect_failure,
     may_carry_secrets,
-    scheme,
-    uses_start_tls,
 )
 from bridge.errors import DirectoryError
-
-__all__ = [
-    "SPENT",
-    "Answer",
-    "Ctrl",
-    "Found",
-    "PooledDirectory",
-    "connect_failure",
-    "scheme",
-    "uses_start_tls",
-]
 
 C = TypeVar("C")
 T = TypeVar("T")
 
-#: a request control as both libraries take it: (controlType, criticality, BER value or None)
-Ctrl = tuple[str, bool, bytes | None]
-#: one search entry as received: (DN, attributes as named by the server, its dereference
-#: control's value or None)
-Found = tuple[str, dict[str, list[bytes]], Any]
-#: marks a connection that must not go back to the pool (closed when its operation ends)
-SPENT = "_bridge_spent"
 _NO_ATTRS = ["1.1"]  # RFC 4511 §4.5.1.8: no attributes
 _EXTENDED_DN: Ctrl = (OID_EXTENDED_DN, False, None)
-
-
-class SearchOp(NamedTuple):
-    """One search operation for a driver to send."""
-
-    base: str
-    scope: Scope
-    filter: str
-    attrs: list[str]
-    ctrls: list[Ctrl]
-    #: at most this many entries (0: the server's limit); sizeLimitExceeded is then no error
-    size_limit: int = 0
-    #: with ``size_limit``: keep the entries received before sizeLimitExceeded
-    partial: bool = True
-    #: (page size, cookie) for RFC 2696 paging
-    paged: tuple[int, bytes | None] | None = None
-
-
-class Write(NamedTuple):
-    """One write operation for a driver to send; the fields of its kind are set."""
-
-    dn: str
-    #: request controls besides the assertion (the post-read control, when asked)
-    ctrls: list[Ctrl] = []
-    #: an LDAP filter the entry must still match (RFC 4528), sent as the assertion control
-    assertion: str | None = None
-    attrs: Mapping[str, list[bytes]] = {}
-    changes: Sequence[Change] = ()
-    new_rdn: str = ""
-    new_superior: str | None = None
-
-
-class Answer(NamedTuple):
-    """One search operation's answer, in library-neutral terms."""
-
-    found: list[Found]
-    #: the paged-results cookie (RFC 2696) of a paged search; empty or None at the end
-    cookie: bytes | None = None
-    #: the VLV response control's BER value, when the server sent one
-    vlv: bytes | None = None
-    #: "success", "sizeLimitExceeded" (only when a size limit was asked) or
-    #: "virtualListViewError" (an offset past the end: ``vlv`` still holds the exact count)
-    status: str = "success"
-
-
-def spend(conn: Any) -> None:
-    """Have ``conn`` closed instead of pooled once its operation ends."""
-    conn.__dict__[SPENT] = True
 
 
 class PooledDirectory(Directory, Generic[C]):
