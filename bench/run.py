@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -216,6 +217,9 @@ def lua_table(values: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- bridge
+CURSOR_SECRET = secrets.token_urlsafe(32)
+
+
 def start_bridge(
     server: ldapserver.Server, client: str, workers: int
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -231,6 +235,9 @@ def start_bridge(
         "BRIDGE_MAPPING": str(ROOT / "mappings" / "openldap.yaml"),
         "BRIDGE_LOG_LEVEL": "WARNING",
         "BRIDGE_LDAP_POOL_SIZE": "16",
+        # one key for every worker (serve --workers N refuses to start without it): a cursor
+        # one worker signs must verify in the others; a fresh random one per bench run
+        "BRIDGE_CURSOR_SECRET": CURSOR_SECRET,
     }
     # the production entry point: the app factory `serve --workers N` uses (bridge/asgi.py)
     cmd = [

@@ -7,21 +7,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from bridge.directory.base import (
-    Capabilities,
-    Change,
-    Deref,
-    Directory,
-    Entry,
-    Scope,
-    SearchResult,
-    SortKey,
-    Window,
-)
+from bridge.directory.base import Capabilities, Change, Directory, Entry, Search, SearchResult
+from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
 
 
-class FaultyDirectory(Directory):
+class FaultyDirectory(Wrapper):
     """Delegates to ``inner``; ``fail(op, code, nth=1)`` makes the nth next call of ``op``
     (add/modify/rename/delete/search) raise DirectoryError(code) *instead of* running it, or
     run ``before`` first (e.g. to delete the target behind the service's back)."""
@@ -29,7 +20,7 @@ class FaultyDirectory(Directory):
     name = "faulty"
 
     def __init__(self, inner: Directory):
-        self.inner = inner
+        super().__init__(inner)
         self.calls: list[tuple[str, str]] = []
         self._plan: dict[str, list[tuple[int, str, Callable[[], None] | None]]] = {}
         self._lock = threading.Lock()
@@ -52,75 +43,24 @@ class FaultyDirectory(Directory):
                 p[2]()
             raise DirectoryError(p[1], "injected fault", dn=dn, operation=op)
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
+    def run(self, search: Search) -> SearchResult:
+        self._hit("search", search.base)
+        return self.inner.run(search)
 
-    @property
-    def secure(self) -> bool:
-        return self.inner.secure
+    def stream(self, search: Search) -> Iterator[Entry]:
+        self._hit("search", search.base)
+        yield from self.inner.stream(search)
 
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        self._hit("search", base)
-        return self.inner.search(
-            base,
-            filter,
-            attributes,
-            scope=scope,
-            size_limit=size_limit,
-            sort=sort,
-            window=window,
-            deref=deref,
-            matched_values=matched_values,
-        )
+    #: a read is a search here (counted and failed as one), as the base class reads
+    read = Directory.read
 
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 500,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
-        self._hit("search", base)
-        yield from self.inner.iter_search(
-            base, filter, attributes, scope=scope, page_size=page_size, sort=sort
-        )
-
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
         self._hit("add", dn)
-        return self.inner.add(dn, attributes, post_read=post_read)
+        return self.inner.add(dn, attributes, **kw)
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
         self._hit("modify", dn)
-        return self.inner.modify(dn, changes, assertion=assertion, post_read=post_read)
+        return self.inner.modify(dn, changes, **kw)
 
     def rename(self, dn: str, new_rdn: str, new_superior: str | None = None, **kw: Any) -> str:
         self._hit("rename", dn)
@@ -129,12 +69,6 @@ class FaultyDirectory(Directory):
     def delete(self, dn: str, **kw: Any) -> None:
         self._hit("delete", dn)
         self.inner.delete(dn, **kw)
-
-    def check(self) -> None:
-        self.inner.check()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class Masked(FaultyDirectory):
@@ -154,21 +88,15 @@ class Masked(FaultyDirectory):
     def capabilities(self) -> Capabilities:
         return replace(self.inner.capabilities, **self.off)
 
-    def search(self, base: str, filter: str, attributes: Sequence[str], **kw: Any) -> SearchResult:
-        if kw.get("matched_values"):
+    def run(self, search: Search) -> SearchResult:
+        if search.matched_values:
             self.asked.append("matched_values")
-        return super().search(base, filter, attributes, **kw)
+        return super().run(search)
 
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        if post_read is not None:
+    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
+        if kw.get("post_read") is not None:
             self.asked.append("add_post_read")
-        return super().add(dn, attributes, post_read=post_read)
+        return super().add(dn, attributes, **kw)
 
     def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
         if kw.get("post_read") is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Change, SearchResult
+from bridge.directory.base import Change, Search, SearchResult
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
 from tests.conftest import Backend, make_client
@@ -42,9 +42,9 @@ class Recording(FaultyDirectory):
         self.asked: list[list[str]] = []
         self.unreadable = {a.lower() for a in unreadable}
 
-    def search(self, base: str, filter: str, attributes: Sequence[str], **kw: Any) -> SearchResult:
-        self.asked.append(list(attributes))
-        found = super().search(base, filter, attributes, **kw)
+    def run(self, search: Search) -> SearchResult:
+        self.asked.append(list(search.attributes))
+        found = super().run(search)
         if not self.unreadable:
             return found
         entries = [

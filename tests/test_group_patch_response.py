@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from bridge.directory.base import Search
 from bridge.errors import ConfigError
 from bridge.settings import Settings
 from tests.conftest import Backend, make_client
@@ -29,10 +30,10 @@ class Watched(Masked):
         super().__init__(inner, **off)
         self.wanted: list[str] = []
 
-    def search(self, base: str, filter: str, attributes: Sequence[str], **kw: Any) -> Any:
-        if not kw.get("matched_values"):  # the placeholder probe returns that one value only
-            self.wanted += [a.lower() for a in attributes]
-        return super().search(base, filter, attributes, **kw)
+    def run(self, search: Search) -> Any:
+        if not search.matched_values:  # the placeholder probe returns that one value only
+            self.wanted += [a.lower() for a in search.attributes]
+        return super().run(search)
 
     def read(self, dn: str, attributes: Sequence[str]) -> Any:
         self.wanted += [a.lower() for a in attributes]

@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.config import parse_mapping
-from bridge.directory.base import Change, Entry
+from bridge.directory.base import Change, Entry, Search
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
 from bridge.service import Service
@@ -331,12 +331,12 @@ class _RefusesMatchedValues(Masked):
     def capabilities(self) -> Any:
         return replace(self.inner.capabilities, matched_values=True)
 
-    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> Any:
-        if kw.get("matched_values"):
+    def run(self, search: Search) -> Any:
+        if search.matched_values:
             self.asked.append("matched_values")
-            self.calls.append(("search", base))
+            self.calls.append(("search", search.base))
             raise DirectoryError("unavailableCriticalExtension", "refused", operation="search")
-        return super().search(base, filter, attributes, **kw)
+        return super().run(search)
 
 
 def test_a_refused_matched_values_control_falls_back_and_is_not_sent_again(

@@ -5,7 +5,6 @@ count=0, cursors (RFC 9865) and POST /.search (RFC 7644 §3.4.3)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +14,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bridge.config import parse_mapping
-from bridge.directory.base import Capabilities, Directory, Entry, SearchResult
+from bridge.directory.base import Capabilities, Directory, Search, SearchResult
+from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
 from bridge.scim.filter import (
     And,
@@ -332,51 +332,36 @@ def test_excluded_members_are_not_read(
     backend: Backend, client: TestClient, seeded: dict[str, Any]
 ) -> None:
     asked: list[list[str]] = []
-    real = backend.directory.search
+    real = backend.directory.run
 
-    def spy(base: str, flt: str, attributes: Any, **kw: Any) -> Any:
-        asked.append([a.lower() for a in attributes])
-        return real(base, flt, attributes, **kw)
+    def spy(search: Search) -> Any:
+        asked.append([a.lower() for a in search.attributes])
+        return real(search)
 
-    backend.directory.search = spy  # type: ignore[method-assign]
+    backend.directory.run = spy  # type: ignore[method-assign]
     try:
         r = client.get(f"{SCIM}/Groups", params={"excludedAttributes": "members"})
     finally:
-        backend.directory.search = real  # type: ignore[method-assign]
+        backend.directory.run = real  # type: ignore[method-assign]
     assert r.status_code == 200 and all("members" not in g for g in r.json()["Resources"])
     assert asked and not any("member" in attrs for attrs in asked)
 
 
-class NoVlv(Directory):
+class NoVlv(Wrapper):
     """The same directory without VLV (and optionally without sort): the bridge must fall back
     to an RFC 2696 paged walk with the same answers."""
 
     def __init__(self, inner: Directory, sort: bool = True):
-        self.inner = inner
+        super().__init__(inner)
         self.sort = sort
 
     @property
     def capabilities(self) -> Capabilities:
         return replace(self.inner.capabilities, vlv=False, sort=self.sort)
 
-    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> SearchResult:
-        assert kw.get("window") is None, "VLV used although not offered"
-        return self.inner.search(base, filter, attributes, **kw)
-
-    def iter_search(self, base: str, filter: str, attributes: Any, **kw: Any) -> Iterator[Entry]:
-        return self.inner.iter_search(base, filter, attributes, **kw)
-
-    def add(self, dn: str, attributes: Any, **kw: Any) -> Entry | None:
-        return self.inner.add(dn, attributes, **kw)
-
-    def modify(self, dn: str, changes: Any, **kw: Any) -> Entry | None:
-        return self.inner.modify(dn, changes, **kw)
-
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None) -> str:
-        return self.inner.rename(dn, new_rdn, new_superior)
-
-    def delete(self, dn: str) -> None:
-        self.inner.delete(dn)
+    def run(self, search: Search) -> SearchResult:
+        assert search.window is None, "VLV used although not offered"
+        return self.inner.run(search)
 
 
 def test_paged_fallback_without_vlv(backend: Backend, client: TestClient, seeded: Any) -> None:
@@ -492,10 +477,10 @@ class RefusesVlv(NoVlv):
     def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
-    def search(self, base: str, filter: str, attributes: Any, **kw: Any) -> SearchResult:
-        if kw.get("window") is not None:
+    def run(self, search: Search) -> SearchResult:
+        if search.window is not None:
             raise DirectoryError("unwillingToPerform", "no VLV for you", operation="search")
-        return self.inner.search(base, filter, attributes, **kw)
+        return self.inner.run(search)
 
 
 def test_refused_vlv_falls_back_to_paging(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, final
 
 Scope = Literal["base", "one", "sub"]
 ChangeOp = Literal["add", "delete", "replace"]
@@ -83,6 +83,27 @@ class Deref:
 
 
 @dataclass(frozen=True)
+class Search:
+    """One search request as it travels through the layers (decorators, pooled client,
+    driver): built once by :meth:`Directory.search` / :meth:`Directory.iter_search` from their
+    keywords, so the keyword signature is written only there.
+
+    ``page_size`` applies to streams (:meth:`Directory.stream`); 0 is the client's own page
+    size (``BRIDGE_LDAP_PAGE_SIZE``).  The other fields are those of :meth:`Directory.search`."""
+
+    base: str
+    filter: str
+    attributes: Sequence[str]
+    scope: Scope = "sub"
+    size_limit: int = 0
+    sort: Sequence[SortKey] = ()
+    window: Window | None = None
+    deref: Sequence[Deref] = ()
+    matched_values: Mapping[str, Sequence[bytes]] | None = None
+    page_size: int = 0
+
+
+@dataclass(frozen=True)
 class SearchResult:
     entries: list[Entry]
     #: the server's count of all matches (VLV contentCount), when known
@@ -136,7 +157,7 @@ class Directory(ABC):
         of ``secure_transport`` codecs (every password codec) are refused when this is False."""
         return False
 
-    @abstractmethod
+    @final
     def search(
         self,
         base: str,
@@ -158,9 +179,15 @@ class Directory(ABC):
         equal, by the attribute's equality rule, to one of the given raw assertion values come
         back (none: an empty attribute); every other requested attribute comes back whole.
         The attributes must be named (not ``*`` or ``+``).  Where the directory cannot honour
-        it the search fails with ``unavailableCriticalExtension``: never all the values."""
+        it the search fails with ``unavailableCriticalExtension``: never all the values.
 
-    @abstractmethod
+        The one spelling of these keywords: implementations and decorators override
+        :meth:`run`, which takes them as one :class:`Search`."""
+        return self.run(
+            Search(base, filter, attributes, scope, size_limit, sort, window, deref, matched_values)
+        )
+
+    @final
     def iter_search(
         self,
         base: str,
@@ -168,10 +195,21 @@ class Directory(ABC):
         attributes: Sequence[str],
         *,
         scope: Scope = "sub",
-        page_size: int = 500,
+        page_size: int = 0,
         sort: Sequence[SortKey] = (),
     ) -> Iterator[Entry]:
-        """Stream matches page by page (RFC 2696), never holding the whole result."""
+        """Stream matches page by page (RFC 2696), never holding the whole result; pages of
+        ``page_size`` entries (0: the client's own size).  Implementations override
+        :meth:`stream`."""
+        return self.stream(Search(base, filter, attributes, scope, sort=sort, page_size=page_size))
+
+    @abstractmethod
+    def run(self, search: Search) -> SearchResult:
+        """The answer to ``search`` (see :meth:`search`)."""
+
+    @abstractmethod
+    def stream(self, search: Search) -> Iterator[Entry]:
+        """The matches of ``search`` page by page (see :meth:`iter_search`)."""
 
     def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
         """The entry at ``dn`` or None if there is none."""

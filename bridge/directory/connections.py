@@ -37,7 +37,7 @@ class ConnectionSettings:
     #: a server that failed to connect is tried after the others for this long
     server_backoff: float = 30.0
     #: passwords may go over plain ldap:// to a loopback host (they are refused over any other
-    #: unencrypted connection: bridge/directory/pooled.py)
+    #: unencrypted connection: bridge/directory/transport.py)
     allow_plain_passwords_on_loopback: bool = False
 
 

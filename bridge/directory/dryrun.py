@@ -33,17 +33,16 @@ from bridge import context, metrics
 from bridge.directory.base import (
     Capabilities,
     Change,
-    Deref,
     Directory,
     Entry,
-    PoolStats,
     Scope,
+    Search,
     SearchResult,
     SortKey,
-    Window,
 )
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.syntax import escape_filter, normalize_dn, parent_dn, split_rdn
+from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.dryrun")
@@ -64,8 +63,9 @@ _REF_ATTRIBUTES = ("member", "uniquemember")
 _SAFE = re.compile(r"[^\x00\n\r :<][^\x00\n\r]*")
 
 
-class DryRunDirectory(Directory):
+class DryRunDirectory(Wrapper):
     name = "dry-run"
+    cooperative = False
 
     def __init__(
         self,
@@ -75,7 +75,7 @@ class DryRunDirectory(Directory):
         read_attributes: Iterable[str] = (),
         search_bases: Iterable[str] = (),
     ):
-        self.inner = inner
+        super().__init__(inner)
         self.overlay = EmbeddedDirectory()
         self._secret = SECRET_ATTRIBUTES | {a.lower() for a in secret_attributes}
         self._read_attrs = ["*", "+", *dict.fromkeys(read_attributes)]
@@ -90,10 +90,6 @@ class DryRunDirectory(Directory):
         """The directory's, less post-read and matched values: planned writes live in the
         overlay, which has neither (the service then reads entries back as it does without)."""
         return replace(self.inner.capabilities, post_read=False, matched_values=False)
-
-    @property
-    def secure(self) -> bool:
-        return self.inner.secure
 
     # ------------------------------------------------------------------ overlay
     def _exists(self, dn: str) -> bool:
@@ -189,60 +185,44 @@ class DryRunDirectory(Directory):
             out.sort(key=lambda e: _sort_value(e, attr), reverse=key.reverse)
         return out
 
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        if matched_values:  # not offered (see capabilities): as a server without it answers
+    def run(self, search: Search) -> SearchResult:
+        if search.matched_values:  # not offered (see capabilities): as a server without it
             raise DirectoryError(
-                "unavailableCriticalExtension", "no matched values", dn=base, operation="search"
+                "unavailableCriticalExtension",
+                "no matched values",
+                dn=search.base,
+                operation="search",
             )
         with self._lock:
-            affected = self._affects(base, scope)
+            affected = self._affects(search.base, search.scope)
         if not affected:  # no planned write in scope: straight to the directory, unlocked
-            return self.inner.search(
-                base,
-                filter,
-                attributes,
-                scope=scope,
-                size_limit=size_limit,
-                sort=sort,
-                window=window,
-                deref=deref,
-            )
+            return self.inner.run(search)
         with self._lock:
-            entries = self._merged(base, filter, attributes, scope, sort or (SortKey("cn"),))
+            entries = self._merged(
+                search.base,
+                search.filter,
+                search.attributes,
+                search.scope,
+                search.sort or (SortKey("cn"),),
+            )
+        window = search.window
         if window is not None:
             start = max(window.offset, 1) - 1
             return SearchResult(entries[start : start + window.count], len(entries))
-        return SearchResult(entries[:size_limit] if size_limit else entries)
+        return SearchResult(entries[: search.size_limit] if search.size_limit else entries)
 
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 500,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
+    def stream(self, search: Search) -> Iterator[Entry]:
         with self._lock:
-            affected = self._affects(base, scope)
-            entries = self._merged(base, filter, attributes, scope, sort) if affected else None
-        if entries is None:
-            yield from self.inner.iter_search(
-                base, filter, attributes, scope=scope, page_size=page_size, sort=sort
+            affected = self._affects(search.base, search.scope)
+            entries = (
+                self._merged(
+                    search.base, search.filter, search.attributes, search.scope, search.sort
+                )
+                if affected
+                else None
             )
+        if entries is None:
+            yield from self.inner.stream(search)
         else:
             yield from entries
 
@@ -383,16 +363,6 @@ class DryRunDirectory(Directory):
                 "ldif": ldif,
             },
         )
-
-    # ------------------------------------------------------------------ lifecycle
-    def check(self) -> None:
-        self.inner.check()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def pool_stats(self) -> PoolStats | None:
-        return self.inner.pool_stats()
 
 
 def _values(attributes: Mapping[str, Sequence[bytes]], name: str) -> list[bytes]:

@@ -7,33 +7,19 @@ loosely.  The bridge must behave identically on the embedded directory and on sl
 client keeps the entries in the mock's DIT but performs every operation itself, with slapd's
 semantics: atomic modifies, result codes 16/20/32/64/65/66/68, ``entryUUID``/``entryCSN``/
 timestamps, ``memberOf`` and referential integrity (memberof + refint overlays), anchored
-substring matching, server-side sort and VLV.  Thread-safe through one lock.
+substring matching, server-side sort and VLV (filters and ordering: :mod:`embedded_match`).
+Thread-safe through one lock.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPInvalidFilterError
-from ldap3.operation.search import (
-    AND,
-    MATCH_APPROX,
-    MATCH_EQUAL,
-    MATCH_EXTENSIBLE,
-    MATCH_GREATER_OR_EQUAL,
-    MATCH_LESS_OR_EQUAL,
-    MATCH_PRESENT,
-    MATCH_SUBSTRING,
-    NOT,
-    OR,
-    ROOT,
-    parse_filter,
-)
 from ldap3.utils.ciDict import CaseInsensitiveDict
 
 from bridge.directory.base import (
@@ -43,14 +29,14 @@ from bridge.directory.base import (
     OID_VLV,
     Capabilities,
     Change,
-    Deref,
     Directory,
     Entry,
     Scope,
+    Search,
     SearchResult,
     SortKey,
-    Window,
 )
+from bridge.directory.embedded_match import matches, norm_value, parse, sort_entries
 from bridge.directory.syntax import dn_path, normalize_dn, parent_dn, split_rdn
 from bridge.errors import DirectoryError
 
@@ -66,18 +52,6 @@ OPERATIONAL = (
     "structuralobjectclass",
     "pwdaccountlockedtime",
 )
-DN_VALUED = {
-    "member",
-    "uniquemember",
-    "manager",
-    "memberof",
-    "owner",
-    "seealso",
-    "secretary",
-    "entrydn",
-    "creatorsname",
-    "modifiersname",
-}
 SINGLE_VALUED = {
     "displayname",
     "employeenumber",
@@ -103,16 +77,6 @@ def _now() -> datetime:
 
 def _gt(ts: datetime) -> bytes:
     return ts.strftime("%Y%m%d%H%M%SZ").encode()
-
-
-def _norm_value(attr: str, raw: bytes) -> str:
-    """Equality key per the attribute's matching rule (caseIgnore / distinguishedName)."""
-    text = raw.decode("utf-8", "replace")
-    if attr in DN_VALUED:
-        return normalize_dn(text)
-    if attr == "userpassword":
-        return text
-    return " ".join(text.split()).lower()
 
 
 class EmbeddedDirectory(Directory):
@@ -196,8 +160,8 @@ class EmbeddedDirectory(Directory):
                     operation=operation,
                 )
         attr, value, _ = split_rdn(dn)
-        if _norm_value(attr.lower(), value.encode()) not in {
-            _norm_value(attr.lower(), v) for v in entry.get(attr.lower(), [])
+        if norm_value(attr.lower(), value.encode()) not in {
+            norm_value(attr.lower(), v) for v in entry.get(attr.lower(), [])
         }:
             raise DirectoryError(
                 "notAllowedOnRDN",
@@ -208,7 +172,7 @@ class EmbeddedDirectory(Directory):
 
     def _check_values(self, dn: str, attrs: Mapping[str, Sequence[bytes]], operation: str) -> None:
         for name, vals in attrs.items():
-            keys = [_norm_value(name.lower(), v) for v in vals]
+            keys = [norm_value(name.lower(), v) for v in vals]
             if len(set(keys)) != len(keys):
                 raise DirectoryError(
                     "attributeOrValueExists",
@@ -329,7 +293,7 @@ class EmbeddedDirectory(Directory):
             entry = self._get(dn)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="modify")
-            if assertion and not self._matches(entry, _parse(assertion)):
+            if assertion and not matches(entry, parse(assertion)):
                 raise DirectoryError("assertionFailed", "", dn=dn, operation="modify")
             work = {k: list(v) if isinstance(v, list) else v for k, v in entry.items()}
             for ch in changes:
@@ -354,10 +318,10 @@ class EmbeddedDirectory(Directory):
             )
         self._check_values(dn, {name: ch.values}, "modify")
         current: list[bytes] = work.get(name, [])
-        keys = {_norm_value(name, v) for v in current}
+        keys = {norm_value(name, v) for v in current}
         if ch.op == "add":
             for v in ch.values:
-                if _norm_value(name, v) in keys:
+                if norm_value(name, v) in keys:
                     raise DirectoryError(
                         "attributeOrValueExists",
                         f"{ch.attr}: value already present",
@@ -371,12 +335,12 @@ class EmbeddedDirectory(Directory):
                     raise DirectoryError("noSuchAttribute", ch.attr, dn=dn, operation="modify")
                 work.pop(name, None)
                 return
-            drop = {_norm_value(name, v) for v in ch.values}
+            drop = {norm_value(name, v) for v in ch.values}
             if not drop <= keys:
                 raise DirectoryError(
                     "noSuchAttribute", f"{ch.attr}: value not present", dn=dn, operation="modify"
                 )
-            kept = [v for v in current if _norm_value(name, v) not in drop]
+            kept = [v for v in current if norm_value(name, v) not in drop]
             if kept:
                 work[name] = kept
             else:
@@ -399,7 +363,7 @@ class EmbeddedDirectory(Directory):
             entry = self._get(dn)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
-            if assertion and not self._matches(entry, _parse(assertion)):
+            if assertion and not matches(entry, parse(assertion)):
                 raise DirectoryError("assertionFailed", "", dn=dn, operation="rename")
             parent = new_superior or parent_dn(dn)
             new_dn = f"{new_rdn},{parent}" if parent else new_rdn
@@ -420,14 +384,14 @@ class EmbeddedDirectory(Directory):
             work[old_attr.lower()] = [
                 v
                 for v in olds
-                if _norm_value(old_attr.lower(), v)
-                != _norm_value(old_attr.lower(), old_value.encode())
+                if norm_value(old_attr.lower(), v)
+                != norm_value(old_attr.lower(), old_value.encode())
             ]
             if not work[old_attr.lower()]:
                 del work[old_attr.lower()]
             vals = work.get(new_attr.lower(), [])
-            if _norm_value(new_attr.lower(), new_value.encode()) not in {
-                _norm_value(new_attr.lower(), v) for v in vals
+            if norm_value(new_attr.lower(), new_value.encode()) not in {
+                norm_value(new_attr.lower(), v) for v in vals
             }:
                 work[new_attr.lower()] = [*vals, new_value.encode()]
             work["_dn"] = new_dn
@@ -455,7 +419,7 @@ class EmbeddedDirectory(Directory):
             entry = self._dit.get(key)
             if entry is None:
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="delete")
-            if assertion and not self._matches(entry, _parse(assertion)):
+            if assertion and not matches(entry, parse(assertion)):
                 raise DirectoryError("assertionFailed", "", dn=dn, operation="delete")
             if self._children(dn):
                 raise DirectoryError("notAllowedOnNonLeaf", "", dn=dn, operation="delete")
@@ -484,86 +448,29 @@ class EmbeddedDirectory(Directory):
                 continue
             yield entry
 
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        if matched_values:  # a server without the (critical) control answers so
+    def run(self, search: Search) -> SearchResult:
+        base, sort, window = search.base, search.sort, search.window
+        if search.matched_values:  # a server without the (critical) control answers so
             raise DirectoryError(
                 "unavailableCriticalExtension", "no matched values", dn=base, operation="search"
             )
         with self._lock:
             self._injected("search", base)
-            node = _parse(filter)
-            matched = [e for e in self._scope(base, scope) if self._matches(e, node)]
+            node = parse(search.filter)
+            matched = [e for e in self._scope(base, search.scope) if matches(e, node)]
             if sort or window:
-                matched = _sorted(matched, sort or (SortKey("cn"),))
+                matched = sort_entries(matched, sort or (SortKey("cn"),))
             total = len(matched)
             if window is not None:
                 start = max(window.offset, 1) - 1
                 matched = matched[start : start + window.count]
-            elif size_limit:
-                matched = matched[:size_limit]
-            out = [self._to_entry(e["_dn"], e, attributes) for e in matched]
+            elif search.size_limit:
+                matched = matched[: search.size_limit]
+            out = [self._to_entry(e["_dn"], e, search.attributes) for e in matched]
         return SearchResult(out, total if window is not None else None)
 
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 500,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
-        yield from self.search(base, filter, attributes, scope=scope, sort=sort).entries
-
-    def _matches(self, entry: Mapping[str, Any], node: Any) -> bool:
-        tag = node.tag
-        if tag == ROOT:
-            return self._matches(entry, node.elements[0])
-        if tag == AND:
-            return all(self._matches(entry, e) for e in node.elements)
-        if tag == OR:
-            return any(self._matches(entry, e) for e in node.elements)
-        if tag == NOT:
-            return not self._matches(entry, node.elements[0])
-        attr = node.assertion["attr"].lower()
-        vals: list[bytes] = entry.get(attr, [])
-        if tag == MATCH_PRESENT:
-            return attr == "objectclass" or bool(vals)
-        if tag in (MATCH_EQUAL, MATCH_APPROX):
-            want = _norm_value(attr, _raw(node.assertion["value"]))
-            return any(_norm_value(attr, v) == want for v in vals)
-        if tag == MATCH_SUBSTRING:
-            return any(_substring(_norm_value(attr, v), node.assertion, attr) for v in vals)
-        if tag in (MATCH_GREATER_OR_EQUAL, MATCH_LESS_OR_EQUAL):
-            want = _norm_value(attr, _raw(node.assertion["value"]))
-            ge = tag == MATCH_GREATER_OR_EQUAL
-            return any(_ordered(_norm_value(attr, v), want, ge) for v in vals)
-        rule = str(node.assertion.get("matchingRule") or "").lower()
-        if tag == MATCH_EXTENSIBLE and rule == "caseignoreorderingmatch" and attr:
-            # an ORDERING rule in an extensible match holds when value < assertion (X.501);
-            # slapd answers string gt/lt this way (uid, cn have no ORDERING rule of their own)
-            want = _norm_value(attr, _raw(node.assertion["value"]))
-            return any(_norm_value(attr, v) < want for v in vals)
-        if tag == MATCH_EXTENSIBLE:
-            raise DirectoryError(
-                "inappropriateMatching",
-                "extensible match is not supported by the embedded directory",
-                operation="search",
-            )
-        return False
+    def stream(self, search: Search) -> Iterator[Entry]:
+        yield from self.run(search).entries
 
     def check(self) -> None:
         return None
@@ -571,77 +478,3 @@ class EmbeddedDirectory(Directory):
 
 def _classes(entry: Mapping[str, Any]) -> set[str]:
     return {v.decode().lower() for v in entry.get("objectclass", [])}
-
-
-def _raw(value: Any) -> bytes:
-    """An assertion value as bytes, with RFC 4515 ``\\XX`` escapes decoded."""
-    raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
-    if b"\\" not in raw:
-        return raw
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i : i + 1] == b"\\" and i + 2 < len(raw) + 1:
-            try:
-                out.append(int(raw[i + 1 : i + 3], 16))
-                i += 3
-                continue
-            except ValueError:
-                pass
-        out.append(raw[i])
-        i += 1
-    return bytes(out)
-
-
-def _parse(text: str) -> Any:
-    try:
-        return parse_filter(
-            text, None, auto_escape=False, auto_encode=True, validator=None, check_names=False
-        )
-    except LDAPInvalidFilterError as exc:
-        raise DirectoryError("filterError", str(exc), operation="search") from None
-
-
-def _substring(value: str, assertion: Mapping[str, Any], attr: str) -> bool:
-    def norm(x: Any) -> str:
-        return _norm_value(attr, _raw(x)) if x is not None else ""
-
-    pos = 0
-    initial = assertion.get("initial")
-    if initial is not None:
-        init = norm(initial)
-        if not value.startswith(init):
-            return False
-        pos = len(init)
-    for middle in assertion.get("any") or ():
-        idx = value.find(norm(middle), pos)
-        if idx < 0:
-            return False
-        pos = idx + len(norm(middle))
-    final = assertion.get("final")
-    if final is not None:
-        fin = norm(final)
-        return value.endswith(fin) and len(value) - len(fin) >= pos
-    return True
-
-
-def _ordered(value: str, want: str, ge: bool) -> bool:
-    try:
-        a, b = int(value), int(want)
-        return a >= b if ge else a <= b
-    except ValueError:
-        return value >= want if ge else value <= want
-
-
-def _sorted(entries: Iterable[dict[str, Any]], keys: Sequence[SortKey]) -> list[dict[str, Any]]:
-    out = list(entries)
-    for key in reversed(keys):
-        attr = key.attr.lower()
-        present = [e for e in out if e.get(attr)]
-        absent = [e for e in out if not e.get(attr)]
-        present.sort(
-            key=lambda e, a=attr: _norm_value(a, min(e[a])),  # type: ignore[misc]
-            reverse=key.reverse,
-        )
-        out = present + absent  # entries without the key sort last (RFC 2891 §1.1)
-    return out

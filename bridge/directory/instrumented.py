@@ -15,18 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from bridge import context, metrics
-from bridge.directory.base import (
-    Capabilities,
-    Change,
-    Deref,
-    Directory,
-    Entry,
-    PoolStats,
-    Scope,
-    SearchResult,
-    SortKey,
-    Window,
-)
+from bridge.directory.base import Change, Directory, Entry, Search, SearchResult
+from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
@@ -44,20 +34,12 @@ def _histogram(operation: str) -> Any:
     return metrics.LDAP_LATENCY.labels(operation)
 
 
-class InstrumentedDirectory(Directory):
+class InstrumentedDirectory(Wrapper):
     def __init__(self, inner: Directory):
-        self.inner = inner
+        super().__init__(inner)
         self.name = inner.name
         self.cooperative = inner.cooperative
         metrics.watch_pool(inner)
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.inner.capabilities
-
-    @property
-    def secure(self) -> bool:
-        return self.inner.secure
 
     def _measure(
         self,
@@ -112,51 +94,14 @@ class InstrumentedDirectory(Directory):
         log.log(level, "ldap %s %s", operation, result, extra=extra)
 
     # ------------------------------------------------------------------ reads
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        return self._measure(
-            "search",
-            base,
-            lambda: self.inner.search(
-                base,
-                filter,
-                attributes,
-                scope=scope,
-                size_limit=size_limit,
-                sort=sort,
-                window=window,
-                deref=deref,
-                matched_values=matched_values,
-            ),
-        )
+    def run(self, search: Search) -> SearchResult:
+        return self._measure("search", search.base, lambda: self.inner.run(search))
 
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 500,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
+    def stream(self, search: Search) -> Iterator[Entry]:
         started = time.perf_counter()
         result = "success"
         try:
-            yield from self.inner.iter_search(
-                base, filter, attributes, scope=scope, page_size=page_size, sort=sort
-            )
+            yield from self.inner.stream(search)
         except DirectoryError as exc:
             result = exc.code
             raise
@@ -167,7 +112,7 @@ class InstrumentedDirectory(Directory):
             result = "error"
             raise
         finally:
-            self._done("search", base, result, time.perf_counter() - started, None)
+            self._done("search", search.base, result, time.perf_counter() - started, None)
 
     def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
         return self._measure("read", dn, lambda: self.inner.read(dn, attributes))
@@ -231,12 +176,6 @@ class InstrumentedDirectory(Directory):
     # ------------------------------------------------------------------ lifecycle
     def check(self) -> None:
         self._measure("check", "", self.inner.check)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def pool_stats(self) -> PoolStats | None:
-        return self.inner.pool_stats()
 
     def __getattr__(self, name: str) -> object:
         # client-specific extras (e.g. the embedded directory's seed/fail_next) stay reachable

@@ -6,7 +6,9 @@ rather than by ldap3's ServerPool, which keeps a reference to every Connection e
 when connections are recycled for months), sleeps ``POOLING_LOOP_TIMEOUT`` (10 s) inside a
 request when every server is down, and only switches servers when a connection is opened.
 
-* Failover: :class:`~bridge.directory.pooled.Failover`, shared with the python-ldap client.
+* The pool, failover, retries, search dispatch and entry building are the shared
+  :class:`~bridge.directory.pooled.PooledDirectory`'s; this driver only connects, sends one
+  operation and reads its result the ldap3 way.
 * Recovery: a pooled connection is checked before use and discarded when the server closed it
   (restart, idle timeout, Notice of Disconnection: the socket is readable while no request is
   outstanding), when it has been idle longer than ``idle_timeout`` (firewalls drop idle TCP
@@ -15,10 +17,11 @@ request when every server is down, and only switches servers when a connection i
 * TLS: ``ldaps://`` URLs or StartTLS; the certificate chain is verified against ``ca_file``
   (system store when unset) and the certificate must name the host (or ``tls_hostname``).
   Turning verification off needs ``verify=False`` and is logged as a warning (the start-up
-  checks of both clients: :func:`bridge.directory.pooled.check_settings`).
+  checks of both clients: :func:`bridge.directory.transport.check_settings`).
 
-All ldap3 exceptions and result codes are translated to :class:`DirectoryError` in
-:meth:`Ldap3Directory._run` and :meth:`Ldap3Directory._connect` — nowhere else.
+ldap3 exceptions become :class:`DirectoryError` in :meth:`Ldap3Directory._error` (called by the
+pool's one retry loop), result codes in :meth:`Ldap3Directory._check`, connection failures in
+:meth:`Ldap3Directory._open` — nowhere else.
 """
 
 from __future__ import annotations
@@ -26,46 +29,22 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from contextlib import suppress
+from typing import Any
 
 import ldap3
 from ldap3.core import exceptions as lx
 from ldap3.core.results import RESULT_CODES
 
-from bridge.directory import controls, ranges
-from bridge.directory.base import (
-    OID_ASSERTION,
-    OID_EXTENDED_DN,
-    OID_MATCHED_VALUES,
-    OID_PAGED,
-    OID_POST_READ,
-    OID_SORT,
-    OID_VLV,
-    Capabilities,
-    Change,
-    Deref,
-    Entry,
-    Scope,
-    SearchResult,
-    SortKey,
-    Window,
-)
-from bridge.directory.connections import (
-    EXTENDED_DN_ATTRS,
-    PoolTimeout,
-    plain_dn,
-    reusable,
-    split_extended,
-)
+from bridge.directory import controls
+from bridge.directory.base import OID_PAGED, OID_POST_READ
 from bridge.directory.connections import (
     ConnectionSettings as ConnectionSettings,  # re-exported: the settings of this client
 )
-from bridge.directory.pooled import PooledDirectory, connect_failure, scheme, uses_start_tls
-from bridge.directory.syntax import parent_dn
+from bridge.directory.connections import reusable
+from bridge.directory.operations import Answer, SearchOp, Write
+from bridge.directory.pooled import PooledDirectory
+from bridge.directory.transport import connect_failure, scheme, uses_start_tls
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
@@ -73,7 +52,6 @@ log = logging.getLogger("bridge.ldap")
 # ldap3 2.9.1 has no name for result 76 and crashes (KeyError) decoding it; slapd's sssvlv
 # returns it for a VLV offset beyond the end of the list.
 RESULT_CODES.setdefault(76, "virtualListViewError")
-T = TypeVar("T")
 
 _SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
 _OPS = {"add": ldap3.MODIFY_ADD, "delete": ldap3.MODIFY_DELETE, "replace": ldap3.MODIFY_REPLACE}
@@ -91,12 +69,11 @@ _TRANSPORT = (
 
 class Ldap3Directory(PooledDirectory[ldap3.Connection]):
     name = "ldap3"
+    library_errors = (lx.LDAPException,)
 
     def __init__(self, settings: ConnectionSettings):
-        super().__init__(settings)  # the shared start-up checks (pooled.check_settings)
+        super().__init__(settings)  # the shared start-up checks (transport.check_settings)
         self._servers = {url: self._make_server(url) for url in settings.urls}
-        self._caps: Capabilities | None = None
-        self._caps_lock = threading.Lock()
 
     # ------------------------------------------------------------------ TLS
     def _tls(self) -> ldap3.Tls:
@@ -153,7 +130,8 @@ class Ldap3Directory(PooledDirectory[ldap3.Connection]):
             return_empty_attributes=False,
         )
         _keep_post_read_raw(conn)
-        try:
+
+        def start() -> None:
             conn.open()
             if uses_start_tls(url, s):
                 conn.start_tls()  # raises LDAPStartTLSError (e.g. certificate mismatch)
@@ -163,91 +141,28 @@ class Ldap3Directory(PooledDirectory[ldap3.Connection]):
                 result = conn.result or {}
                 code = result.get("description") or "invalidCredentials"
                 raise DirectoryError(code, result.get("message", ""), operation="bind")
-        except BaseException:
-            _close(conn)
-            raise
-        return conn
 
-    def _connect(self) -> ldap3.Connection:
-        """Open and bind a connection to the first server that answers (pooled.Failover)."""
-        return self._failover.connect(self._open)
+        return self._started(conn, start)
+
+    def _discard(self, conn: ldap3.Connection) -> None:
+        _close(conn)
 
     def _usable(self, conn: ldap3.Connection, idle_since: float) -> bool:
-        """False when a pooled connection must not be reused (closed by the server or idle
-        too long).  After a failback, connections to the other (live) server stay in use until
-        they idle out."""
+        """After a failback, connections to the other (live) server stay in use until they
+        idle out."""
         if conn.closed or conn.socket is None:
             return False
         return reusable(conn.socket, idle_since, self.settings.idle_timeout)
 
-    def _borrow(self, idle: tuple[ldap3.Connection, float] | None) -> ldap3.Connection:
-        while idle is not None:
-            conn, idle_since = idle
-            if self._usable(conn, idle_since):
-                return conn
-            _close(conn)
-            idle = self._slots.pop_idle()
-        return self._connect()
-
-    @contextmanager
-    def _connection(self) -> Iterator[ldap3.Connection]:
-        try:
-            idle = self._slots.take(self.settings.operation_timeout)
-        except PoolTimeout:
-            raise DirectoryError("busy", "no free directory connection", operation="pool") from None
-        conn: ldap3.Connection | None = None
-        try:
-            conn = self._borrow(idle)
-            yield conn
-        except DirectoryError as exc:
-            if exc.transient and conn is not None:
-                _close(conn)
-                conn = None
-            raise
-        except BaseException:
-            if conn is not None:  # an unexpected error leaves the connection in doubt
-                _close(conn)
-                conn = None
-            raise
-        finally:
-            self._slots.give((conn, time.monotonic()) if conn is not None else None)
-
-    def _run(
-        self, operation: str, dn: str, fn: Callable[[ldap3.Connection], T], *, retry: bool = False
-    ) -> T:
-        """Run ``fn`` on a pooled connection; the ONE place ldap3 errors become bridge errors.
-
-        Reads (``retry``) are retried once on a fresh connection after a transport failure.
-        Writes are not: once a request may have reached the server, re-sending it could apply
-        it twice.  Connection failures happen before anything is sent, and ``_connect`` has
-        already tried every server, so they are not retried either."""
-        attempts = 2 if retry else 1
-        for attempt in range(attempts):  # timing and logging: directory/instrumented.py
-            try:
-                with self._connection() as conn:
-                    try:
-                        return fn(conn)
-                    except _TRANSPORT as exc:
-                        raise DirectoryError(
-                            "serverDown", type(exc).__name__, dn=dn, operation=operation
-                        ) from None
-                    except lx.LDAPResponseTimeoutError:
-                        raise DirectoryError(
-                            "timeout", "no answer in time", dn=dn, operation=operation
-                        ) from None
-                    except _CLIENT_SIDE as exc:  # refused by ldap3 before anything was sent
-                        raise DirectoryError(
-                            _client_side_code(exc), str(exc)[:200], dn=dn, operation=operation
-                        ) from None
-                    except lx.LDAPException as exc:
-                        raise DirectoryError(
-                            "other", type(exc).__name__, dn=dn, operation=operation
-                        ) from None
-            except DirectoryError as exc:
-                if exc.transient and exc.operation != "connect" and attempt + 1 < attempts:
-                    continue
-                raise
-        raise AssertionError("unreachable")
+    def _error(self, exc: BaseException, operation: str, dn: str) -> DirectoryError:
+        if isinstance(exc, _TRANSPORT):
+            return DirectoryError("serverDown", type(exc).__name__, dn=dn, operation=operation)
+        if isinstance(exc, lx.LDAPResponseTimeoutError):
+            return DirectoryError("timeout", "no answer in time", dn=dn, operation=operation)
+        if isinstance(exc, _CLIENT_SIDE):  # refused by ldap3 before anything was sent
+            code = _client_side_code(exc)
+            return DirectoryError(code, str(exc)[:200], dn=dn, operation=operation)
+        return DirectoryError("other", type(exc).__name__, dn=dn, operation=operation)
 
     @staticmethod
     def _check(conn: ldap3.Connection, ok: bool, operation: str, dn: str) -> None:
@@ -257,333 +172,67 @@ class Ldap3Directory(PooledDirectory[ldap3.Connection]):
         code = result.get("description") or "other"
         raise DirectoryError(code, result.get("message", ""), dn=dn, operation=operation)
 
-    # ------------------------------------------------------------------ capabilities
-    @property
-    def capabilities(self) -> Capabilities:
-        if self._caps is None:
-            with self._caps_lock:
-                if self._caps is None:
-                    self._caps = self._read_capabilities()
-        return self._caps
-
-    def _read_capabilities(self) -> Capabilities:
-        def fn(conn: ldap3.Connection) -> Capabilities:
-            ok = conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["supportedControl"])
-            self._check(conn, ok or conn.result.get("result") == 0, "rootdse", "")
-            ctrls = {
-                v.decode() if isinstance(v, bytes) else str(v)
-                for e in conn.response or []
-                if e.get("type") == "searchResEntry"
-                for v in e.get("raw_attributes", {}).get("supportedControl", [])
-            }
-            return Capabilities(
-                sort=OID_SORT in ctrls,
-                vlv=OID_VLV in ctrls and OID_SORT in ctrls,
-                paged=OID_PAGED in ctrls,
-                assertion=OID_ASSERTION in ctrls,
-                deref=controls.OID_DEREF in ctrls,
-                post_read=OID_POST_READ in ctrls,
-                matched_values=OID_MATCHED_VALUES in ctrls,
-                controls=frozenset(ctrls),
-            )
-
-        return self._run("rootdse", "", fn, retry=True)
-
-    def check(self) -> None:
-        self._run(
-            "whoami",
-            "",
-            lambda conn: conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["1.1"]),
-            retry=True,
+    # ------------------------------------------------------------------ one operation
+    def _search(self, conn: ldap3.Connection, op: SearchOp) -> Answer:
+        """One search; its entries are taken off ``conn`` at once (a range read reuses it).
+        ldap3 keeps the entries received before sizeLimitExceeded, whatever ``partial``."""
+        paged = op.paged
+        ok = conn.search(
+            op.base,
+            op.filter,
+            _SCOPES[op.scope],
+            attributes=op.attrs,
+            size_limit=op.size_limit,
+            controls=op.ctrls or None,
+            paged_size=paged[0] if paged else None,
+            paged_cookie=paged[1] if paged else None,
         )
-
-    # ------------------------------------------------------------------ reads
-    def _entries(self, conn: ldap3.Connection) -> list[Entry]:
-        """The entries of the last search on ``conn``; ranged attributes (AD's
-        ``member;range=0-1499``) are read to the end on the same connection."""
-        items = [i for i in conn.response or [] if i.get("type") == "searchResEntry"]
-        out = []
-        for item in items:
-            raw = item.get("raw_attributes", {})
-            dn = plain_dn(item["dn"])
-            if any(";range=" in name.lower() for name in raw):
-                attrs = ranges.complete_ranges(
-                    dn, raw, lambda dn, attr: self._read_range(conn, dn, attr)
-                )
+        result = conn.result or {}
+        rctrls = result.get("controls") or {}
+        vlv = (rctrls.get(controls.OID_VLV_RESPONSE) or {}).get("value")
+        vlv = bytes(vlv) if isinstance(vlv, bytes | bytearray) else None
+        status = "success"
+        if not ok and result.get("result") != 0:
+            if op.size_limit and result.get("description") == "sizeLimitExceeded":
+                status = "sizeLimitExceeded"
+            elif result.get("result") == 76 and vlv is not None:
+                status = "virtualListViewError"
             else:
-                attrs = {}
-                for name, vals in raw.items():
-                    attrs.setdefault(name.lower(), []).extend(vals)
-            guids: dict[str, bytes] = {}
-            for name in EXTENDED_DN_ATTRS.intersection(attrs):
-                attrs[name] = [split_extended(v, guids) for v in attrs[name]]
-            deref = (item.get("controls") or {}).get(controls.OID_DEREF)
-            value = deref.get("value") if deref else None
-            linked = controls.linked_entries([value]) if isinstance(value, bytes) else {}
-            out.append(Entry(dn, attrs, guids, linked))
-        return out
+                self._check(conn, False, "search", op.base)
+        cookie = rctrls.get(OID_PAGED, {}).get("value", {}).get("cookie") if paged else None
+        found = [
+            (i["dn"], i.get("raw_attributes", {}), _deref_value(i))
+            for i in conn.response or []
+            if i.get("type") == "searchResEntry"
+        ]
+        return Answer(found, cookie, vlv, status)
 
-    def _read_controls(self, extra: list[Any] | None = None) -> list[Any] | None:
-        """Controls for a read: AD's extended-DN control when the server has it, so member and
-        memberOf values carry their objectGUIDs (no lookup per member for a large group)."""
-        out = list(extra or [])
-        if OID_EXTENDED_DN in self.capabilities.controls:
-            out.append((OID_EXTENDED_DN, False, None))
-        return out or None
+    def _add(self, conn: ldap3.Connection, w: Write) -> Any:
+        ok = conn.add(w.dn, attributes=dict(w.attrs), controls=w.ctrls or None)
+        self._check(conn, ok, "add", w.dn)
+        return _post_read_raw(conn)
 
-    def _read_range(self, conn: ldap3.Connection, dn: str, attr: str) -> dict[str, list[bytes]]:
-        ok = conn.search(
-            dn, "(objectClass=*)", ldap3.BASE, attributes=[attr], controls=self._read_controls()
-        )
-        self._check(conn, ok or conn.result.get("result") == 0, "search", dn)
-        for item in conn.response or []:
-            if item.get("type") == "searchResEntry":
-                return dict(item.get("raw_attributes", {}))
-        raise DirectoryError(
-            "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
-        )
-
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        attrs = list(attributes) or ["1.1"]
-        caps = self.capabilities  # read the root DSE now, not while holding a connection
-        extra: list[Any] = []
-        if matched_values:  # first: it shapes the entries the other controls see (RFC 3876 §4)
-            attrs = controls.with_matched(attrs, matched_values)
-            extra.append(controls.matched_values_control(attrs, matched_values))
-        if deref and caps.deref:
-            extra.append(_deref(deref))
-        if window is not None:
-            small = self._run(
-                "search",
-                base,
-                lambda c: self._probe(c, base, filter, attrs, scope, window, extra),
-                retry=True,
-            )
-            if small is not None:
-                return small
-            return self._run(
-                "search",
-                base,
-                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, extra),
-                retry=True,
-            )
-        if scope == "base" or size_limit:
-
-            def once(conn: ldap3.Connection) -> SearchResult:
-                ctrls = self._read_controls(([controls.sort_control(sort)] if sort else []) + extra)
-                self._bounded(conn, base, filter, attrs, scope, size_limit, ctrls)
-                return SearchResult(self._entries(conn))
-
-            return self._run("search", base, once, retry=True)
-        return SearchResult(list(self._walk(base, filter, attrs, scope, 0, sort, extra)))
-
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 0,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
-        """RFC 2696 paged search.  One connection is held for the whole walk (cookies are bound
-        to it); each page is fetched in order (ldap3's paged_search helper reverses pages)."""
-        return self._walk(base, filter, list(attributes) or ["1.1"], scope, page_size, sort, [])
-
-    def _walk(
-        self,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        page_size: int,
-        sort: Sequence[SortKey],
-        extra: list[Any],
-    ) -> Iterator[Entry]:
-        size = page_size or self.settings.page_size
-        self.capabilities  # noqa: B018 - read the root DSE now, not while holding a connection
-
-        def walk(conn: ldap3.Connection) -> list[Entry]:
-            out: list[Entry] = []
-            cookie: bytes | None = None
-            while True:
-                ctrls = self._read_controls(([controls.sort_control(sort)] if sort else []) + extra)
-                ok = conn.search(
-                    base,
-                    filter,
-                    _SCOPES[scope],
-                    attributes=attrs,
-                    paged_size=size,
-                    paged_cookie=cookie,
-                    controls=ctrls,
-                )
-                self._check(conn, ok or conn.result.get("result") == 0, "search", base)
-                cookie = (
-                    conn.result.get("controls", {})
-                    .get(OID_PAGED, {})
-                    .get("value", {})
-                    .get("cookie")
-                )
-                out.extend(self._entries(conn))  # may read ranges: after taking the cookie
-                if not cookie:
-                    return out
-
-        yield from self._run("search", base, walk, retry=True)
-
-    def _bounded(
-        self,
-        conn: ldap3.Connection,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        size_limit: int,
-        ctrls: list[Any] | None,
-    ) -> str:
-        """One search whose entries stay on ``conn``; hitting ``size_limit`` is not an error
-        (the entries before it are kept).  Returns the result's description."""
-        ok = conn.search(
-            base, filter, _SCOPES[scope], attributes=attrs, size_limit=size_limit, controls=ctrls
-        )
-        desc = str(conn.result.get("description"))
-        if not ok and desc not in ("success", "sizeLimitExceeded"):
-            self._check(conn, False, "search", base)
-        return desc
-
-    def _probe(
-        self,
-        conn: ldap3.Connection,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        window: Window,
-        extra: list[Any],
-    ) -> SearchResult | None:
-        """The answer to a VLV request over at most one match, without the VLV (as the
-        python-ldap client does): most filtered lists are IdP lookups matching one entry or
-        none, and a VLV search costs slapd a sorted result set and this client its connection
-        (see :meth:`_vlv`).  None means "more than one match"."""
-        desc = self._bounded(conn, base, filter, attrs, scope, 2, self._read_controls(extra))
-        found = sum(1 for i in conn.response or [] if i.get("type") == "searchResEntry")
-        if desc == "sizeLimitExceeded" or found > 1:
-            return None
-        return SearchResult(self._entries(conn) if window.offset <= 1 else [], found)
-
-    def _vlv(
-        self,
-        conn: ldap3.Connection,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        sort: Sequence[SortKey],
-        window: Window,
-        extra: list[Any],
-    ) -> SearchResult:
-        ctrls = self._read_controls(
-            [
-                controls.sort_control(sort or (SortKey("cn"),)),
-                controls.vlv_control(window.offset, window.count),
-                *extra,
-            ]
-        )
-        # OpenLDAP's sssvlv keeps each VLV result set as state of the connection until it
-        # closes; a pooled connection reused for more VLV searches gets `busy` under load.  So a
-        # connection that ran one is closed afterwards (the pool discards closed connections).
-        try:
-            ok = conn.search(base, filter, _SCOPES[scope], attributes=attrs, controls=ctrls)
-            response = controls.vlv_response(conn.result.get("controls", {}))
-            if conn.result.get("result") == 76 and response is not None:
-                # slapd: offsetRangeError for an offset past the end; the count is still exact
-                return SearchResult([], response[1])
-            self._check(conn, ok or conn.result.get("result") == 0, "search", base)
-            total = controls.vlv_total(conn.result.get("controls", {}))
-            return SearchResult(self._entries(conn), total)  # total first: ranges reuse conn
-        finally:
-            _close(conn)
-
-    # ------------------------------------------------------------------ writes
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        attrs = {k: list(v) for k, v in attributes.items() if v}
-        ctrls = [controls.post_read_control(post_read)] if post_read is not None else None
-
-        def fn(c: ldap3.Connection) -> Entry | None:
-            self._check(c, c.add(dn, attributes=attrs, controls=ctrls), "add", dn)
-            return _post_read_entry(c) if post_read is not None else None
-
-        return self._run("add", dn, fn)
-
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        if not changes:
-            return None
+    def _modify(self, conn: ldap3.Connection, w: Write) -> Any:
         spec: dict[str, list[tuple[Any, list[bytes]]]] = {}
-        for ch in changes:
+        for ch in w.changes:
             spec.setdefault(ch.attr, []).append((_OPS[ch.op], list(ch.values)))
-        ctrls = [controls.assertion_control(assertion)] if assertion else []
-        if post_read is not None:
-            ctrls.append(controls.post_read_control(post_read))
+        sent = [*_assertion(w), *w.ctrls]
+        self._check(conn, conn.modify(w.dn, spec, controls=sent or None), "modify", w.dn)
+        return _post_read_raw(conn)
 
-        def fn(c: ldap3.Connection) -> Entry | None:
-            self._check(c, c.modify(dn, spec, controls=ctrls or None), "modify", dn)
-            return _post_read_entry(c) if post_read is not None else None
-
-        return self._run("modify", dn, fn)
-
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
-        ctrls = [controls.assertion_control(assertion)] if assertion else None
-
-        def fn(c: ldap3.Connection) -> str:
-            ok = c.modify_dn(
-                dn, new_rdn, delete_old_dn=True, new_superior=new_superior, controls=ctrls
-            )
-            self._check(c, ok, "rename", dn)
-            return _child(new_rdn, new_superior or parent_dn(dn))
-
-        return self._run("rename", dn, fn)
-
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
-        ctrls = [controls.assertion_control(assertion)] if assertion else None
-        self._run(
-            "delete", dn, lambda c: self._check(c, c.delete(dn, controls=ctrls), "delete", dn)
+    def _rename(self, conn: ldap3.Connection, w: Write) -> None:
+        ok = conn.modify_dn(
+            w.dn,
+            w.new_rdn,
+            delete_old_dn=True,
+            new_superior=w.new_superior,
+            controls=_assertion(w) or None,
         )
+        self._check(conn, ok, "rename", w.dn)
 
-    def close(self) -> None:
-        while (idle := self._slots.pop_idle()) is not None:
-            _close(idle[0])
+    def _delete(self, conn: ldap3.Connection, w: Write) -> None:
+        ok = conn.delete(w.dn, controls=_assertion(w) or None)
+        self._check(conn, ok, "delete", w.dn)
 
 
 # ldap3 validates DNs, filters and values client-side; those failures are the request's (400 via
@@ -636,23 +285,24 @@ def _keep_post_read_raw(conn: ldap3.Connection) -> None:
     conn.strategy.decode_control_fast = decode_control_fast
 
 
-def _post_read_entry(conn: ldap3.Connection) -> Entry | None:
-    """The entry of the post-read response control of the write just done on ``conn`` (kept
-    raw by :func:`_keep_post_read_raw`, for add and modify responses alike), or None."""
+def _assertion(w: Write) -> list[Any]:
+    """The assertion control (RFC 4528, critical) of a write, when it has one."""
+    return [controls.assertion_control(w.assertion)] if w.assertion else []
+
+
+def _post_read_raw(conn: ldap3.Connection) -> Any:
+    """The post-read response control's value of the write just done on ``conn`` (kept raw by
+    :func:`_keep_post_read_raw`, for add and modify responses alike), or None."""
     ctrl = (conn.result or {}).get("controls", {}).get(OID_POST_READ) or {}
-    raw = ctrl.get("value")
-    return controls.read_entry(raw) if isinstance(raw, bytes | bytearray) else None
+    return ctrl.get("value")
 
 
-def _child(rdn: str, parent: str) -> str:
-    return f"{rdn},{parent}" if parent else rdn
+def _deref_value(item: dict[str, Any]) -> Any:
+    """The value of an entry's dereference response control, as ldap3 hands it on."""
+    deref = (item.get("controls") or {}).get(controls.OID_DEREF)
+    return deref.get("value") if deref else None
 
 
 def _close(conn: ldap3.Connection) -> None:
     with suppress(Exception):
         conn.unbind()
-
-
-def _deref(specs: Sequence[Deref]) -> tuple[str, bool, bytes]:
-    """The dereference request control (not critical: a server without it answers plainly)."""
-    return (controls.OID_DEREF, False, controls.deref_value(specs))

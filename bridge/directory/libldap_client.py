@@ -5,35 +5,33 @@ semantics of :class:`~bridge.directory.ldap3_client.Ldap3Directory` — the beha
 against both — at a fraction of the client CPU: BER encoding, socket I/O and result parsing
 happen in C with the GIL released, where ldap3 spends about a millisecond of Python per search.
 
-* A bounded LIFO pool: an ``LDAPObject`` is used by one borrower at a time (python-ldap serialises
-  calls per object, so sharing one would serialise the whole bridge).  A connection that fails
-  at the transport level is discarded and replaced on next use, so the bridge recovers by itself
-  when the directory restarts; reads are retried once on a fresh connection.
-* Failover: :class:`~bridge.directory.pooled.Failover`, shared with the ldap3 client (so are
-  the start-up checks of the settings: :func:`bridge.directory.pooled.check_settings`).
+* The pool (an ``LDAPObject`` is used by one borrower at a time: python-ldap serialises calls per
+  object), failover, retries, search dispatch and entry building are the shared
+  :class:`~bridge.directory.pooled.PooledDirectory`'s (so are the start-up checks of the
+  settings: :func:`bridge.directory.transport.check_settings`); this driver only connects,
+  sends one operation and reads its result the python-ldap way.
 * Timeouts: ``OPT_NETWORK_TIMEOUT`` bounds the TCP connect, every result wait is bounded by the
   operation timeout (the connection is then discarded: its state is unknown).
 * TLS: ``ldaps://`` or StartTLS, per-connection context (``OPT_X_TLS_NEWCTX``) with the CA file
   and ``OPT_X_TLS_REQUIRE_CERT`` DEMAND (or NEVER when verification is off).  libldap says
-  "unknown error code" for every failed handshake: :func:`~bridge.directory.pooled.tls_failure`
-  says why.
+  "unknown error code" for every failed handshake:
+  :func:`~bridge.directory.transport.tls_failure` says why.
 * Controls: paged results (libldap's C encoder), server-side sort, VLV, dereference, post-read
   and matched values (the BER values from :mod:`bridge.directory.controls`, shared with the
   ldap3 client), assertion (C encoder).
-* Active Directory range retrieval: an attribute returned as ``member;range=0-1499`` is completed
-  with base searches for ``member;range=1500-*`` until the server answers ``...-*``.
 
-python-ldap exceptions become :class:`DirectoryError` in :meth:`LibldapDirectory._run` only, with
-the names of :mod:`bridge.directory.results`.
+python-ldap exceptions become :class:`DirectoryError` in :meth:`LibldapDirectory._error` only
+(called by the pool's one retry loop, and by :meth:`LibldapDirectory._open`), with the names of
+:mod:`bridge.directory.results`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
 
 import ldap
 from ldap.controls import DecodeControlTuples, RequestControl, ResponseControl
@@ -41,44 +39,20 @@ from ldap.controls.libldap import AssertionControl, SimplePagedResultsControl
 from ldap.ldapobject import SimpleLDAPObject
 
 from bridge import greenio
-from bridge.directory import controls, ranges
-from bridge.directory.base import (
-    OID_ASSERTION,
-    OID_EXTENDED_DN,
-    OID_MATCHED_VALUES,
-    OID_PAGED,
-    OID_POST_READ,
-    OID_SORT,
-    OID_VLV,
-    Capabilities,
-    Change,
-    Deref,
-    Entry,
-    Scope,
-    SearchResult,
-    SortKey,
-    Window,
-)
-from bridge.directory.connections import (
-    EXTENDED_DN_ATTRS,
-    ConnectionSettings,
-    PoolTimeout,
-    plain_dn,
-    reusable,
-    split_extended,
-)
-from bridge.directory.pooled import PooledDirectory, connect_failure, scheme, uses_start_tls
+from bridge.directory import controls
+from bridge.directory.base import OID_PAGED, OID_POST_READ
+from bridge.directory.connections import ConnectionSettings, reusable
+from bridge.directory.operations import SPENT, Answer, Found, SearchOp, Write, spend
+from bridge.directory.pooled import PooledDirectory
 from bridge.directory.results import result_name
-from bridge.directory.syntax import parent_dn
+from bridge.directory.transport import connect_failure, scheme, uses_start_tls
 from bridge.errors import DirectoryError
 
 log = logging.getLogger("bridge.ldap")
-T = TypeVar("T")
 
 _SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
 _OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE}
-_NO_ATTRS = ["1.1"]  # RFC 4511 §4.5.1.8: no attributes
-_SPENT = "_bridge_spent"  # marks a connection that must not go back to the pool
+_SPENT = SPENT  # marks a connection that must not go back to the pool (pooled.spend)
 _WATCH = "_bridge_watch"  # its greenio.Watch, once it has waited on the event loop
 
 
@@ -95,18 +69,16 @@ _RESPONSE_CONTROLS: dict[str, type[ResponseControl]] = {
     controls.OID_SORT_RESPONSE: _RawControl,
     OID_POST_READ: _RawControl,
 }
-#: one search entry as received: (dn, attributes, its own controls as raw tuples)
-_Found = tuple[str, dict[str, list[bytes]], list[tuple[str, int, bytes | None]]]
 
 
 class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
     name = "libldap"
+    library_errors = (ldap.LDAPError,)
     #: results are polled without blocking inside greenio.run (see bridge/greenio.py)
     cooperative = greenio.AVAILABLE
 
     def __init__(self, settings: ConnectionSettings):
-        super().__init__(settings)  # the shared start-up checks (pooled.check_settings)
-        self._caps: Capabilities | None = None
+        super().__init__(settings)  # the shared start-up checks (transport.check_settings)
         self._timeout = float(settings.operation_timeout)
         if settings.tls_hostname:
             log.warning(
@@ -117,10 +89,6 @@ class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
             )
 
     # ------------------------------------------------------------------ connections
-    def _connect(self) -> SimpleLDAPObject:
-        """Open and bind a connection to the first server that answers (pooled.Failover)."""
-        return self._failover.connect(self._open)
-
     def _open(self, url: str) -> SimpleLDAPObject:
         """A bound connection to ``url``; every failure a DirectoryError: the server's result
         (wrong password: not transient), or connectError when no LDAP answer came (TCP, TLS,
@@ -128,7 +96,7 @@ class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
         try:
             return self._bind(url)
         except ldap.LDAPError as exc:
-            err = _error(exc, "bind", "")
+            err = self._error(exc, "bind", "")
             if _is_result(exc):
                 raise err from None
             reason = connect_failure(url, self.settings, err.message, handshake=True)
@@ -152,74 +120,32 @@ class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
                 ldap.OPT_X_TLS_DEMAND if s.verify else ldap.OPT_X_TLS_NEVER,
             )
             conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # must come last: builds the context
-        try:
+
+        def start() -> None:
             if uses_start_tls(url, s):
                 conn.start_tls_s()
             conn.simple_bind_s(s.bind_dn or "", s.bind_password or "")
-        except BaseException:
-            _close(conn)
-            raise
-        return conn
 
-    def _take(self) -> tuple[SimpleLDAPObject, float] | None:
-        """A pool slot (and an idle connection, if any).  A cooperative call that finds every
-        slot taken waits for one on the event loop (:meth:`Slots.wait`): its greenlet is
-        suspended, no thread is held, and the connects of the requests holding the slots
-        (in the loop's default executor) are never queued behind waiters."""
-        timeout = self.settings.operation_timeout
+        return self._started(conn, start)
+
+    def _discard(self, conn: SimpleLDAPObject) -> None:
+        _close(conn)
+
+    def _usable(self, conn: SimpleLDAPObject, idle_since: float) -> bool:
         try:
-            if not greenio.active():
-                return self._slots.take(timeout)
-            return greenio.await_(self._slots.wait(timeout))
-        except PoolTimeout:
-            raise DirectoryError("busy", "no free directory connection", operation="pool") from None
+            fd = conn.fileno()
+        except (ldap.LDAPError, AttributeError):
+            return False
+        return reusable(fd, idle_since, self.settings.idle_timeout)
 
-    @contextmanager
-    def _connection(self) -> Iterator[SimpleLDAPObject]:
-        idle = self._take()
-        conn: SimpleLDAPObject | None = None
-        while idle is not None:  # checked before reuse: a restarted server closed it
-            if _reusable(idle, self.settings.idle_timeout):
-                conn = idle[0]
-                break
-            _close(idle[0])
-            idle = self._slots.pop_idle()
-        try:
-            if conn is None:
-                # connecting and binding block (up to connect_timeout on a dead server): in the
-                # threadpool when the caller runs on the event loop
-                conn = greenio.offload(self._connect) if greenio.active() else self._connect()
-            yield conn
-        except DirectoryError as exc:
-            if exc.transient and conn is not None:
-                _close(conn)
-                conn = None
-            raise
-        finally:
-            if conn is not None and conn.__dict__.get(_SPENT):
-                _close(conn)
-                conn = None
-            self._slots.give((conn, time.monotonic()) if conn is not None else None)
-
-    def _run(
-        self, operation: str, dn: str, fn: Callable[[SimpleLDAPObject], T], *, retry: bool = False
-    ) -> T:
-        """Run ``fn`` on a pooled connection; the ONE place python-ldap errors become bridge
-        errors.  Reads are retried once on a fresh connection after a transport failure (a
-        restarted directory closes every pooled connection)."""
-        attempts = 2 if retry else 1
-        for attempt in range(attempts):
-            try:
-                with self._connection() as conn:
-                    try:
-                        return fn(conn)
-                    except ldap.LDAPError as exc:
-                        raise _error(exc, operation, dn) from None
-            except DirectoryError as exc:
-                if exc.transient and attempt + 1 < attempts:
-                    continue
-                raise
-        raise AssertionError("unreachable")
+    def _error(self, exc: BaseException, operation: str, dn: str) -> DirectoryError:
+        """python-ldap exception -> DirectoryError with the RFC 4511 result name."""
+        info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        code = info.get("result")
+        if not isinstance(code, int):
+            code = getattr(exc, "errnum", None)
+        message = str(info.get("info") or info.get("desc") or type(exc).__name__)
+        return DirectoryError(result_name(code), message, dn=dn, operation=operation)
 
     def _result(self, conn: SimpleLDAPObject, msgid: int, all_: int, first: bool = True) -> Any:
         """``(type, data, msgid, controls)`` for ``msgid``, each search entry as ``(dn, attrs,
@@ -247,372 +173,96 @@ class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
         except BaseException as exc:
             if not isinstance(exc, ldap.LDAPError) or isinstance(exc, ldap.TIMEOUT):
                 # an answer may still come: this connection must not serve anyone else
-                conn.__dict__[_SPENT] = True
+                spend(conn)
                 with suppress(ldap.LDAPError):
                     conn.abandon_ext(msgid)
             raise
 
-    def _read_controls(self, extra: list[RequestControl] | None = None) -> list[RequestControl]:
-        """Controls for a read: AD's extended-DN control when the server has it, so DN values
-        carry their objectGUIDs (as the ldap3 client asks)."""
-        out = list(extra or [])
-        if OID_EXTENDED_DN in self.capabilities.controls:
-            out.append(RequestControl(OID_EXTENDED_DN, False, None))
-        return out
-
-    # ------------------------------------------------------------------ capabilities
-    @property
-    def capabilities(self) -> Capabilities:
-        # no lock: two first callers may both read the root DSE, which is harmless, whereas a
-        # lock held across an LDAP wait would deadlock two greenlets on the loop thread
-        if self._caps is None:
-            self._caps = self._read_capabilities()
-        return self._caps
-
-    def _read_capabilities(self) -> Capabilities:
-        def fn(conn: SimpleLDAPObject) -> Capabilities:
-            found, _ = self._search(conn, "", "base", "(objectClass=*)", ["supportedControl"])
-            ctrls = {
-                v.decode("ascii", "replace")
-                for _dn, attrs, _c in found
-                for name, vals in attrs.items()
-                if name.lower() == "supportedcontrol"
-                for v in vals
-            }
-            return Capabilities(
-                sort=OID_SORT in ctrls,
-                vlv=OID_VLV in ctrls and OID_SORT in ctrls,
-                paged=OID_PAGED in ctrls,
-                assertion=OID_ASSERTION in ctrls,
-                deref=controls.OID_DEREF in ctrls,
-                post_read=OID_POST_READ in ctrls,
-                matched_values=OID_MATCHED_VALUES in ctrls,
-                controls=frozenset(ctrls),
-            )
-
-        return self._run("rootdse", "", fn, retry=True)
-
-    def check(self) -> None:
-        self._run(
-            "whoami",
-            "",
-            lambda c: self._search(c, "", "base", "(objectClass=*)", _NO_ATTRS),
-            retry=True,
-        )
-
     # ------------------------------------------------------------------ reads
-    def _search(
-        self,
-        conn: SimpleLDAPObject,
-        base: str,
-        scope: Scope,
-        filter: str,
-        attrs: list[str],
-        ctrls: list[RequestControl] | None = None,
-        size_limit: int = 0,
-        partial: bool = True,
-    ) -> tuple[list[_Found], list[ResponseControl]]:
-        """One search operation: (dn, attributes, entry controls) per entry (references
-        dropped) and the response controls.  With ``size_limit`` the entries received before
-        sizeLimitExceeded are kept (``partial``; else sizeLimitExceeded is raised).
+    def _search(self, conn: SimpleLDAPObject, op: SearchOp) -> Answer:
+        """One search operation (references dropped).
 
         The answer is taken whole (one poll when it has all arrived).  The bridge bounds the
         searches it expects to fit (an id, a batch of ids, a uniqueness check), so the limit
         is rarely exceeded; when it is, libldap has dropped the entries with the error, and
-        the search is sent again and read one message at a time to keep them."""
-        msgid = conn.search_ext(
-            base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
+        (``partial``) the search is sent again and read one message at a time to keep them."""
+        size_limit, paged = op.size_limit, op.paged
+        sent = [RequestControl(*c) for c in op.ctrls] if op.ctrls else []
+        if paged is not None:
+            sent.insert(0, SimplePagedResultsControl(True, size=paged[0], cookie=paged[1] or b""))
+        args = (
+            op.base,
+            _SCOPES[op.scope],
+            op.filter,
+            op.attrs,
+            0,
+            sent or None,
+            None,
+            self._timeout,
         )
         try:
-            _t, data, _m, rctrls = self._result(conn, msgid, 1)
-            return [d for d in data if d[0] is not None], rctrls
+            _t, data, _m, rctrls = self._result(conn, conn.search_ext(*args, size_limit), 1)
         except ldap.SIZELIMIT_EXCEEDED:
-            if not size_limit or not partial:  # the server's own limit, or nothing to keep
+            if not size_limit:  # the server's own limit
                 raise
-        msgid = conn.search_ext(
-            base, _SCOPES[scope], filter, attrs, 0, ctrls, None, self._timeout, size_limit
-        )
-        out: list[_Found] = []
-        first = True
-        while True:
-            try:
-                rtype, data, _m, rctrls = self._result(conn, msgid, 0, first)
-                first = False
-            except ldap.SIZELIMIT_EXCEEDED:
-                return out, []
-            if rtype == ldap.RES_SEARCH_ENTRY:
-                out.extend(d for d in data if d[0] is not None)
-            elif rtype == ldap.RES_SEARCH_RESULT:
-                return out, rctrls
-
-    def _entries(self, conn: SimpleLDAPObject, found: list[_Found]) -> list[Entry]:
-        """Entries with lower-cased keys; ranged attributes (AD's ``member;range=0-1499``) read
-        to the end on the same connection (:mod:`ranges`, shared with the ldap3 client); AD's
-        extended-DN values split into DN + objectGUID (as the ldap3 client does); the entries
-        its DN values name, when a dereference control brought them (``Entry.linked``)."""
-        out = []
-        for dn, attrs, ectrls in found:
-            dn = plain_dn(dn) if dn.startswith("<") else dn
-            if any(";range=" in name.lower() for name in attrs):
-                entry = ranges.complete_ranges(
-                    dn, attrs, lambda dn, attr: self._read_range(conn, dn, attr)
-                )
-            else:
-                entry = {}
-                for name, vals in attrs.items():
-                    key = name.lower()
-                    entry[key] = entry[key] + vals if key in entry else vals
-            guids: dict[str, bytes] = {}
-            for name in EXTENDED_DN_ATTRS.intersection(entry):
-                vals = entry[name]
-                if vals and vals[0][:6] == b"<GUID=":
-                    entry[name] = [split_extended(v, guids) for v in vals]
-            linked = _linked(ectrls) if ectrls else {}
-            out.append(Entry(dn, entry, guids, linked))
-        return out
-
-    def _read_range(self, conn: SimpleLDAPObject, dn: str, attr: str) -> dict[str, list[bytes]]:
-        found, _ = self._search(
-            conn, dn, "base", "(objectClass=*)", [attr], self._read_controls() or None
-        )
-        if not found:
-            raise DirectoryError(
-                "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
-            )
-        return found[0][1]
-
-    def search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        size_limit: int = 0,
-        sort: Sequence[SortKey] = (),
-        window: Window | None = None,
-        deref: Sequence[Deref] = (),
-        matched_values: Mapping[str, Sequence[bytes]] | None = None,
-    ) -> SearchResult:
-        attrs = list(attributes) or _NO_ATTRS
-        extra: list[RequestControl] = []
-        if matched_values:  # first: it shapes the entries the other controls see (RFC 3876 §4)
-            attrs = controls.with_matched(attrs, matched_values)
-            value = controls.matched_values_value(attrs, matched_values)
-            extra.append(RequestControl(OID_MATCHED_VALUES, True, value))
-        if deref and self.capabilities.deref:
-            extra += _deref(deref)
-        if window is not None:
-            small = self._run(
-                "search",
-                base,
-                lambda c: self._probe(c, base, filter, attrs, scope, window, extra),
-                retry=True,
-            )
-            if small is not None:
-                return small
-            return self._run(
-                "search",
-                base,
-                lambda c: self._vlv(c, base, filter, attrs, scope, sort, window, extra),
-                retry=True,
-            )
-        if scope == "base" or size_limit:
-
-            def once(conn: SimpleLDAPObject) -> SearchResult:
-                ctrls = self._read_controls(([_sort(sort)] if sort else []) + extra) or None
-                found, _ = self._search(conn, base, scope, filter, attrs, ctrls, size_limit)
-                return SearchResult(self._entries(conn, found))
-
-            return self._run("search", base, once, retry=True)
-        return SearchResult(list(self._iter(base, filter, attrs, scope, 0, sort, extra)))
-
-    def iter_search(
-        self,
-        base: str,
-        filter: str,
-        attributes: Sequence[str],
-        *,
-        scope: Scope = "sub",
-        page_size: int = 0,
-        sort: Sequence[SortKey] = (),
-    ) -> Iterator[Entry]:
-        """RFC 2696 paged search on one connection (cookies are bound to it), pages in order."""
-        return self._iter(base, filter, list(attributes) or _NO_ATTRS, scope, page_size, sort, [])
-
-    def _iter(
-        self,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        page_size: int,
-        sort: Sequence[SortKey],
-        extra: list[RequestControl],
-    ) -> Iterator[Entry]:
-        size = page_size or self.settings.page_size
-
-        def walk(conn: SimpleLDAPObject) -> list[Entry]:
-            out: list[Entry] = []
-            paged = SimplePagedResultsControl(True, size=size, cookie=b"")
-            while True:
-                ctrls = self._read_controls([paged, *([_sort(sort)] if sort else []), *extra])
-                found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
-                out.extend(self._entries(conn, found))
-                cookie = next(
-                    (c.cookie for c in rctrls if c.controlType == OID_PAGED),
-                    None,
-                )
-                if not cookie:
-                    return out
-                paged.cookie = cookie
-
-        yield from self._run("search", base, walk, retry=True)
-
-    def _probe(
-        self,
-        conn: SimpleLDAPObject,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        window: Window,
-        extra: list[RequestControl],
-    ) -> SearchResult | None:
-        """The answer to a VLV request over at most one match, without the VLV.
-
-        Most filtered lists are IdP lookups (``userName eq "x"``, ``externalId eq "y"``) that
-        match one entry or none.  A sort + VLV search makes slapd build and keep a sorted result
-        set for it (and costs the connection, see :meth:`_vlv`); a plain search bounded to two
-        entries answers the same question exactly: zero or one match needs no sorting, and the
-        window holds that entry only if it starts at 1.  None means "more than one match".
-
-        A third match makes the directory stop with sizeLimitExceeded; the entries it sent
-        before are not needed, so the search is not sent again to keep them."""
-        ctrls = self._read_controls(extra) or None
-        try:
-            found, _ = self._search(conn, base, scope, filter, attrs, ctrls, 2, partial=False)
-        except ldap.SIZELIMIT_EXCEEDED:
-            return None
-        if len(found) > 1:
-            return None
-        entries = self._entries(conn, found) if window.offset <= 1 else []
-        return SearchResult(entries, len(found))
-
-    def _vlv(
-        self,
-        conn: SimpleLDAPObject,
-        base: str,
-        filter: str,
-        attrs: list[str],
-        scope: Scope,
-        sort: Sequence[SortKey],
-        window: Window,
-        extra: list[RequestControl],
-    ) -> SearchResult:
-        ctrls = self._read_controls(
-            [
-                _sort(sort or (SortKey("cn"),)),
-                RequestControl(OID_VLV, True, controls.vlv_value(window.offset, window.count)),
-                *extra,
-            ]
-        )
-        # OpenLDAP's sssvlv keeps every VLV result set (the whole sorted list) as a session of
-        # the connection until it is closed; a pooled connection would pile them up until slapd
-        # answers busy ("Other sort requests already in progress").  Sending the context ID
-        # back would page through the OLD sorted list, a stale result.  So the connection is
-        # closed after a VLV search instead of returning to the pool.
-        conn.__dict__[_SPENT] = True
-        try:
-            found, rctrls = self._search(conn, base, scope, filter, attrs, ctrls)
+            if not op.partial:  # nothing to keep
+                return Answer([], status="sizeLimitExceeded")
+            return self._search_kept(conn, args, size_limit)
         except ldap.VLV_ERROR as exc:
             # slapd: offsetRangeError (76) for an offset past the end; the count is still exact
             info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
             for oid, _crit, value in info.get("ctrls") or ():
                 if oid == controls.OID_VLV_RESPONSE and value:
-                    return SearchResult([], controls.decode_vlv(value)[1])
+                    return Answer([], vlv=value, status="virtualListViewError")
             raise
-        total = None
+        found = [_found(d) for d in data if d[0] is not None]
+        if not rctrls:
+            return Answer(found)
+        cookie = vlv = None
         for c in rctrls:
-            if c.controlType == controls.OID_VLV_RESPONSE:
-                _pos, count, result = controls.decode_vlv(c.encodedControlValue)
-                total = count if result == 0 else None
-        return SearchResult(self._entries(conn, found), total)
+            if c.controlType == OID_PAGED:
+                cookie = c.cookie
+            elif c.controlType == controls.OID_VLV_RESPONSE:
+                vlv = c.encodedControlValue
+        return Answer(found, cookie, vlv)
+
+    def _search_kept(self, conn: SimpleLDAPObject, args: tuple[Any, ...], limit: int) -> Answer:
+        """The search sent again, read one message at a time: the entries before
+        sizeLimitExceeded are kept."""
+        msgid = conn.search_ext(*args, limit)
+        out: list[Found] = []
+        first = True
+        while True:
+            try:
+                rtype, data, _m, _rctrls = self._result(conn, msgid, 0, first)
+                first = False
+            except ldap.SIZELIMIT_EXCEEDED:
+                return Answer(out, status="sizeLimitExceeded")
+            if rtype == ldap.RES_SEARCH_ENTRY:
+                out.extend(_found(d) for d in data if d[0] is not None)
+            elif rtype == ldap.RES_SEARCH_RESULT:
+                return Answer(out)
 
     # ------------------------------------------------------------------ writes
     def _wait(self, conn: SimpleLDAPObject, msgid: int) -> list[ResponseControl]:
         """The response controls of the write ``msgid``, once it succeeded."""
         return list(self._result(conn, msgid, 1)[3])
 
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        modlist = [(k, list(v)) for k, v in attributes.items() if v]
-        ctrls = _post_read(post_read) if post_read is not None else None
+    def _add(self, conn: SimpleLDAPObject, w: Write) -> Any:
+        sent = [RequestControl(*c) for c in w.ctrls] or None
+        return _post_read_raw(self._wait(conn, conn.add_ext(w.dn, list(w.attrs.items()), sent)))
 
-        def fn(c: SimpleLDAPObject) -> Entry | None:
-            rctrls = self._wait(c, c.add_ext(dn, modlist, ctrls))
-            return _post_read_entry(rctrls) if post_read is not None else None
+    def _modify(self, conn: SimpleLDAPObject, w: Write) -> Any:
+        modlist = [(_OPS[ch.op], ch.attr, list(ch.values) or None) for ch in w.changes]
+        sent = _assertion(w) + [RequestControl(*c) for c in w.ctrls]
+        return _post_read_raw(self._wait(conn, conn.modify_ext(w.dn, modlist, sent or None)))
 
-        return self._run("add", dn, fn)
+    def _rename(self, conn: SimpleLDAPObject, w: Write) -> None:
+        msgid = conn.rename(w.dn, w.new_rdn, w.new_superior, 1, _assertion(w) or None)
+        self._wait(conn, msgid)
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        if not changes:
-            return None
-        modlist = [(_OPS[ch.op], ch.attr, list(ch.values) or None) for ch in changes]
-        ctrls: list[RequestControl] = [AssertionControl(True, assertion)] if assertion else []
-        if post_read is not None:
-            ctrls += _post_read(post_read)
-
-        def fn(c: SimpleLDAPObject) -> Entry | None:
-            rctrls = self._wait(c, c.modify_ext(dn, modlist, ctrls or None))
-            return _post_read_entry(rctrls) if post_read is not None else None
-
-        return self._run("modify", dn, fn)
-
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
-        ctrls = [AssertionControl(True, assertion)] if assertion else None
-
-        def fn(c: SimpleLDAPObject) -> str:
-            self._wait(c, c.rename(dn, new_rdn, new_superior, 1, ctrls))
-            parent = new_superior or parent_dn(dn)
-            return f"{new_rdn},{parent}" if parent else new_rdn
-
-        return self._run("rename", dn, fn)
-
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
-        ctrls = [AssertionControl(True, assertion)] if assertion else None
-        self._run("delete", dn, lambda c: self._wait(c, c.delete_ext(dn, ctrls)))
-
-    def close(self) -> None:
-        while (idle := self._slots.pop_idle()) is not None:
-            _close(idle[0])
-
-
-def _reusable(idle: tuple[SimpleLDAPObject, float], idle_timeout: float) -> bool:
-    try:
-        fd = idle[0].fileno()
-    except (ldap.LDAPError, AttributeError):
-        return False
-    return reusable(fd, idle[1], idle_timeout)
+    def _delete(self, conn: SimpleLDAPObject, w: Write) -> None:
+        self._wait(conn, conn.delete_ext(w.dn, _assertion(w) or None))
 
 
 def _result4(conn: SimpleLDAPObject, msgid: int, all_: int, timeout: float) -> Any:
@@ -626,32 +276,24 @@ def _result4(conn: SimpleLDAPObject, msgid: int, all_: int, timeout: float) -> A
     return rtype, data, rmsgid, DecodeControlTuples(rctrls, _RESPONSE_CONTROLS) if rctrls else []
 
 
-def _linked(ectrls: list[tuple[str, int, bytes | None]]) -> dict[str, dict[str, list[bytes]]]:
-    """normalized DN -> attributes of the entries a dereference control brought along."""
-    return controls.linked_entries(
-        value for oid, _critical, value in ectrls if oid == controls.OID_DEREF and value
-    )
+def _found(data: tuple[Any, ...]) -> Found:
+    """A search entry ``(dn, attrs, [(oid, critical, value)])`` -> (dn, attrs, the value of its
+    dereference control or None)."""
+    dn, attrs, ectrls = data
+    if not ectrls:
+        return dn, attrs, None
+    deref = next((v for oid, _c, v in ectrls if oid == controls.OID_DEREF and v), None)
+    return dn, attrs, deref
 
 
-def _deref(specs: Sequence[Deref]) -> list[RequestControl]:
-    """The dereference request control (not critical: a server without it answers plainly)."""
-    return [RequestControl(controls.OID_DEREF, False, controls.deref_value(specs))]
+def _assertion(w: Write) -> list[RequestControl]:
+    """The assertion control (RFC 4528, critical; libldap's C encoder), when ``w`` has one."""
+    return [AssertionControl(True, w.assertion)] if w.assertion else []
 
 
-def _post_read(attributes: Sequence[str]) -> list[RequestControl]:
-    """The post-read request control (RFC 4527; not critical: the write goes through on a
-    server without it, and the caller reads the entry instead)."""
-    return [RequestControl(OID_POST_READ, False, controls.post_read_value(attributes))]
-
-
-def _post_read_entry(rctrls: Sequence[ResponseControl]) -> Entry | None:
-    """The entry of a write's post-read response control, or None when there is none."""
-    raw = next((r.encodedControlValue for r in rctrls if r.controlType == OID_POST_READ), b"")
-    return controls.read_entry(raw) if raw else None
-
-
-def _sort(keys: Sequence[SortKey]) -> RequestControl:
-    return RequestControl(OID_SORT, True, controls.sort_value(keys))
+def _post_read_raw(rctrls: Sequence[ResponseControl]) -> bytes | None:
+    """The value of a write's post-read response control, or None when there is none."""
+    return next((r.encodedControlValue for r in rctrls if r.controlType == OID_POST_READ), None)
 
 
 def _is_result(exc: ldap.LDAPError) -> bool:
@@ -659,16 +301,6 @@ def _is_result(exc: ldap.LDAPError) -> bool:
     info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     code = info.get("result")
     return isinstance(code, int) and code >= 0
-
-
-def _error(exc: ldap.LDAPError, operation: str, dn: str) -> DirectoryError:
-    """python-ldap exception -> DirectoryError with the RFC 4511 result name."""
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    code = info.get("result")
-    if not isinstance(code, int):
-        code = getattr(exc, "errnum", None)
-    message = str(info.get("info") or info.get("desc") or type(exc).__name__)
-    return DirectoryError(result_name(code), message, dn=dn, operation=operation)
 
 
 def _watch(conn: SimpleLDAPObject) -> greenio.Watch:

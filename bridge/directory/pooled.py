@@ -1,240 +1,75 @@
-"""What the two pooled network clients (ldap3, python-ldap) decide the same way, whatever the
-LDAP library: the checks of their settings at start, whether the connection may carry a
-password, failover between the configured servers, and TLS failures put into words.
+"""The one pooled network client: everything the ldap3 and python-ldap drivers do the same way.
 
-One copy here, used by both, so the clients cannot drift apart again (python-ldap once lacked
-the TLS warnings and the CA-file check, and never counted a failover).  :class:`PooledDirectory`
-is the start of the one pooled client the two thin drivers are meant to share.
+:class:`PooledDirectory` holds the checked settings, the slots of the pool, failover (with its
+backoff and count), the retry loop, capability detection from the root DSE, the search dispatch
+(one-match probe, VLV window, bounded search, RFC 2696 paged walk), the request controls (as
+``(oid, critical, value)`` triples), entry building (AD range retrieval, extended DNs,
+dereferenced entries) and the writes.  A driver (``ldap3_client``, ``libldap_client``) adds only
+what differs between the two libraries: opening and binding a connection, sending one operation
+and reading its result (the requests and answers of :mod:`bridge.directory.operations`), and
+turning the library's errors into :class:`DirectoryError`.
+
+So the two clients cannot drift apart again (python-ldap once lacked the TLS warnings and the
+CA-file check, never counted a failover, and raised another error without a URL): the checks
+(:mod:`bridge.directory.transport`) run here, for both.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-import os
-import socket
-import ssl
-import threading
 import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
-from urllib.parse import unquote, urlsplit
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
 
-from bridge.directory.base import Directory, PoolStats
-from bridge.directory.connections import ConnectionSettings, Slots
-from bridge.errors import ConfigError, DirectoryError, Problem
+from bridge import greenio
+from bridge.directory import controls, ranges
+from bridge.directory.base import (
+    OID_ASSERTION,
+    OID_EXTENDED_DN,
+    OID_MATCHED_VALUES,
+    OID_PAGED,
+    OID_POST_READ,
+    OID_SORT,
+    OID_VLV,
+    Capabilities,
+    Change,
+    Directory,
+    Entry,
+    PoolStats,
+    Search,
+    SearchResult,
+    SortKey,
+)
+from bridge.directory.connections import (
+    EXTENDED_DN_ATTRS,
+    ConnectionSettings,
+    PoolTimeout,
+    Slots,
+    plain_dn,
+    split_extended,
+)
+from bridge.directory.operations import SPENT, Answer, Ctrl, Found, SearchOp, Write, spend
+from bridge.directory.syntax import parent_dn
+from bridge.directory.transport import (
+    Failover,
+    check_settings,
+    may_carry_secrets,
+)
+from bridge.errors import DirectoryError
 
-log = logging.getLogger("bridge.ldap")
 C = TypeVar("C")
+T = TypeVar("T")
 
-#: RFC 4511 §4.14.1: the StartTLS extended request, message ID 1, as BER
-_START_TLS = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x16" + b"1.3.6.1.4.1.1466.20037"
-
-
-# ---------------------------------------------------------------------------- URLs
-def scheme(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else "ldap"
+_NO_ATTRS = ["1.1"]  # RFC 4511 §4.5.1.8: no attributes
+_EXTENDED_DN: Ctrl = (OID_EXTENDED_DN, False, None)
 
 
-def loopback(url: str) -> bool:
-    """The URL names this host: ``localhost``, 127.0.0.0/8 or ``::1`` (ldapi has no host)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def uses_start_tls(url: str, settings: ConnectionSettings) -> bool:
-    """StartTLS applies to ``ldap://`` URLs only (ldaps is TLS already, ldapi a local socket)."""
-    return settings.start_tls and scheme(url) == "ldap"
-
-
-def encrypted(url: str, settings: ConnectionSettings) -> bool:
-    """Nothing sent to ``url`` can be read on the way: TLS (ldaps://, StartTLS) or a local
-    socket (ldapi://)."""
-    return scheme(url) in ("ldaps", "ldapi") or uses_start_tls(url, settings)
-
-
-def may_carry_secrets(settings: ConnectionSettings) -> bool:
-    """Whether passwords may be sent to every configured server: each connection is encrypted,
-    or — only when the operator opted out with
-    ``BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK=true`` — goes to this very host."""
-    return bool(settings.urls) and all(
-        encrypted(u, settings) or (settings.allow_plain_passwords_on_loopback and loopback(u))
-        for u in settings.urls
-    )
-
-
-# ---------------------------------------------------------------------------- start-up checks
-def check_settings(settings: ConnectionSettings) -> None:
-    """Refuse settings no connection can work with (ConfigError, at start, not a 500 on every
-    request) and warn about the ones that expose the bind password or user passwords."""
-    if not settings.urls:
-        raise ConfigError([Problem("BRIDGE_LDAP_URL", "no directory URL given")])
-    if settings.ca_file:
-        problem = ca_file_problem(settings.ca_file)
-        if problem:
-            raise ConfigError([Problem("BRIDGE_LDAP_CA_FILE", problem)])
-    _warn(settings)
-
-
-def ca_file_problem(path: str) -> str | None:
-    """Why ``path`` cannot serve as the CA bundle (unreadable, no PEM certificate), or None."""
-    if not os.access(path, os.R_OK):
-        return f"cannot read {path}"
-    try:
-        ssl.create_default_context(cafile=path)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        return f"{path} holds no PEM CA certificate ({exc})"
-    return None
-
-
-def _warn(s: ConnectionSettings) -> None:
-    tls_used = any(scheme(u) == "ldaps" or uses_start_tls(u, s) for u in s.urls)
-    if tls_used and not s.verify:
-        log.warning(
-            "TLS certificate verification is OFF (BRIDGE_LDAP_TLS_VERIFY=false): the bind "
-            "password can be sent to anyone who intercepts the connection",
-            extra={"urls": list(s.urls)},
-        )
-    plain = [u for u in s.urls if not encrypted(u, s)]
-    remote = [u for u in plain if not loopback(u)]
-    if s.bind_password and remote:
-        log.warning(
-            "the bind password is sent in clear text: use ldaps:// or BRIDGE_LDAP_STARTTLS=true",
-            extra={"urls": remote},
-        )
-    if s.allow_plain_passwords_on_loopback and remote:
-        log.warning(
-            "BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK applies to loopback servers only: "
-            "passwords are refused while these servers are reached without TLS",
-            extra={"urls": remote},
-        )
-    elif s.allow_plain_passwords_on_loopback and plain:
-        log.warning(
-            "user passwords go unencrypted to the directory on this host "
-            "(BRIDGE_LDAP_ALLOW_PLAIN_PASSWORDS_ON_LOOPBACK=true)",
-            extra={"urls": plain},
-        )
-
-
-# ---------------------------------------------------------------------------- failover
-class Failover:
-    """The order in which servers are tried, and the switches between them.
-
-    ``urls`` are tried in order; one that fails to connect goes to the back of the order for
-    ``backoff`` seconds (never skipped: when all are down all are tried, so the bridge recovers
-    as soon as any comes back).  Every connection to a server other than the one before —
-    the first configured one, before any connection: a first server down from the start is a
-    failover too — is counted (``failovers``, the ``scim_bridge_ldap_failovers_total`` metric)
-    and logged."""
-
-    def __init__(self, urls: tuple[str, ...], backoff: float):
-        self._urls = urls
-        self._backoff = backoff
-        self._down_until: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self.failovers = 0
-        self.current: str | None = None
-
-    def order(self) -> list[str]:
-        now = time.monotonic()
-        with self._lock:
-            return sorted(self._urls, key=lambda u: self._down_until.get(u, 0.0) > now)
-
-    def connect(self, open_: Callable[[str], C]) -> C:
-        """A connection from ``open_(url)`` to the first server that answers.  ``open_`` raises
-        DirectoryError: a transient one (no answer, TLS refused, busy) moves on to the next
-        server; any other (wrong bind password: the same on every replica) is raised at once."""
-        errors: list[str] = []
-        for url in self.order():
-            try:
-                conn = open_(url)
-            except DirectoryError as exc:
-                if not exc.transient:
-                    raise
-                reason = exc.message or exc.code
-            else:
-                self._connected(url)
-                return conn
-            with self._lock:
-                self._down_until[url] = time.monotonic() + self._backoff
-            errors.append(f"{url}: {reason}")
-            log.warning("directory server unreachable", extra={"url": url, "error": reason})
-        raise DirectoryError("connectError", "; ".join(errors), operation="connect")
-
-    def _connected(self, url: str) -> None:
-        with self._lock:
-            self._down_until.pop(url, None)
-            previous = self.current or self._urls[0]
-            self.current = url
-            if previous == url:
-                return
-            self.failovers += 1
-        log.warning("directory failover", extra={"from_url": previous, "to_url": url})
-
-
-# ---------------------------------------------------------------------------- TLS in words
-def connect_failure(
-    url: str, settings: ConnectionSettings, message: str, *, handshake: bool = False
-) -> str:
-    """The reason a connection to ``url`` failed, for the operator: a CA file that became
-    unusable after start (both clients otherwise say "No such file" or "option error"), or,
-    with ``handshake`` (libldap, whose own words are "unknown error code"), what a repeated
-    TLS handshake says; else the client's ``message``."""
-    if not (scheme(url) == "ldaps" or uses_start_tls(url, settings)):
-        return message
-    if settings.ca_file:
-        problem = ca_file_problem(settings.ca_file)
-        if problem:
-            return f"TLS impossible: BRIDGE_LDAP_CA_FILE: {problem}"
-    return (tls_failure(url, settings) if handshake else None) or message
-
-
-def tls_failure(url: str, settings: ConnectionSettings) -> str | None:
-    """Why a TLS handshake with ``url`` fails, in Python's words ("certificate verify failed:
-    self signed certificate", "Hostname mismatch ..."), or None when it succeeds.
-
-    libldap reports every TLS failure as "Can't contact LDAP server (unknown error code)"; this
-    repeats the handshake (after StartTLS for ``ldap://``) with the same CA file, verification
-    and host name, only when a connection has already failed."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = parts.port or (636 if scheme(url) == "ldaps" else 389)
-    ctx = ssl.create_default_context(cafile=settings.ca_file)
-    if not settings.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, port), timeout=settings.connect_timeout) as raw:
-            if scheme(url) != "ldaps" and not _start_tls(raw):
-                return "the server refused StartTLS"
-            with ctx.wrap_socket(raw, server_hostname=unquote(host)):
-                return None
-    except ssl.SSLCertVerificationError as exc:
-        return f"TLS: certificate verify failed: {exc.verify_message or exc.reason}"
-    except ssl.SSLError as exc:
-        return f"TLS: {exc}"
-    except OSError as exc:  # not TLS: the server cannot be reached (any more)
-        return f"cannot connect: {exc.strerror or exc}"
-
-
-def _start_tls(sock: socket.socket) -> bool:
-    """Send StartTLS on a fresh connection; True when the server answered success (0)."""
-    sock.sendall(_START_TLS)
-    answer = sock.recv(4096)
-    # LDAPMessage { messageID, ExtendedResponse [APPLICATION 24] { resultCode ENUMERATED ... } }
-    at = answer.find(b"\x0a\x01", 2)
-    return at > 0 and answer[at + 2 : at + 3] == b"\x00"
-
-
-# ---------------------------------------------------------------------------- the base
 class PooledDirectory(Directory, Generic[C]):
-    """What both pooled clients hold: checked settings, the slots of the pool, the failover
-    state; and what they answer the same way: :attr:`secure` and :meth:`pool_stats`."""
+    """A bounded pool of connections of one LDAP library (``C``) behind the Directory seam."""
+
+    #: the library's exception base classes, turned into DirectoryError by :meth:`_error`
+    library_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, settings: ConnectionSettings):
         check_settings(settings)
@@ -242,10 +77,53 @@ class PooledDirectory(Directory, Generic[C]):
         #: idle connections with the monotonic time they were returned
         self._slots: Slots[tuple[C, float]] = Slots(settings.pool_size)
         self._failover = Failover(settings.urls, settings.server_backoff)
+        self._caps: Capabilities | None = None
 
+    # ------------------------------------------------------------------ the driver's part
+    @abstractmethod
+    def _open(self, url: str) -> C:
+        """A bound connection to ``url``; every failure a DirectoryError (transient when the
+        server did not answer as LDAP: TCP, TLS, timeout)."""
+
+    @abstractmethod
+    def _discard(self, conn: C) -> None:
+        """Close ``conn``, whatever its state (never raises)."""
+
+    @abstractmethod
+    def _usable(self, conn: C, idle_since: float) -> bool:
+        """False when a pooled connection must not be reused (closed by the server, idle too
+        long: :func:`bridge.directory.connections.reusable`)."""
+
+    @abstractmethod
+    def _error(self, exc: BaseException, operation: str, dn: str) -> DirectoryError:
+        """One of :attr:`library_errors` as a DirectoryError: the ONE place it is mapped."""
+
+    @abstractmethod
+    def _search(self, conn: C, op: SearchOp) -> Answer:
+        """One search operation.  With ``op.size_limit`` a sizeLimitExceeded answer keeps the
+        entries received before it (``op.partial``) and says so in ``Answer.status``; any
+        other failure raises."""
+
+    @abstractmethod
+    def _add(self, conn: C, w: Write) -> Any:
+        """Add ``w.attrs``; the post-read response control's value (bytes) or None."""
+
+    @abstractmethod
+    def _modify(self, conn: C, w: Write) -> Any:
+        """Apply ``w.changes``; the post-read response control's value (bytes) or None."""
+
+    @abstractmethod
+    def _rename(self, conn: C, w: Write) -> None:
+        """modify_dn to ``w.new_rdn`` (under ``w.new_superior``) with deleteoldrdn."""
+
+    @abstractmethod
+    def _delete(self, conn: C, w: Write) -> None:
+        """Delete ``w.dn``."""
+
+    # ------------------------------------------------------------------ pool
     @property
     def secure(self) -> bool:
-        """Passwords may be sent: see :func:`may_carry_secrets`."""
+        """Passwords may be sent: see :func:`bridge.directory.transport.may_carry_secrets`."""
         return may_carry_secrets(self.settings)
 
     def pool_stats(self) -> PoolStats:
@@ -256,3 +134,340 @@ class PooledDirectory(Directory, Generic[C]):
             failovers=self._failover.failovers,
             current_url=self._failover.current,
         )
+
+    def _started(self, conn: C, start: Callable[[], None]) -> C:
+        """``conn`` once ``start()`` (StartTLS, bind) succeeded; closed when it failed."""
+        try:
+            start()
+        except BaseException:
+            self._discard(conn)
+            raise
+        return conn
+
+    def _connect(self) -> C:
+        """Open and bind a connection to the first server that answers (transport.Failover)."""
+        return self._failover.connect(self._open)
+
+    def _take(self) -> tuple[C, float] | None:
+        """A pool slot (and an idle connection, if any).  A cooperative call that finds every
+        slot taken waits for one on the event loop (:meth:`Slots.wait`): its greenlet is
+        suspended, no thread is held, and the connects of the requests holding the slots
+        (in the loop's default executor) are never queued behind waiters."""
+        timeout = self.settings.operation_timeout
+        try:
+            if not greenio.active():
+                return self._slots.take(timeout)
+            return greenio.await_(self._slots.wait(timeout))
+        except PoolTimeout:
+            raise DirectoryError("busy", "no free directory connection", operation="pool") from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[C]:
+        """A connection for one operation: an idle one checked before reuse (a restarted
+        server closed it), else a new one.  It goes back to the pool afterwards unless it
+        failed at the transport level, an unexpected error left it in doubt, or it was
+        :func:`spend`-t."""
+        idle = self._take()
+        conn: C | None = None
+        try:
+            while idle is not None:
+                if self._usable(*idle):
+                    conn = idle[0]
+                    break
+                self._discard(idle[0])
+                idle = self._slots.pop_idle()
+            if conn is None:
+                # connecting and binding block (up to connect_timeout on a dead server): in the
+                # threadpool when the caller runs on the event loop
+                conn = greenio.offload(self._connect) if greenio.active() else self._connect()
+            yield conn
+        except DirectoryError as exc:
+            if exc.transient and conn is not None:
+                self._discard(conn)
+                conn = None
+            raise
+        except BaseException:
+            if conn is not None:  # an unexpected error leaves the connection in doubt
+                self._discard(conn)
+                conn = None
+            raise
+        finally:
+            if conn is not None and conn.__dict__.get(SPENT):
+                self._discard(conn)
+                conn = None
+            self._slots.give((conn, time.monotonic()) if conn is not None else None)
+
+    def _run(self, operation: str, dn: str, fn: Callable[[C], T], *, retry: bool = False) -> T:
+        """Run ``fn`` on a pooled connection; library errors become DirectoryError here.
+
+        Reads (``retry``) are retried once on a fresh connection after a transport failure (a
+        restarted directory closes every pooled connection).  Writes are not: once a request
+        may have reached the server, re-sending it could apply it twice.  Connection failures
+        happen before anything is sent, and :meth:`_connect` has already tried every server,
+        so they are not retried either."""
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):  # timing and logging: directory/instrumented.py
+            try:
+                with self._connection() as conn:
+                    try:
+                        return fn(conn)
+                    except self.library_errors as exc:
+                        raise self._error(exc, operation, dn) from None
+            except DirectoryError as exc:
+                if exc.transient and exc.operation != "connect" and attempt + 1 < attempts:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        while (idle := self._slots.pop_idle()) is not None:
+            self._discard(idle[0])
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def capabilities(self) -> Capabilities:
+        # no lock: two first callers may both read the root DSE, which is harmless, whereas a
+        # lock held across an LDAP wait would deadlock two greenlets on the loop thread
+        caps = self._caps
+        if caps is None:
+            caps = self._caps = self._read_capabilities()
+        return caps
+
+    def _read_capabilities(self) -> Capabilities:
+        def fn(conn: C) -> Capabilities:
+            op = SearchOp("", "base", "(objectClass=*)", ["supportedControl"], [])
+            found = self._search(conn, op)
+            ctrls = {
+                v.decode("ascii", "replace") if isinstance(v, bytes) else str(v)
+                for _dn, attrs, _d in found.found
+                for name, vals in attrs.items()
+                if name.lower() == "supportedcontrol"
+                for v in vals
+            }
+            return Capabilities(
+                sort=OID_SORT in ctrls,
+                vlv=OID_VLV in ctrls and OID_SORT in ctrls,
+                paged=OID_PAGED in ctrls,
+                assertion=OID_ASSERTION in ctrls,
+                deref=controls.OID_DEREF in ctrls,
+                post_read=OID_POST_READ in ctrls,
+                matched_values=OID_MATCHED_VALUES in ctrls,
+                controls=frozenset(ctrls),
+            )
+
+        return self._run("rootdse", "", fn, retry=True)
+
+    def check(self) -> None:
+        self._run(
+            "whoami",
+            "",
+            lambda c: self._search(c, SearchOp("", "base", "(objectClass=*)", _NO_ATTRS, [])),
+            retry=True,
+        )
+
+    # ------------------------------------------------------------------ reads
+    def _read_controls(self, caps: Capabilities, extra: list[Ctrl]) -> list[Ctrl]:
+        """Controls for a read: AD's extended-DN control when the server has it, so DN values
+        (member, memberOf) carry their objectGUIDs (no lookup per member of a large group)."""
+        if OID_EXTENDED_DN in caps.controls:
+            return [*extra, _EXTENDED_DN]
+        return extra
+
+    def run(self, search: Search) -> SearchResult:
+        caps = self.capabilities  # read the root DSE now, not while holding a connection
+        attrs = list(search.attributes) or _NO_ATTRS
+        extra: list[Ctrl] = []
+        only = search.matched_values
+        if only:  # first: it shapes the entries the other controls see (RFC 3876 §4)
+            attrs = controls.with_matched(attrs, only)
+            extra.append((OID_MATCHED_VALUES, True, controls.matched_values_value(attrs, only)))
+        if search.deref and caps.deref:  # not critical: a server without it answers plainly
+            extra.append((controls.OID_DEREF, False, controls.deref_value(search.deref)))
+        base = search.base
+        if search.window is not None:
+            small = self._run(
+                "search", base, lambda c: self._probe(c, caps, search, attrs, extra), retry=True
+            )
+            if small is not None:
+                return small
+            return self._run(
+                "search", base, lambda c: self._vlv(c, caps, search, attrs, extra), retry=True
+            )
+        if search.scope == "base" or search.size_limit:
+            ctrls = self._read_controls(caps, _sorted(search.sort) + extra)
+
+            def once(conn: C) -> SearchResult:
+                answer = self._search(conn, _op(search, attrs, ctrls, size_limit=search.size_limit))
+                return SearchResult(self._entries(conn, answer.found))
+
+            return self._run("search", base, once, retry=True)
+        return SearchResult(self._walk(caps, search, attrs, extra))
+
+    def stream(self, search: Search) -> Iterator[Entry]:
+        """RFC 2696 paged search on one connection (cookies are bound to it), pages in order."""
+        caps = self.capabilities
+        yield from self._walk(caps, search, list(search.attributes) or _NO_ATTRS, [])
+
+    def _walk(
+        self, caps: Capabilities, search: Search, attrs: list[str], extra: list[Ctrl]
+    ) -> list[Entry]:
+        size = search.page_size or self.settings.page_size
+        ctrls = self._read_controls(caps, _sorted(search.sort) + extra)
+
+        def walk(conn: C) -> list[Entry]:
+            out: list[Entry] = []
+            cookie: bytes | None = None
+            while True:
+                answer = self._search(conn, _op(search, attrs, ctrls, paged=(size, cookie)))
+                out.extend(self._entries(conn, answer.found))  # may read ranges on conn
+                cookie = answer.cookie
+                if not cookie:
+                    return out
+
+        return self._run("search", search.base, walk, retry=True)
+
+    def _probe(
+        self, conn: C, caps: Capabilities, search: Search, attrs: list[str], extra: list[Ctrl]
+    ) -> SearchResult | None:
+        """The answer to a VLV request over at most one match, without the VLV.
+
+        Most filtered lists are IdP lookups (``userName eq "x"``, ``externalId eq "y"``) that
+        match one entry or none.  A sort + VLV search makes slapd build and keep a sorted result
+        set for it (and costs the connection, see :meth:`_vlv`); a plain search bounded to two
+        entries answers the same question exactly: zero or one match needs no sorting, and the
+        window holds that entry only if it starts at 1.  None means "more than one match".
+
+        A third match makes the directory stop with sizeLimitExceeded; the entries it sent
+        before are not needed, so the search is not sent again to keep them."""
+        ctrls = self._read_controls(caps, extra)
+        answer = self._search(conn, _op(search, attrs, ctrls, size_limit=2, partial=False))
+        found = answer.found
+        if answer.status == "sizeLimitExceeded" or len(found) > 1:
+            return None
+        window = search.window
+        entries = self._entries(conn, found) if window is None or window.offset <= 1 else []
+        return SearchResult(entries, len(found))
+
+    def _vlv(
+        self, conn: C, caps: Capabilities, search: Search, attrs: list[str], extra: list[Ctrl]
+    ) -> SearchResult:
+        window = search.window
+        assert window is not None
+        vlv: Ctrl = (OID_VLV, True, controls.vlv_value(window.offset, window.count))
+        ctrls = self._read_controls(caps, [*_sorted(search.sort or (SortKey("cn"),)), vlv, *extra])
+        # OpenLDAP's sssvlv keeps every VLV result set (the whole sorted list) as a session of
+        # the connection until it is closed; a pooled connection would pile them up until slapd
+        # answers busy ("Other sort requests already in progress").  Sending the context ID
+        # back would page through the OLD sorted list, a stale result.  So the connection is
+        # closed after a VLV search instead of returning to the pool.
+        spend(conn)
+        answer = self._search(conn, _op(search, attrs, ctrls))
+        response = controls.decode_vlv(answer.vlv) if answer.vlv else None
+        if answer.status == "virtualListViewError" and response is not None:
+            # slapd: offsetRangeError (76) for an offset past the end; the count is still exact
+            return SearchResult([], response[1])
+        total = response[1] if response is not None and response[2] == 0 else None
+        return SearchResult(self._entries(conn, answer.found), total)
+
+    def _entries(self, conn: C, found: list[Found]) -> list[Entry]:
+        """Entries with lower-cased keys; ranged attributes (AD's ``member;range=0-1499``) read
+        to the end on the same connection (:mod:`ranges`); AD's extended-DN values split into
+        DN + objectGUID; the entries its DN values name, when a dereference control brought
+        them (``Entry.linked``)."""
+        out = []
+        for dn, attrs, deref in found:
+            dn = plain_dn(dn) if dn.startswith("<") else dn
+            if any(";range=" in name.lower() for name in attrs):
+                entry = ranges.complete_ranges(
+                    dn, attrs, lambda dn, attr: self._read_range(conn, dn, attr)
+                )
+            else:
+                entry = {}
+                for name, vals in attrs.items():
+                    key = name.lower()
+                    entry[key] = entry[key] + vals if key in entry else vals
+            guids: dict[str, bytes] = {}
+            for name in EXTENDED_DN_ATTRS.intersection(entry):
+                vals = entry[name]
+                if vals and vals[0][:6] == b"<GUID=":
+                    entry[name] = [split_extended(v, guids) for v in vals]
+            linked = controls.linked_entries([deref]) if isinstance(deref, bytes) else {}
+            out.append(Entry(dn, entry, guids, linked))
+        return out
+
+    def _read_range(self, conn: C, dn: str, attr: str) -> Mapping[str, list[bytes]]:
+        ctrls = self._read_controls(self.capabilities, [])
+        found = self._search(conn, SearchOp(dn, "base", "(objectClass=*)", [attr], ctrls)).found
+        if not found:
+            raise DirectoryError(
+                "noSuchObject", "entry vanished during range retrieval", dn=dn, operation="search"
+            )
+        return found[0][1]
+
+    # ------------------------------------------------------------------ writes
+    def add(
+        self,
+        dn: str,
+        attributes: Mapping[str, Sequence[bytes]],
+        *,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        attrs = {k: list(v) for k, v in attributes.items() if v}
+        ctrls = _post_read(post_read)
+        w = Write(dn, ctrls, attrs=attrs)
+        raw = self._run("add", dn, lambda c: self._add(c, w))
+        return _post_read_entry(raw) if post_read is not None else None
+
+    def modify(
+        self,
+        dn: str,
+        changes: Sequence[Change],
+        *,
+        assertion: str | None = None,
+        post_read: Sequence[str] | None = None,
+    ) -> Entry | None:
+        if not changes:
+            return None
+        ctrls = _post_read(post_read)
+        w = Write(dn, ctrls, assertion, changes=changes)
+        raw = self._run("modify", dn, lambda c: self._modify(c, w))
+        return _post_read_entry(raw) if post_read is not None else None
+
+    def rename(
+        self,
+        dn: str,
+        new_rdn: str,
+        new_superior: str | None = None,
+        *,
+        assertion: str | None = None,
+    ) -> str:
+        w = Write(dn, assertion=assertion, new_rdn=new_rdn, new_superior=new_superior)
+        self._run("rename", dn, lambda c: self._rename(c, w))
+        parent = new_superior or parent_dn(dn)
+        return f"{new_rdn},{parent}" if parent else new_rdn
+
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        w = Write(dn, assertion=assertion)
+        self._run("delete", dn, lambda c: self._delete(c, w))
+
+
+def _op(search: Search, attrs: list[str], ctrls: list[Ctrl], **kw: Any) -> SearchOp:
+    return SearchOp(search.base, search.scope, search.filter, attrs, ctrls, **kw)
+
+
+def _sorted(keys: Sequence[SortKey]) -> list[Ctrl]:
+    """The server-side sort request control (RFC 2891, critical), when ``keys`` are given."""
+    return [(OID_SORT, True, controls.sort_value(keys))] if keys else []
+
+
+def _post_read(attributes: Sequence[str] | None) -> list[Ctrl]:
+    """The post-read request control (RFC 4527; not critical: the write goes through on a
+    server without it, and the caller reads the entry instead), when asked."""
+    if attributes is None:
+        return []
+    return [(OID_POST_READ, False, controls.post_read_value(attributes))]
+
+
+def _post_read_entry(raw: Any) -> Entry | None:
+    """The entry of a write's post-read response control value, or None when there is none."""
+    return controls.read_entry(raw) if isinstance(raw, bytes | bytearray) and raw else None

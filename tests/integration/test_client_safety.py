@@ -1,4 +1,5 @@
-"""The safety checks both LDAP clients share (bridge/directory/pooled.py), each run with ldap3
+"""The safety checks both LDAP clients share (bridge/directory/transport.py, run by the one
+PooledDirectory in bridge/directory/pooled.py), each run with ldap3
 and with python-ldap against a real slapd: the start-up checks of the settings (no URL, CA
 file), the warnings (TLS verification off, bind password in clear to another host), TLS
 failures in words, and failovers counted (the ``scim_bridge_ldap_failovers_total`` metric)."""

@@ -87,13 +87,13 @@ def either(client: str, slapd_server: Any, openldap_mapping: MappingConfig) -> I
 def _count_searches(directory: Any) -> list[str]:
     """Searches issued at the directory seam (each is one LDAP search, or one VLV window)."""
     seen: list[str] = []
-    inner = directory.search
+    inner = directory.run
 
-    def counting(base: str, flt: str, *a: Any, **kw: Any) -> Any:
-        seen.append(flt)
-        return inner(base, flt, *a, **kw)
+    def counting(search: Any) -> Any:
+        seen.append(search.filter)
+        return inner(search)
 
-    directory.search = counting
+    directory.run = counting
     return seen
 
 

@@ -165,7 +165,7 @@ def test_startup_logs_findings_once_as_warnings(
 
 def test_startup_inspection_error_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     class Broken(EmbeddedDirectory):
-        def search(self, *args: Any, **kwargs: Any) -> Any:
+        def run(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("boom")
 
     with caplog.at_level(logging.WARNING, logger="bridge.dircheck"):
