@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from bridge.directory.base import Entry, SearchResult
+from bridge.directory.base import Entry, Search, SearchResult
 from tests.conftest import Backend, make_client
 from tests.faults import FaultyDirectory
 from tests.helpers import SCIM, create_user
@@ -27,16 +27,14 @@ class Transfers(FaultyDirectory):
         if len(attributes) > 2:  # the page's attributes (id, meta, mapped ones)
             self.with_attrs += n
 
-    def search(self, base: str, filter: str, attributes: Sequence[str], **kw: Any) -> SearchResult:
-        res = super().search(base, filter, attributes, **kw)
-        self._note(attributes, len(res.entries))
+    def run(self, search: Search) -> SearchResult:
+        res = super().run(search)
+        self._note(search.attributes, len(res.entries))
         return res
 
-    def iter_search(
-        self, base: str, filter: str, attributes: Sequence[str], **kw: Any
-    ) -> Iterator[Entry]:
-        for e in super().iter_search(base, filter, attributes, **kw):
-            self._note(attributes, 1)
+    def stream(self, search: Search) -> Iterator[Entry]:
+        for e in super().stream(search):
+            self._note(search.attributes, 1)
             yield e
 
 
