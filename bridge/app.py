@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge import audit, context
 from bridge.bulk import payload_too_large
 from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
@@ -33,11 +32,12 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
-from bridge.logs import Budget
+from bridge.observability import audit, context
+from bridge.observability.logs import Budget
+from bridge.scim.cursor import derive_key
 from bridge.service import Service
 from bridge.settings import Settings, Token
 from bridge.telemetry import is_search
-from bridge.translate.cursor import derive_key
 
 log = logging.getLogger("bridge.http")
 SCIM_JSON = "application/scim+json"

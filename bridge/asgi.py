@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from bridge.app import build_app
 from bridge.errors import ConfigError, Problem
-from bridge.logs import setup_logging
+from bridge.observability.logs import setup_logging
 from bridge.settings import Settings
 
 

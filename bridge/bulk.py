@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from bridge import audit, context
 from bridge.errors import (
     DirectoryError,
     InvalidSyntax,
@@ -43,6 +42,7 @@ from bridge.errors import (
     ScimError,
     Unavailable,
 )
+from bridge.observability import audit, context
 from bridge.service import Service
 
 log = logging.getLogger("bridge.bulk")
@@ -337,7 +337,7 @@ def _holds_ref(value: Mapping[str, Any], later: set[str]) -> bool:
 # ------------------------------------------------------------------------------------ running
 @dataclass(frozen=True)
 class Caller:
-    """Who sent the bulk request, for the audit records (bridge/audit.py)."""
+    """Who sent the bulk request, for the audit records (bridge/observability/audit.py)."""
 
     token: str | None = None
     client: str | None = None

@@ -249,7 +249,7 @@ def serve(args: argparse.Namespace) -> int:
     check_client(settings)
     # build the app (mapping, directory client, demo seed) before anything is printed or bound
     app: Any = make_served_app(settings, mapping) if workers == 1 else "bridge.asgi:app"
-    from bridge.logs import setup_logging
+    from bridge.observability.logs import setup_logging
 
     setup_logging(settings)
     for line in _banner(settings, workers, notes, generated):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bridge import bulk, greenio
+from bridge import bulk, concurrency
 from bridge.app import ScimResponse
 from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
@@ -51,10 +51,10 @@ def service(request: Request) -> Service:
 
 async def call(request: Request, fn: Callable[..., T], *args: Any) -> T:
     """Run a (synchronous) service call: in a greenlet on the event loop when the directory
-    client waits for LDAP without blocking (python-ldap, bridge/greenio.py), else in the
+    client waits for LDAP without blocking (python-ldap, bridge/concurrency.py), else in the
     threadpool."""
     if request.app.state.cooperative:
-        return await greenio.run(fn, *args)
+        return await concurrency.run(fn, *args)
     return await run_in_threadpool(fn, *args)
 
 

@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge import discovery, metrics
+from bridge import discovery
 from bridge.app import ScimResponse
 from bridge.errors import BadRequest, DirectoryError, Forbidden, NotFound, NotImplemented_
+from bridge.observability import metrics
 from bridge.scim import schema as sch
 
 log = logging.getLogger("bridge.http")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bridge import deprovision, greenio, nested, staged
+from bridge import concurrency, deprovision, nested, staged
 from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import (
     OID_EXTENDED_DN,
@@ -52,9 +52,9 @@ from bridge.errors import (
     TooMany,
     Uniqueness,
 )
+from bridge.scim.cursor import Cursors, derive_key, fingerprint
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr
-from bridge.translate.cursor import Cursors, derive_key, fingerprint
 
 log = logging.getLogger("bridge.service")
 REF_BATCH = 200
@@ -69,7 +69,7 @@ CONTROL_REFUSED = frozenset({"unavailableCriticalExtension", "unwillingToPerform
 #: path segments no id (nor the RDN value an id may be) can take: ``.search`` is the search
 #: endpoint (RFC 7644 §3.4.3), ``.`` and ``..`` vanish in URL normalisation
 RESERVED_IDS = (".search", ".", "..")
-#: a PATCH with more operations + values than this is planned off the event loop (greenio)
+#: a PATCH with more operations + values than this is planned off the event loop (concurrency)
 OFFLOAD_SIZE = 256
 #: the largest offset a VLV request carries (an INTEGER 0..maxInt, RFC 4511 §4.1.10 bounds);
 #: a larger startIndex is past the end of any result set anyway
@@ -140,7 +140,7 @@ class Service:
         self.directory = directory
         self.max_results = max_results
         self.default_count = default_count
-        #: signs RFC 9865 cursors (bridge.translate.cursor.derive_key); equal on every replica
+        #: signs RFC 9865 cursors (bridge.scim.cursor.derive_key); equal on every replica
         self.cursor_key = cursor_key
         #: per-mapping work memoised across requests (:meth:`_memo`): dereference specs by
         #: projection, sort keys by sortBy and order
@@ -979,7 +979,7 @@ class Service:
         placeholder is there), the member id's lookup, and the modify, whose post-read gives
         the response."""
         if self._offload(body):
-            return greenio.offload(self.patch, name, rid, body, base_url, if_match, projection)
+            return concurrency.offload(self.patch, name, rid, body, base_url, if_match, projection)
         rmap = self.rmap(name)
         linked = self._find_deref(rmap, projection)
         post_read = self._post_read(rmap, projection, carried=bool(linked))
@@ -995,7 +995,7 @@ class Service:
         (the ETag): from the modify's post-read of that one attribute where the directory
         offers it, else one base read of it; None when the mapping has no version."""
         if self._offload(body):
-            return greenio.offload(self.patch_no_content, name, rid, body, base_url, if_match)
+            return concurrency.offload(self.patch_no_content, name, rid, body, base_url, if_match)
         rmap = self.rmap(name)
         post_read = [rmap.version] if self.directory.capabilities.post_read else None
         found, written = self._patch(rmap, rid, body, base_url, if_match, (), post_read)
@@ -1007,13 +1007,13 @@ class Service:
 
     @staticmethod
     def _offload(body: Any) -> bool:
-        """On the event loop (python-ldap, bridge/greenio.py) a large body is CPU for a while
+        """On the event loop (python-ldap, bridge/concurrency.py) a large body is CPU for a while
         (planning, encoding, rendering): such a PATCH runs whole in the threadpool, where the
         client's LDAP calls block that thread only, so the loop keeps answering (/healthz,
         other requests); the common small PATCH stays on the loop."""
         from bridge.translate.patch import patch_size
 
-        return greenio.active() and patch_size(body) > OFFLOAD_SIZE
+        return concurrency.active() and patch_size(body) > OFFLOAD_SIZE
 
     def _patch(
         self,

@@ -6,10 +6,11 @@
 * Metrics: requests by route *template* (``/scim/v2/Users/{id}``, never the raw path, so label
   cardinality stays bounded), method and status, with a latency histogram.
 * Audit: every SCIM write (POST/PUT/PATCH/DELETE under the base path to a resource endpoint or
-  /Bulk) gets one audit record with the LDAP writes it caused (see bridge/audit.py).  The one
-  POST that is a read, a search, is recognised by the route it matches (``is_search``), never
-  by the path's suffix: ``PATCH /Users/.search`` is a write attempt and is audited.  A request
-  whose authentication failed is audited by the auth layer instead (rate-limited, app.py).
+  /Bulk) gets one audit record with the LDAP writes it caused (see
+  bridge/observability/audit.py).  The one POST that is a read, a search, is recognised by the
+  route it matches (``is_search``), never by the path's suffix: ``PATCH /Users/.search`` is a
+  write attempt and is audited.  A request whose authentication failed is audited by the auth
+  layer instead (rate-limited, app.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge import audit, context, metrics
 from bridge.config import MappingConfig
+from bridge.observability import audit, context, metrics
 from bridge.settings import Settings
 
 #: the name of the search routes (routes.py): the only POSTs that are reads

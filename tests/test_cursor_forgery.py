@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bridge.app import build_app
+from bridge.scim.cursor import Cursors, derive_key, fingerprint
 from bridge.settings import Settings, Token
-from bridge.translate.cursor import Cursors, derive_key, fingerprint
 from tests.conftest import TOKEN, Backend, make_client
 from tests.helpers import SCIM, create_user
 

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.app import build_app
-from bridge.logs import JsonFormatter
+from bridge.observability.logs import JsonFormatter
 from bridge.settings import Settings, Token
 from tests.conftest import TOKEN, Backend
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user

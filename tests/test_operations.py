@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from bridge.app import build_app
-from bridge.logs import JsonFormatter
+from bridge.observability.logs import JsonFormatter
 from bridge.settings import Settings
 from tests.conftest import TOKEN, Backend, make_client
 from tests.helpers import SCIM, USER_SCHEMA, create_user
@@ -356,8 +356,8 @@ def test_served_logging_is_json_with_request_id(capsys: pytest.CaptureFixture[st
     """setup_logging: JSON lines on stderr; the audit logger is on even at WARNING."""
     import json
 
-    from bridge import audit, context
-    from bridge.logs import setup_logging
+    from bridge.observability import audit, context
+    from bridge.observability.logs import setup_logging
 
     setup_logging(Settings(log_level="WARNING"))
     try:

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from bridge.app import AUTH_FAILURES_PER_SECOND, build_app
 from bridge.config import parse_mapping
-from bridge.logs import Budget, JsonFormatter, TextFormatter
+from bridge.observability.logs import Budget, JsonFormatter, TextFormatter
 from bridge.settings import Settings, Token
 from tests.conftest import OPENLDAP_MAP, TOKEN, Backend, make_client
 from tests.helpers import PATCH_SCHEMA, SCIM, USER_SCHEMA, create_user

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from bridge import context, metrics
 from bridge.directory.base import (
     Capabilities,
     Change,
@@ -28,6 +27,7 @@ from bridge.directory.base import (
     Window,
 )
 from bridge.errors import DirectoryError
+from bridge.observability import context, metrics
 
 log = logging.getLogger("bridge.ldap")
 T = TypeVar("T")

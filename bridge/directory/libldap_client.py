@@ -40,7 +40,7 @@ from ldap.controls import DecodeControlTuples, RequestControl, ResponseControl
 from ldap.controls.libldap import AssertionControl, SimplePagedResultsControl
 from ldap.ldapobject import SimpleLDAPObject
 
-from bridge import greenio
+from bridge import concurrency as greenio  # the event-loop adapter (bridge/concurrency.py)
 from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,

@@ -20,6 +20,7 @@ import uuid
 from datetime import UTC, datetime
 
 from bridge.errors import InvalidFilter, InvalidValue
+from bridge.scim.values import parse_bool
 
 
 class Codec:
@@ -91,19 +92,6 @@ def check_text(value: str) -> None:
 
 class StringCodec(Codec):
     pass
-
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def parse_bool(value: object) -> bool:
-    """SCIM booleans; Entra (non-aadOptscim062020 apps) sends ``"True"``/``"False"`` strings."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise InvalidValue(f"expected a boolean, got {value!r}")
 
 
 class BooleanCodec(Codec):

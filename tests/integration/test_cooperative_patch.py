@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from bridge import greenio
+from bridge import concurrency
 from bridge.app import build_app
 from bridge.config import MappingConfig
 from bridge.directory.base import Directory
@@ -59,13 +59,13 @@ def test_healthz_answers_while_a_big_patch_is_planned(
     )
     assert app.state.cooperative
     offloaded: list[str] = []
-    real = greenio.offload
+    real = concurrency.offload
 
     def spy(fn: Any, *args: Any, **kw: Any) -> Any:
         offloaded.append(fn.__name__)
         return real(fn, *args, **kw)
 
-    monkeypatch.setattr(greenio, "offload", spy)
+    monkeypatch.setattr(concurrency, "offload", spy)
     planning: list[float] = []  # when the big PATCH's planning started and ended
     real_plan = translate_patch.plan_patch
 

@@ -1,4 +1,4 @@
-"""bridge.greenio: synchronous code on the event loop, suspended only where it awaits."""
+"""bridge.concurrency: synchronous code on the event loop, suspended only where it awaits."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ except ImportError:
 
     unavailable("greenlet (the libldap extra) is not installed", module=True)
 
-from bridge import greenio
+from bridge import concurrency
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -30,10 +30,10 @@ async def _value(v: int, delay: float = 0.0) -> int:
 
 def test_run_returns_and_await_gives_results() -> None:
     def work(a: int) -> int:
-        assert greenio.active()
-        return a + greenio.await_(_value(1)) + greenio.await_(_value(2))
+        assert concurrency.active()
+        return a + concurrency.await_(_value(1)) + concurrency.await_(_value(2))
 
-    assert asyncio.run(greenio.run(work, 10)) == 13
+    assert asyncio.run(concurrency.run(work, 10)) == 13
 
 
 def test_errors_reach_the_greenlet_and_then_the_caller() -> None:
@@ -42,24 +42,24 @@ def test_errors_reach_the_greenlet_and_then_the_caller() -> None:
 
     def caught() -> str:
         try:
-            greenio.await_(boom())
+            concurrency.await_(boom())
         except KeyError:
             return "caught"
         return "no"
 
     def uncaught() -> None:
-        greenio.await_(boom())
+        concurrency.await_(boom())
 
-    assert asyncio.run(greenio.run(caught)) == "caught"
+    assert asyncio.run(concurrency.run(caught)) == "caught"
     with pytest.raises(KeyError):
-        asyncio.run(greenio.run(uncaught))
+        asyncio.run(concurrency.run(uncaught))
 
 
 def test_outside_run_await_is_refused() -> None:
-    assert not greenio.active()
+    assert not concurrency.active()
     coro = _value(1)
     with pytest.raises(RuntimeError):
-        greenio.await_(coro)
+        concurrency.await_(coro)
     coro.close()
 
 
@@ -71,7 +71,7 @@ def test_the_caller_context_is_seen_and_not_changed() -> None:
 
     async def main() -> tuple[str, str]:
         var.set("request-1")
-        seen = await greenio.run(work)
+        seen = await concurrency.run(work)
         return seen, var.get()
 
     assert asyncio.run(main()) == ("request-1", "request-1")
@@ -83,16 +83,16 @@ def test_calls_interleave_on_one_loop() -> None:
 
     def slow() -> None:
         order.append("slow start")
-        greenio.await_(asyncio.sleep(0.05))
+        concurrency.await_(asyncio.sleep(0.05))
         order.append("slow end")
 
     def fast() -> None:
         order.append("fast")
 
     async def main() -> None:
-        task = asyncio.ensure_future(greenio.run(slow))
+        task = asyncio.ensure_future(concurrency.run(slow))
         await asyncio.sleep(0.01)
-        await greenio.run(fast)
+        await concurrency.run(fast)
         await task
 
     asyncio.run(main())
@@ -113,7 +113,7 @@ def test_offload_runs_blocking_work_in_a_thread() -> None:
 
     async def main() -> str:
         t = asyncio.ensure_future(ticker())
-        name = await greenio.run(greenio.offload, blocking)
+        name = await concurrency.run(concurrency.offload, blocking)
         await t
         return name
 
@@ -138,12 +138,12 @@ def test_workers_are_reused_with_a_fresh_context_each_call() -> None:
         raise KeyError("boom")
 
     async def main() -> None:
-        one = await greenio.run(first)
-        two, seen = await greenio.run(second)
+        one = await concurrency.run(first)
+        two, seen = await concurrency.run(second)
         assert two is one and seen == "unset"
         with pytest.raises(KeyError):
-            await greenio.run(fails)
-        three, seen = await greenio.run(second)  # an error does not cost the worker
+            await concurrency.run(fails)
+        three, seen = await concurrency.run(second)  # an error does not cost the worker
         assert three is one and seen == "unset"
         assert not one.dead and one.gr_context is None and one.result is None  # idle: nothing held
 
@@ -155,17 +155,17 @@ def test_a_cancelled_call_leaves_a_worker_that_still_works() -> None:
 
     def waits() -> None:
         try:
-            greenio.await_(asyncio.sleep(10))
+            concurrency.await_(asyncio.sleep(10))
         finally:
             cleaned.append("finally ran")
 
     async def main() -> int:
-        task = asyncio.ensure_future(greenio.run(waits))
+        task = asyncio.ensure_future(concurrency.run(waits))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return await greenio.run(lambda: 1 + greenio.await_(_value(1)))
+        return await concurrency.run(lambda: 1 + concurrency.await_(_value(1)))
 
     assert asyncio.run(main()) == 2
     assert cleaned == ["finally ran"]
@@ -173,13 +173,13 @@ def test_a_cancelled_call_leaves_a_worker_that_still_works() -> None:
 
 def test_many_concurrent_calls_and_a_bounded_pool() -> None:
     def work(i: int) -> int:
-        return i + greenio.await_(_value(0, 0.001 * (i % 5)))
+        return i + concurrency.await_(_value(0, 0.001 * (i % 5)))
 
     async def main() -> list[int]:
-        return await asyncio.gather(*(greenio.run(work, i) for i in range(300)))
+        return await asyncio.gather(*(concurrency.run(work, i) for i in range(300)))
 
     assert asyncio.run(main()) == list(range(300))
-    assert 0 < len(greenio._POOL.idle) <= greenio._IDLE_MAX
+    assert 0 < len(concurrency._POOL.idle) <= concurrency._IDLE_MAX
 
 
 def test_each_thread_has_its_own_workers() -> None:
@@ -189,13 +189,13 @@ def test_each_thread_has_its_own_workers() -> None:
     def me() -> object:
         return greenlet.getcurrent()
 
-    here = asyncio.run(greenio.run(me))
+    here = asyncio.run(concurrency.run(me))
     there: list[object] = []
-    t = threading.Thread(target=lambda: there.append(asyncio.run(greenio.run(me))))
+    t = threading.Thread(target=lambda: there.append(asyncio.run(concurrency.run(me))))
     t.start()
     t.join()
     assert there and there[0] is not here
-    assert asyncio.run(greenio.run(me)) is here
+    assert asyncio.run(concurrency.run(me)) is here
 
 
 # ---------------------------------------------------------------------------- Watch
@@ -235,7 +235,7 @@ def test_a_watch_registers_once_for_many_waits() -> None:
             add(fd, cb, *args)
 
         loop.add_reader = counting  # type: ignore[method-assign]
-        watch = greenio.Watch(a.fileno())
+        watch = concurrency.Watch(a.fileno())
         got = []
         for i in range(5):
             b.send(b"x%d" % i)
@@ -262,7 +262,7 @@ def test_a_watch_stops_when_readable_with_nobody_waiting(run_loop: Any) -> None:
     a, b = socket.socketpair()
 
     async def main() -> tuple[Any, bool]:
-        watch = greenio.Watch(a.fileno())
+        watch = concurrency.Watch(a.fileno())
         b.send(b"1")
         assert await watch.wait(1.0)
         a.recv(1)
@@ -288,7 +288,7 @@ def test_a_reused_descriptor_number_is_taken_over_cleanly(run_loop: Any) -> None
 
     async def main() -> list[bool]:
         a, b = socket.socketpair()
-        old = greenio.Watch(a.fileno())
+        old = concurrency.Watch(a.fileno())
         b.send(b"x")
         assert await old.wait(1.0)
         number = a.fileno()
@@ -298,7 +298,7 @@ def test_a_reused_descriptor_number_is_taken_over_cleanly(run_loop: Any) -> None
         if number not in (c.fileno(), d.fileno()):
             pytest.skip("the descriptor number was not reused")  # never seen on Linux
         mine, peer = (c, d) if c.fileno() == number else (d, c)
-        new = greenio.Watch(number)
+        new = concurrency.Watch(number)
         got = []
         try:
             peer.send(b"y")
@@ -322,7 +322,7 @@ def test_a_watch_closed_from_another_thread_is_removed_by_its_loop(run_loop: Any
     a, b = socket.socketpair()
 
     async def main() -> Any:
-        watch = greenio.Watch(a.fileno())
+        watch = concurrency.Watch(a.fileno())
         b.send(b"x")
         assert await watch.wait(1.0)
         a.recv(1)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from bridge.context import current_request_id
+from bridge.observability.context import current_request_id
 from bridge.settings import Settings
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

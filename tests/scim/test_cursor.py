@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import ScimError
-from bridge.translate.cursor import Cursors, derive_key, fingerprint
+from bridge.scim.cursor import Cursors, derive_key, fingerprint
 
 
 def test_round_trip_and_replicas_with_one_secret_agree() -> None:
@@ -40,7 +40,7 @@ def test_without_a_secret_the_key_is_random_per_process() -> None:
     """Issue 16: the key was SHA256 of the bind password, recoverable offline from a cursor."""
     assert derive_key("") == derive_key("")  # stable within the process
     assert derive_key("") != derive_key("s")
-    code = "from bridge.translate.cursor import derive_key; print(derive_key('').hex())"
+    code = "from bridge.scim.cursor import derive_key; print(derive_key('').hex())"
     import subprocess
     import sys
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,7 +26,26 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bridge.directory.base import Directory
+
+class PoolGauges(Protocol):
+    """What the pool collector reads of one pool's statistics (``directory.base.PoolStats``
+    has these fields); a Protocol so that this module imports nothing from ``directory/``."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def in_use(self) -> int: ...
+    @property
+    def idle(self) -> int: ...
+    @property
+    def failovers(self) -> int: ...
+
+
+class Pooled(Protocol):
+    """A directory client that may keep a connection pool (every ``Directory`` does)."""
+
+    def pool_stats(self) -> PoolGauges | None: ...
+
 
 disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
@@ -56,10 +76,10 @@ LDAP_LATENCY = Histogram(
 )
 AUDIT_RECORDS = Counter(f"{PREFIX}_audit_records", "Audit records written", ["scim_op"])
 
-_directories: weakref.WeakSet[Directory] = weakref.WeakSet()
+_directories: weakref.WeakSet[Pooled] = weakref.WeakSet()
 
 
-def watch_pool(directory: Directory) -> None:
+def watch_pool(directory: Pooled) -> None:
     """Report this directory's pool gauges and failovers at scrape time."""
     _directories.add(directory)
 

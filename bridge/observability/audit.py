@@ -17,9 +17,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge import metrics
-from bridge.context import LdapOp
-from bridge.logs import clean
+from bridge.observability import metrics
+from bridge.observability.context import LdapOp
+from bridge.observability.logs import clean
 
 log = logging.getLogger("bridge.audit")
 
