@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge.app import build_app  # noqa: E402
-from bridge.config import MappingConfig, load_mapping  # noqa: E402
 from bridge.directory.base import Directory  # noqa: E402
 from bridge.directory.embedded import EmbeddedDirectory  # noqa: E402
+from bridge.mapping.load import load_mapping  # noqa: E402
+from bridge.mapping.model import MappingConfig  # noqa: E402
 from bridge.runtime import seed_structure  # noqa: E402
 from bridge.settings import Settings, Token  # noqa: E402
 

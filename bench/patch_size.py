@@ -25,9 +25,9 @@ from typing import Any
 import orjson
 
 from bridge.app import build_app
-from bridge.config import load_mapping
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.load import load_mapping
 from bridge.runtime import seed_structure
 from bridge.settings import Settings, Token
 

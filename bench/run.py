@@ -331,7 +331,7 @@ def _bench_size(
 ) -> None:
     import random
 
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
     from bridge.translate.entry import ldap_attributes
 
     mapping = load_mapping(ROOT / "mappings" / "openldap.yaml")

@@ -22,7 +22,6 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.bulk import payload_too_large
-from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
 from bridge.errors import (
     DirectoryError,
@@ -32,6 +31,8 @@ from bridge.errors import (
     Unauthorized,
     Unavailable,
 )
+from bridge.mapping.load import load_mapping
+from bridge.mapping.model import MappingConfig
 from bridge.observability import audit, context
 from bridge.observability.logs import Budget
 from bridge.scim.cursor import derive_key

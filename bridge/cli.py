@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.settings import EXAMPLE_MAPPINGS, Settings, Token, example_mapping
 
 if TYPE_CHECKING:
-    from bridge.config import MappingConfig
+    from bridge.mapping.model import MappingConfig
 
 PROG = "scim-ldap-bridge"
 EXIT_STATUS = """\
@@ -145,7 +145,7 @@ def config_line(exc: ConfigError) -> str:
 def read_mapping(path: str, what: str = "mapping") -> MappingConfig:
     """Load a mapping file; an unreadable path is a CliError naming ``what`` (a ConfigError,
     the file's own problems, passes through)."""
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
 
     if os.path.isdir(path):
         raise CliError(

@@ -17,9 +17,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.config import MappingConfig, ResourceMap
 from bridge.directory.base import OID_SORT, OID_VLV, Directory
 from bridge.dirfacts import OID_DEREF, OID_PPOLICY, Facts, read_facts
+from bridge.mapping.model import MappingConfig, ResourceMap
 
 log = logging.getLogger("bridge.dircheck")
 DOCS = "docs/directories/"

@@ -18,11 +18,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory, Entry
 from bridge.directory.connections import plain_dn
 from bridge.directory.syntax import escape_filter, is_under, normalize_dn
 from bridge.errors import DirectoryError
+from bridge.mapping.model import MappingConfig
 
 #: features a directory may offer, by the OpenLDAP overlay name
 FEATURES = ("sssvlv", "deref", "ppolicy", "memberof", "refint")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bridge.config import AttributeMap, MappingConfig, ResourceMap
+from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim import schema as sch
 from bridge.settings import Settings
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
 from bridge.directory.connections import plain_dn
 from bridge.errors import DirectoryError, Problem
+from bridge.mapping.model import MappingConfig
 
 _NAME = re.compile(r"\bNAME\s+(?:\(\s*((?:'[^']*'\s*)+)\)|'([^']*)')", re.I)
 

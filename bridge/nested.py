@@ -19,8 +19,8 @@ from bridge.scim.projection import Projection
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
-    from bridge.config import MappingConfig, ResourceMap
     from bridge.directory.base import Entry
+    from bridge.mapping.model import MappingConfig, ResourceMap
     from bridge.service import Service
 
 IN_CHAIN = "1.2.840.113556.1.4.1941"

@@ -18,8 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from bridge import bulk, concurrency
 from bridge.app import ScimResponse
-from bridge.config import ResourceMap
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
+from bridge.mapping.model import ResourceMap
 from bridge.routes_ops import FIXED_ENDPOINTS, ops_routes
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.syntax import parent_dn, split_rdn
 from bridge.errors import ConfigError, Problem
+from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge")

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge import concurrency, deprovision, nested, staged
-from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import (
     OID_EXTENDED_DN,
     Change,
@@ -52,6 +51,7 @@ from bridge.errors import (
     TooMany,
     Uniqueness,
 )
+from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim.cursor import Cursors, derive_key, fingerprint
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr

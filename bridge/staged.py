@@ -30,7 +30,8 @@ from bridge.errors import BridgeError, DirectoryError, NotImplemented_, Uniquene
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
-    from bridge.config import DerivedMap, Dialect, ResourceMap
+    from bridge.mapping.dialects import Dialect
+    from bridge.mapping.model import DerivedMap, ResourceMap
     from bridge.service import Service
 
 log = logging.getLogger("bridge.service")

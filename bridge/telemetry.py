@@ -23,7 +23,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.config import MappingConfig
+from bridge.mapping.model import MappingConfig
 from bridge.observability import audit, context, metrics
 from bridge.settings import Settings
 

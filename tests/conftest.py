@@ -20,9 +20,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.app import build_app
-from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.load import load_mapping
+from bridge.mapping.model import MappingConfig
 from bridge.runtime import seed_structure
 from bridge.settings import Settings, Token
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load_mapping, parse_mapping
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.ranges import complete_ranges, parse_ranged
 from bridge.errors import ConfigError, DirectoryError, InvalidValue, NotImplemented_
+from bridge.mapping.codecs import CODECS
+from bridge.mapping.load import load_mapping, parse_mapping
 from bridge.runtime import seed_structure
 from bridge.service import Service
-from bridge.translate.values import CODECS
 
 ROOT = Path(__file__).resolve().parent.parent
 AD_MAP = ROOT / "mappings" / "active-directory.yaml"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import parse_mapping
 from bridge.directory.base import OID_EXTENDED_DN, Entry
 from bridge.directory.syntax import normalize_dn
+from bridge.mapping.load import parse_mapping
 from bridge.service import Service
 from tests.conftest import OPENLDAP_MAP, Backend
 from tests.faults import Masked

@@ -366,7 +366,7 @@ def test_too_many_member_filters(client: TestClient) -> None:
 def test_never_returned_sub_attributes_in_patch_and_list_filters(backend: Backend) -> None:
     """A mapping that declares the mobile number ``returned: never``: it is not shown, not
     read, and neither a list filter nor a PATCH value filter may test it."""
-    from bridge.config import parse_mapping
+    from bridge.mapping.load import parse_mapping
     from tests.conftest import OPENLDAP_MAP
 
     line = 'phoneNumbers[type eq "mobile"].value: {ldap: mobile}'

@@ -3,10 +3,10 @@ indexes a mapping needs, how olcDbIndex values read, and what each set of facts 
 
 from __future__ import annotations
 
-from bridge.config import load_mapping
 from bridge.dircheck import breaking, findings, needed_indexes, render
 from bridge.directory.base import OID_SORT, OID_VLV, Entry
 from bridge.dirfacts import OID_DEREF, OID_PPOLICY, Facts, parse_olc_indexes, server_kind
+from bridge.mapping.load import load_mapping
 from tests.conftest import OPENLDAP_MAP, ROOT
 
 BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import MappingConfig
+from bridge.mapping.model import MappingConfig
 from tests.conftest import Backend, make_client, slapd_directory, unavailable
 from tests.helpers import SCIM, USER_SCHEMA, create_user, patch
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import parse_mapping
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
+from bridge.mapping.load import parse_mapping
 from bridge.service import Service
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.faults import Masked

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import parse_mapping
 from bridge.directory.base import Entry
+from bridge.mapping.load import parse_mapping
 from bridge.service import Service
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.faults import FaultyDirectory

@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.app import AUTH_FAILURES_PER_SECOND, build_app
-from bridge.config import parse_mapping
+from bridge.mapping.load import parse_mapping
 from bridge.observability.logs import Budget, JsonFormatter, TextFormatter
 from bridge.settings import Settings, Token
 from tests.conftest import OPENLDAP_MAP, TOKEN, Backend, make_client

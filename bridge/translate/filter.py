@@ -41,10 +41,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import SortKey
 from bridge.directory.syntax import escape_filter
 from bridge.errors import InvalidFilter, InvalidValue, ScimError
+from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.filter import (
     And,
@@ -405,7 +405,7 @@ class _Translator:
                 f"filter attribute {name} is not supported (meta.created, meta.lastModified "
                 "and meta.resourceType are)"
             )
-        from bridge.translate.values import CODECS
+        from bridge.mapping.codecs import CODECS
 
         return self.plain(ldap, CODECS["datetime"], op, value, name, single=True)
 
@@ -432,7 +432,7 @@ class _Translator:
     def plain(
         self, ldap: str, codec: object, op: str, value: Value, shown: str, *, single: bool
     ) -> Expr:
-        from bridge.translate.values import Codec
+        from bridge.mapping.codecs import Codec
 
         assert isinstance(codec, Codec)
         present = f"({ldap}=*)"
@@ -472,7 +472,7 @@ class _Translator:
     def ordered(
         self, ldap: str, codec: object, op: str, v: str, eq: str, present: str, shown: str
     ) -> Expr:
-        from bridge.translate.values import Codec
+        from bridge.mapping.codecs import Codec
 
         assert isinstance(codec, Codec)
         if codec.name == "string" and self.ordering_rule:
@@ -499,7 +499,7 @@ class _Translator:
         }[op]
 
     def substring(self, ldap: str, codec: object, op: str, value: Value, shown: str) -> Expr:
-        from bridge.translate.values import Codec
+        from bridge.mapping.codecs import Codec
 
         assert isinstance(codec, Codec)
         if not _substring_capable(codec):
@@ -545,7 +545,7 @@ def _substring_capable(codec: object) -> bool:
     strings (``string``, AD's ``ad-samaccountname``...), so the directory's substring rule
     applies to the very text the client sees.  Not for booleans, numbers, dates, ids (UUID,
     GUID: no substring rule), binary or write-only values."""
-    from bridge.translate.values import Codec
+    from bridge.mapping.codecs import Codec
 
     assert isinstance(codec, Codec)
     return (

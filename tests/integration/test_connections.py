@@ -174,7 +174,7 @@ def test_directory_down_then_up_through_the_app(slapd: Any) -> None:
     from starlette.testclient import TestClient
 
     from bridge.app import build_app
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
     from bridge.settings import Settings, Token
 
     info = slapd.info

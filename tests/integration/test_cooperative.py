@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from bridge.app import build_app
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
+from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
 from tests.conftest import TOKEN, _empty, slapd_directory
 from tests.helpers import SCIM, create_group, create_user

@@ -14,8 +14,8 @@ import pytest
 
 from bridge import concurrency
 from bridge.app import build_app
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
+from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
 from bridge.translate import patch as translate_patch
 from tests.conftest import TOKEN, _empty, slapd_directory
