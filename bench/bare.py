@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge.mapping.load import load_mapping  # noqa: E402
-from bridge.service import ListQuery, Service  # noqa: E402
+from bridge.service.facade import ListQuery, Service  # noqa: E402
 from tests.conftest import slapd_directory  # noqa: E402
 from tests.integration.slapd import Slapd, generate_seed_ldif  # noqa: E402
 

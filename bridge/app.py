@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.bulk import payload_too_large
 from bridge.directory.base import Directory
 from bridge.errors import (
     DirectoryError,
@@ -36,7 +35,8 @@ from bridge.mapping.model import MappingConfig
 from bridge.observability import audit, context
 from bridge.observability.logs import Budget
 from bridge.scim.cursor import derive_key
-from bridge.service import Service
+from bridge.service.bulk import payload_too_large
+from bridge.service.facade import Service
 from bridge.settings import Settings, Token
 from bridge.telemetry import is_search
 

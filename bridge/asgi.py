@@ -30,7 +30,7 @@ def app() -> Starlette:
         raise ConfigError([Problem("BRIDGE_TOKEN", "set BRIDGE_TOKEN or BRIDGE_TOKEN_<NAME>")])
     setup_logging(settings)
     built = build_app(settings)
-    from bridge.dircheck import log_at_startup  # findings logged once, never fatal
+    from bridge.service.dircheck import log_at_startup  # findings logged once, never fatal
 
     log_at_startup(built.state.service.directory, built.state.service.mapping)
     return built

@@ -189,8 +189,8 @@ def check_mapping(path: str) -> int:
 
 def check_mapping_live(path: str) -> int:
     """``check-mapping --connect``: every problem against the live directory, exit 1 if any."""
-    from bridge.mapcheck import check, notes
     from bridge.runtime import check_client, make_directory
+    from bridge.service.mapcheck import check, notes
 
     settings = Settings.from_env()
     if settings.embedded:
@@ -198,7 +198,7 @@ def check_mapping_live(path: str) -> int:
     check_client(settings)
     mapping = read_mapping(path)
     directory = make_directory(settings, mapping)
-    from bridge import dircheck
+    from bridge.service import dircheck
 
     try:
         problems = check(directory, mapping)
@@ -380,7 +380,7 @@ def make_served_app(settings: Settings, mapping: MappingConfig | None = None) ->
     if settings.embedded and settings.demo:
         seed_demo(app.state.service, "")
     if not settings.embedded:
-        from bridge.dircheck import log_at_startup
+        from bridge.service.dircheck import log_at_startup
 
         log_at_startup(app.state.service.directory, app.state.service.mapping)
     return app

@@ -16,14 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bridge import bulk, concurrency
+from bridge import concurrency
 from bridge.app import ScimResponse
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
 from bridge.mapping.model import ResourceMap
 from bridge.routes_ops import FIXED_ENDPOINTS, ops_routes
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection
-from bridge.service import RESERVED_IDS, ListQuery, ListResult, Service
+from bridge.service import bulk
+from bridge.service.facade import RESERVED_IDS, ListQuery, ListResult, Service
 from bridge.telemetry import SEARCH_ROUTE
 
 T = TypeVar("T")
@@ -346,7 +347,7 @@ async def delete_resource(request: Request) -> Response:
 
 
 async def bulk_request(request: Request) -> Response:
-    """POST /Bulk (RFC 7644 §3.7): one service call runs every operation (bridge/bulk.py)."""
+    """POST /Bulk (RFC 7644 §3.7): one service call runs every operation (service/bulk.py)."""
     settings = request.app.state.settings
     limits = bulk.Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
     if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from bridge.directory.base import OID_EXTENDED_DN, Entry
 from bridge.directory.syntax import normalize_dn
 from bridge.mapping.load import parse_mapping
-from bridge.service import Service
+from bridge.service.facade import Service
 from tests.conftest import OPENLDAP_MAP, Backend
 from tests.faults import Masked
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA

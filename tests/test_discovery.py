@@ -210,8 +210,8 @@ def test_discovery_from_the_active_directory_mapping() -> None:
     """Every shipped mapping produces valid discovery documents."""
     from pathlib import Path
 
-    from bridge import discovery
     from bridge.mapping.load import load_mapping
+    from bridge.service import discovery
 
     for path in sorted(Path(__file__).resolve().parent.parent.glob("mappings/*.yaml")):
         mapping = load_mapping(path)

@@ -106,7 +106,7 @@ def test_dry_run_list_merges_planned_entries(backend: Backend) -> None:
     create_user(dry, "new")
     assert dry.delete(f"{SCIM}/Users/{gone['id']}").status_code == 204
     service = dry.app.state.service  # type: ignore[attr-defined]
-    from bridge.service import ListQuery
+    from bridge.service.facade import ListQuery
 
     listed = service.search("User", ListQuery(count=10), "")
     names = sorted(r["userName"] for r in listed.resources)

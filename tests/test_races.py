@@ -19,7 +19,7 @@ import pytest
 
 from bridge.directory.base import Entry
 from bridge.mapping.load import parse_mapping
-from bridge.service import Service
+from bridge.service.facade import Service
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA

@@ -68,7 +68,7 @@ from bridge.scim.projection import Projection
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
-    from bridge.service import Service
+    from bridge.service.facade import Service
 
 __all__ = [
     "MAX_MEMBER_FILTERS",

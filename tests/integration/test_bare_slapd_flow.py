@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from bridge.dircheck import check
 from bridge.mapping.load import load_mapping
+from bridge.service.dircheck import check
 from tests.conftest import OPENLDAP_MAP, ROOT, Backend, make_client, slapd_directory, unavailable
 
 BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"

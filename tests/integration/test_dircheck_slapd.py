@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bridge.dircheck import breaking, check, log_at_startup
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.mapping.load import load_mapping
+from bridge.service.dircheck import breaking, check, log_at_startup
 from tests.conftest import OPENLDAP_MAP, ROOT, slapd_directory, unavailable
 
 BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"

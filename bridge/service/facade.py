@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bridge import concurrency, deprovision, nested, staged
+from bridge import concurrency
 from bridge.directory.base import (
     OID_EXTENDED_DN,
     Change,
@@ -54,6 +54,7 @@ from bridge.errors import (
 from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim.cursor import Cursors, derive_key, fingerprint
 from bridge.scim.projection import DEFAULT, Projection
+from bridge.service import create, deprovision, nested
 from bridge.translate import entry as tr
 
 log = logging.getLogger("bridge.service")
@@ -658,7 +659,7 @@ class Service:
     def _unique_recheck(self, rmap: ResourceMap, dn: str, attrs: Mapping[str, list[bytes]]) -> None:
         """Uniqueness of a non-RDN attribute under races (the RDN is unique by the directory's
         own entryAlreadyExists): re-check after the add; the later duplicate removes itself."""
-        from bridge import integrity
+        from bridge.service import integrity
 
         for a in rmap.attributes:
             if not a.unique or not attrs.get(a.ldap) or a.ldap.lower() == rmap.rdn.ldap.lower():
@@ -679,7 +680,7 @@ class Service:
 
     def create(self, name: str, body: Any, base_url: str) -> dict[str, Any]:
         rmap = self.rmap(name)
-        body = staged.active_by_default(rmap, self._body(body))
+        body = create.active_by_default(rmap, self._body(body))
         tr.validate_schemas(rmap, body)
         tr.check_required(rmap, body)
         ref_dns = self._ref_dns_for(rmap, body)
@@ -696,7 +697,7 @@ class Service:
         member = rmap.member_map
         if member is not None and rmap.empty_member and not attrs.get(member.ldap):
             attrs[member.ldap] = [rmap.empty_member.encode()]
-        bases = staged.add_extras(rmap, body, attrs)
+        bases = create.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
         try:
             created = self._add(rmap, dn, attrs, bases)
@@ -728,12 +729,12 @@ class Service:
         # references are resolved by render from either entry: the create's read-back never
         # used the dereference control, so it does not rule the post-read out here
         post_read = self._post_read(rmap, carried=True)
-        for attempt in range(1, staged.DERIVE_ATTEMPTS + 1):
-            staged.settle_unique(self, rmap, bases, attrs)
+        for attempt in range(1, create.DERIVE_ATTEMPTS + 1):
+            create.settle_unique(self, rmap, bases, attrs)
             try:
-                return staged.create(self, rmap, dn, attrs, post_read)
+                return create.create(self, rmap, dn, attrs, post_read)
             except DirectoryError as exc:
-                if attempt == staged.DERIVE_ATTEMPTS or not staged.lost_race(
+                if attempt == create.DERIVE_ATTEMPTS or not create.lost_race(
                     self, rmap, bases, attrs, exc
                 ):
                     raise
@@ -1150,12 +1151,12 @@ class Service:
 
         ``post_read``: when the write is one modify (no rename after it), the modify asks for
         these attributes of the entry it leaves (``Written.entry``; RFC 4527)."""
-        from bridge import integrity
+        from bridge.service import integrity
 
         dn = found.dn
         if changes:
-            changes = staged.with_password_policy(self.mapping.dialect, rmap, changes)
-            staged.check_transport(self.directory, rmap, (c.attr for c in changes))
+            changes = create.with_password_policy(self.mapping.dialect, rmap, changes)
+            create.check_transport(self.directory, rmap, (c.attr for c in changes))
         if new_rdn_value is not None:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
             self._check_free(rmap, dn, new_rdn_value)
@@ -1208,7 +1209,7 @@ class Service:
     ) -> None:
         """Compensate a modify whose follow-up rename failed; when that fails too, the error
         the client gets says exactly what was left (integrity.left_behind)."""
-        from bridge import integrity
+        from bridge.service import integrity
 
         try:
             self.directory.modify(dn, integrity.inverse(applied, before))

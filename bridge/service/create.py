@@ -32,7 +32,7 @@ from bridge.translate import entry as tr
 if TYPE_CHECKING:
     from bridge.mapping.dialects import Dialect
     from bridge.mapping.model import DerivedMap, ResourceMap
-    from bridge.service import Service
+    from bridge.service.facade import Service
 
 log = logging.getLogger("bridge.service")
 #: how often a create is tried when a derived unique value was taken between search and add

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from bridge.directory.base import Entry
     from bridge.mapping.model import ResourceMap
     from bridge.mapping.policy import Action
-    from bridge.service import Found, Service
+    from bridge.service.facade import Found, Service
 
 
 # ---------------------------------------------------------------------------- running

@@ -256,7 +256,7 @@ def _schema_has(directory: Directory, root: Entry | None, attr: str) -> bool:
         entry = directory.read(subschema, ["attributeTypes"])
     except DirectoryError:
         return False
-    from bridge.mapcheck import schema_names
+    from bridge.service.mapcheck import schema_names
 
     return entry is not None and attr.lower() in schema_names(entry.get("attributeTypes"))
 

@@ -1,4 +1,5 @@
-"""Bulk operations (RFC 7644 §3.7): pure orchestration over :class:`bridge.service.Service`.
+"""Bulk operations (RFC 7644 §3.7): pure orchestration over the service facade
+(:class:`bridge.service.facade.Service`).
 
 A BulkRequest is parsed into :class:`Operation` values, ordered by the ``bulkId:`` references
 between them, and each operation runs through the very Service method its single endpoint uses
@@ -43,7 +44,7 @@ from bridge.errors import (
     Unavailable,
 )
 from bridge.observability import audit, context
-from bridge.service import Service
+from bridge.service.facade import Service
 
 log = logging.getLogger("bridge.bulk")
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge.directory.base import OID_SORT, OID_VLV, Directory
-from bridge.dirfacts import OID_DEREF, OID_PPOLICY, Facts, read_facts
 from bridge.mapping.model import MappingConfig, ResourceMap
+from bridge.service.dirfacts import OID_DEREF, OID_PPOLICY, Facts, read_facts
 
 log = logging.getLogger("bridge.dircheck")
 DOCS = "docs/directories/"

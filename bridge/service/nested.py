@@ -21,7 +21,7 @@ from bridge.translate import entry as tr
 if TYPE_CHECKING:
     from bridge.directory.base import Entry
     from bridge.mapping.model import MappingConfig, ResourceMap
-    from bridge.service import Service
+    from bridge.service.facade import Service
 
 IN_CHAIN = "1.2.840.113556.1.4.1941"
 
