@@ -29,13 +29,13 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.app import build_app  # noqa: E402
 from bridge.directory.base import Directory  # noqa: E402
 from bridge.directory.embedded import EmbeddedDirectory  # noqa: E402
 from bridge.mapping.load import load_mapping  # noqa: E402
 from bridge.mapping.model import MappingConfig  # noqa: E402
 from bridge.runtime import seed_structure  # noqa: E402
 from bridge.settings import Settings, Token  # noqa: E402
+from bridge.web.app import build_app  # noqa: E402
 
 TOKEN = "bench-token-9Xk2"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

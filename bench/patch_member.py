@@ -40,13 +40,13 @@ from typing import Any
 
 import ldap3
 
-from bridge.app import build_app
 from bridge.directory.base import Directory
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 from bridge.mapping.load import load_mapping
 from bridge.observability import metrics
 from bridge.scim.projection import Projection
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 
 MAPPING = "mappings/openldap.yaml"
 PEOPLE = "ou=people,dc=example,dc=org"

@@ -24,12 +24,12 @@ from typing import Any
 
 import orjson
 
-from bridge.app import build_app
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.mapping.load import load_mapping
 from bridge.runtime import seed_structure
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 
 MAPPING = "mappings/openldap.yaml"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

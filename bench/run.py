@@ -232,9 +232,9 @@ def start_bridge(
         "BRIDGE_LOG_LEVEL": "WARNING",
         "BRIDGE_LDAP_POOL_SIZE": "16",
     }
-    # the production entry point: the app factory `serve --workers N` uses (bridge/asgi.py)
+    # the production entry point: the app factory `serve --workers N` uses (bridge/web/asgi.py)
     cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", "bridge.asgi:app",
+        sys.executable, "-m", "uvicorn", "--factory", "bridge.web.asgi:app",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip

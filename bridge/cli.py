@@ -240,15 +240,15 @@ def serve(args: argparse.Namespace) -> int:
     """Validate every setting, the mapping and the client, then print the banner and bind."""
     import uvicorn
 
-    from bridge.httpguard import EnvBoundedHttpToolsProtocol, bounded
     from bridge.runtime import check_client
+    from bridge.web.httpguard import EnvBoundedHttpToolsProtocol, bounded
 
     settings, generated = _serve_settings(args)
     workers, notes = _workers(args.workers, settings)
     mapping = read_mapping(settings.mapping, "--mapping" if args.mapping else "BRIDGE_MAPPING")
     check_client(settings)
     # build the app (mapping, directory client, demo seed) before anything is printed or bound
-    app: Any = make_served_app(settings, mapping) if workers == 1 else "bridge.asgi:app"
+    app: Any = make_served_app(settings, mapping) if workers == 1 else "bridge.web.asgi:app"
     from bridge.observability.logs import setup_logging
 
     setup_logging(settings)
@@ -268,7 +268,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     options.update(tls_options(settings))
     if workers > 1:
-        # workers import bridge.asgi:app and read BRIDGE_* themselves: hand over the overrides
+        # workers import bridge.web.asgi:app and read BRIDGE_* themselves: hand over the overrides
         os.environ["BRIDGE_MAPPING"] = settings.mapping
         uvicorn.run(
             app,
@@ -350,7 +350,7 @@ def _banner(settings: Settings, workers: int, notes: list[str], generated: bool)
     if settings.tls_client_ca:
         banner.append(f"mutual TLS: client certificates must chain to {settings.tls_client_ca}")
     if workers > 1:
-        banner.append(f"{workers} worker processes (bridge.asgi:app)")
+        banner.append(f"{workers} worker processes (bridge.web.asgi:app)")
     if generated:
         banner.append(
             f"bearer token (generated; set BRIDGE_TOKEN to choose one): {settings.tokens[0].secret}"
@@ -373,8 +373,8 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_served_app(settings: Settings, mapping: MappingConfig | None = None) -> Any:
-    from bridge.app import build_app
     from bridge.runtime import seed_demo
+    from bridge.web.app import build_app
 
     app = build_app(settings, mapping=mapping)
     if settings.embedded and settings.demo:

@@ -114,7 +114,7 @@ class Settings:
     idle_timeout: float = 300.0
     #: after a directory server fails to connect, try it after the others for this long
     server_backoff: float = 30.0
-    #: HTTP request head limits (bridge/httpguard.py): bytes of request line + headers, number
+    #: HTTP request head limits (bridge/web/httpguard.py): bytes of request line + headers, number
     #: of header fields, seconds to receive a whole head (slowloris), and the most connections
     #: and requests in flight at once (uvicorn's limit_concurrency: 503 above it)
     max_header_bytes: int = 16 << 10

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import build_app
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.mapping.load import load_mapping
 from bridge.mapping.model import MappingConfig
 from bridge.runtime import seed_structure
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENLDAP_MAP = ROOT / "mappings" / "openldap.yaml"

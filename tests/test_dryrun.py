@@ -8,9 +8,9 @@ import logging
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import build_app
 from bridge.observability.logs import JsonFormatter
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, Backend
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import AUTH_FAILURES_PER_SECOND, build_app
 from bridge.mapping.load import parse_mapping
 from bridge.observability.logs import Budget, JsonFormatter, TextFormatter
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
+from bridge.web.auth import AUTH_FAILURES_PER_SECOND
 from tests.conftest import OPENLDAP_MAP, TOKEN, Backend, make_client
 from tests.helpers import PATCH_SCHEMA, SCIM, USER_SCHEMA, create_user
 

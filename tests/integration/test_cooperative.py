@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.app import build_app
 from bridge.directory.base import Directory
 from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, _empty, slapd_directory
 from tests.helpers import SCIM, create_group, create_user
 

@@ -13,11 +13,11 @@ import orjson
 import pytest
 
 from bridge import concurrency
-from bridge.app import build_app
 from bridge.directory.base import Directory
 from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
 from bridge.translate import patch as translate_patch
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, _empty, slapd_directory
 from tests.helpers import PATCH_SCHEMA, SCIM, USER_SCHEMA
 

@@ -244,7 +244,7 @@ def test_serve_logs_the_findings_at_start(
 def test_asgi_factory_logs_the_findings_at_start(
     bare_slapd: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import asgi
+    from bridge.web import asgi
 
     for name, value in {
         "BRIDGE_LDAP_URL": bare_slapd.url,

@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.app import ScimResponse
 from bridge.errors import BadRequest, DirectoryError, Forbidden, NotFound, NotImplemented_
 from bridge.observability import metrics
 from bridge.scim import schema as sch
 from bridge.service import discovery
+from bridge.web.responses import ScimResponse
 
 log = logging.getLogger("bridge.http")
 

@@ -10,7 +10,7 @@
   bridge/observability/audit.py).  The one POST that is a read, a search, is recognised by the
   route it matches (``is_search``), never by the path's suffix: ``PATCH /Users/.search`` is a
   write attempt and is audited.  A request whose authentication failed is audited by the auth
-  layer instead (rate-limited, app.py).
+  layer instead (rate-limited, auth.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bridge.mapping.model import MappingConfig
 from bridge.observability import audit, context, metrics
 from bridge.settings import Settings
 
-#: the name of the search routes (routes.py): the only POSTs that are reads
+#: the name of the search routes (resources.py): the only POSTs that are reads
 SEARCH_ROUTE = "scim-search"
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _WRITES = ("POST", "PUT", "PATCH", "DELETE")

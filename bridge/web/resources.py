@@ -1,4 +1,4 @@
-"""Thin async endpoints: parse the request, one service call (routes.call), shape the
+"""Thin async endpoints: parse the request, one service call (resources.call), shape the
 response (RFC 7644 §3).  No LDAP and no business rules here."""
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge import concurrency
-from bridge.app import ScimResponse
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
 from bridge.mapping.model import ResourceMap
-from bridge.routes_ops import FIXED_ENDPOINTS, ops_routes
 from bridge.scim import schema as sch
 from bridge.scim.projection import Projection
 from bridge.service import bulk
 from bridge.service.facade import RESERVED_IDS, ListQuery, ListResult, Service
-from bridge.telemetry import SEARCH_ROUTE
+from bridge.web.ops import FIXED_ENDPOINTS, ops_routes
+from bridge.web.responses import ScimResponse
+from bridge.web.telemetry import SEARCH_ROUTE
 
 T = TypeVar("T")
 

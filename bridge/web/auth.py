@@ -1,73 +1,24 @@
-"""Starlette application: construction, auth, error rendering.  Endpoints are in routes.py.
-
-One error handler renders every ScimError as an RFC 7644 §3.12 body; DirectoryError goes through
-the one LDAP->SCIM table (errors.py); anything else is a 500 that is logged with its traceback and
-never echoed to the client.
-"""
+"""Bearer-token authentication, read-only tokens and request-body limits for the SCIM routes."""
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import orjson
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.directory.base import Directory
-from bridge.errors import (
-    DirectoryError,
-    Forbidden,
-    PayloadTooLarge,
-    ScimError,
-    Unauthorized,
-    Unavailable,
-)
-from bridge.mapping.load import load_mapping
-from bridge.mapping.model import MappingConfig
+from bridge.errors import Forbidden, PayloadTooLarge, ScimError, Unauthorized
 from bridge.observability import audit, context
 from bridge.observability.logs import Budget
-from bridge.scim.cursor import derive_key
 from bridge.service.bulk import payload_too_large
-from bridge.service.facade import Service
 from bridge.settings import Settings, Token
-from bridge.telemetry import is_search
+from bridge.web.responses import error_response
+from bridge.web.telemetry import is_search
 
 log = logging.getLogger("bridge.http")
-SCIM_JSON = "application/scim+json"
-
-
-class ScimResponse(Response):
-    media_type = SCIM_JSON
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def error_response(err: ScimError) -> ScimResponse:
-    headers = {}
-    if err.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="scim"'
-    if isinstance(err, Unavailable):
-        headers["Retry-After"] = str(err.retry_after)
-    return ScimResponse(err.body(), status_code=err.status, headers=headers)
-
-
-def to_scim_error(exc: BaseException) -> ScimError | None:
-    if isinstance(exc, ScimError):
-        return exc
-    if isinstance(exc, DirectoryError):
-        return exc.to_scim()
-    if isinstance(exc, HTTPException):  # Starlette's own 404 (no route) / 405: SCIM bodies too
-        return ScimError(exc.detail or "request refused", status=exc.status_code)
-    return None
 
 
 _READ_HEADERS = frozenset({b"authorization", b"content-length", b"x-request-id"})
@@ -188,65 +139,3 @@ class ScimMiddleware:
             return message
 
         await self.app(scope, limited, send)
-
-
-def build_app(
-    settings: Settings, *, directory: Directory | None = None, mapping: MappingConfig | None = None
-) -> Starlette:
-    from bridge import routes
-    from bridge.routes_ops import Readiness
-    from bridge.runtime import make_directory, wrap_directory
-
-    mapping = mapping or load_mapping(settings.mapping)
-    directory = wrap_directory(settings, mapping, directory or make_directory(settings, mapping))
-    service = Service(
-        mapping, directory, max_results=settings.max_results, default_count=settings.default_count
-    )
-    # BRIDGE_CURSOR_SECRET, else a random key of this process (never from a credential)
-    service.cursor_key = derive_key(settings.cursor_secret)
-
-    async def on_error(request: Request, exc: Exception) -> Response:
-        err = to_scim_error(exc)
-        if err is None:
-            log.exception("unhandled error", extra={"request_id": _rid(request)})
-            err = ScimError(f"internal error; see the bridge log for request {_rid(request)}")
-        elif err.status >= 500:
-            log.warning("%s: %s", type(exc).__name__, exc, extra={"request_id": _rid(request)})
-        return error_response(err)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        directory.close()
-
-    app = Starlette(
-        routes=routes.build_routes(settings.base_path),
-        exception_handlers={
-            Exception: on_error,
-            ScimError: on_error,
-            DirectoryError: on_error,
-            HTTPException: on_error,
-        },
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.mapping = mapping
-    app.state.directory = directory
-    app.state.service = service
-    app.state.base_urls = {}  # routes.base_url memo
-    app.state.readiness = Readiness()  # /readyz: one directory probe per interval at most
-    #: service calls run on the loop (greenio) when the client never blocks there
-    app.state.cooperative = settings.cooperative and directory.cooperative
-    app.add_middleware(ScimMiddleware, settings=settings, routes=app.routes)
-    from bridge.telemetry import TelemetryMiddleware
-
-    app.add_middleware(TelemetryMiddleware, settings=settings, mapping=mapping, routes=app.routes)
-
-    return app
-
-
-def _rid(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", "-"))
-
-
-Handler = Callable[[Request], Awaitable[Response]]

@@ -1,4 +1,4 @@
-"""ASGI application factory for process managers: ``uvicorn --factory bridge.asgi:app``.
+"""ASGI application factory for process managers: ``uvicorn --factory bridge.web.asgi:app``.
 
 ``serve --workers N`` uses it (uvicorn needs an import string to start worker processes); every
 worker reads its settings from the BRIDGE_* environment and keeps its own LDAP pool.  The
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from bridge.app import build_app
 from bridge.errors import ConfigError, Problem
 from bridge.observability.logs import setup_logging
 from bridge.settings import Settings
+from bridge.web.app import build_app
 
 
 def app() -> Starlette:
