@@ -63,8 +63,8 @@ def directory(args: argparse.Namespace) -> Iterator[Directory]:
         seed_structure(d, mapping)
         yield d
         return
-    from tests.conftest import slapd_directory
-    from tests.integration.slapd import Slapd
+    from devtools.clients import slapd_directory
+    from devtools.slapd import Slapd
 
     server = Slapd()
     info = server.start()

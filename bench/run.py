@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # for the bench package itself (bench.ldapserver, bench.floor)
 
 from bench import ldapserver  # noqa: E402
 from bench.floor import run as floor_run  # noqa: E402

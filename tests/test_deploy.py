@@ -207,7 +207,7 @@ def test_compose_openldap_passes_check_mapping(tmp_path: Path) -> None:
     port); the shipped openldap mapping must pass check-mapping --connect against it, with
     both clients, and the directory must offer server-side sorting (sssvlv)."""
     try:
-        from tests.integration.slapd import _MODULE_DIRS, _find_dir, require_slapd
+        from devtools.slapd import _MODULE_DIRS, _find_dir, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

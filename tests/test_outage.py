@@ -26,7 +26,7 @@ TIMEOUT = 2.0
 def own_slapd() -> Iterator[Any]:
     """A slapd of this test's own: it gets stopped and frozen."""
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

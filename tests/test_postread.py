@@ -21,8 +21,8 @@ from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
 from bridge.mapping.load import parse_mapping
 from bridge.service.facade import Service
+from devtools.faults import Masked
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
-from tests.faults import Masked
 from tests.helpers import PATCH_SCHEMA, SCIM, create_group, create_user, patch
 
 NO_MEMBERS = {"excludedAttributes": "members"}

@@ -34,7 +34,7 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 @pytest.fixture(scope="module")
 def bare_slapd() -> Iterator[Any]:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

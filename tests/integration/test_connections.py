@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slapd
 
 def _slapd() -> Any:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

@@ -1,5 +1,5 @@
 """``check-mapping --connect``'s directory inspection on real slapd servers, with both clients:
-a bare one (tests/integration/slapd.py ``profile="bare"``: no overlays, only objectClass
+a bare one (devtools/slapd.py ``profile="bare"``: no overlays, only objectClass
 indexed) and a tuned one (the test configuration), both letting the service account read the
 index/overlay settings of cn=config; the session's tuned server, which does not; the embedded
 directory; the CLI in a subprocess; the start-up log line."""
@@ -27,7 +27,7 @@ CLIENTS = ["ldap3", "libldap"]
 
 def _server(**options: Any) -> Iterator[Any]:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

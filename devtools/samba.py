@@ -3,7 +3,7 @@
 Self-contained: standard library + ldap3 only (no pytest import), so it can also be driven from a
 script or a REPL::
 
-    from tests.integration.samba import SambaDC
+    from devtools.samba import SambaDC
     with SambaDC(host="127.0.0.2") as dc:
         info = dc.info              # SambaInfo: url, bind_dn, bind_password, ca_file, ...
 

@@ -3,7 +3,7 @@
 Self-contained: standard library + ldap3 only, no pytest import, so fixtures, benchmarks
 and ad-hoc scripts can all use it::
 
-    from tests.integration.slapd import Slapd, generate_seed_ldif
+    from devtools.slapd import Slapd, generate_seed_ldif
 
     with Slapd(seed_ldif=generate_seed_ldif(users=1000, groups=10, members_per_group=20)) as s:
         info = s.info                 # SlapdInfo: urls, DNs, passwords, CA file, ports
