@@ -45,7 +45,8 @@ def check_client(settings: Settings) -> None:
         return
     try:
         import greenlet  # noqa: F401
-        import ldap  # noqa: F401
+
+        from bridge.directory import libldap_client  # noqa: F401  (imports python-ldap)
     except ImportError as exc:
         raise ConfigError(
             [
