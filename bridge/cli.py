@@ -255,8 +255,17 @@ def serve(args: argparse.Namespace) -> int:
     for line in _banner(settings, workers, notes, generated):
         print(line, flush=True)
     url = _url(settings)
+    from bridge.runtime import resolve_client
+
+    ldap_client = None if settings.embedded else resolve_client(settings)
     logging.getLogger("bridge").info(
-        "starting", extra={"url": url, "embedded": settings.embedded, "workers": workers}
+        "starting",
+        extra={
+            "url": url,
+            "embedded": settings.embedded,
+            "workers": workers,
+            "ldap_client": ldap_client,
+        },
     )
     options: dict[str, Any] = dict(
         host=settings.host,
@@ -344,7 +353,10 @@ def _banner(settings: Settings, workers: int, notes: list[str], generated: bool)
             "— set BRIDGE_LDAP_URL to use a real directory)"
         )
     else:
-        banner.append(f"directory: {', '.join(settings.ldap_urls)} (client {settings.client})")
+        from bridge.runtime import resolve_client
+
+        client = resolve_client(settings)
+        banner.append(f"directory: {', '.join(settings.ldap_urls)} (client {client})")
     if settings.dry_run:
         banner.append("DRY RUN: writes are planned and logged, never applied")
     if settings.tls_client_ca:
