@@ -115,7 +115,7 @@ def await_(awaitable: Awaitable[T]) -> T:
     """Wait for ``awaitable`` on the loop and return its result (inside :func:`run` only)."""
     current = greenlet.getcurrent()
     if not getattr(current, _MARK, False) or current.parent is None:
-        raise RuntimeError("await_() outside greenio.run()")
+        raise RuntimeError("await_() outside concurrency.run()")
     return current.parent.switch(awaitable)
 
 

@@ -98,7 +98,7 @@ class Settings:
     default_count: int = 100
     #: auto (python-ldap when it imports, else ldap3), ldap3 or libldap; runtime.resolve_client
     client: str = "auto"
-    #: with libldap: run requests on the event loop, waiting for LDAP cooperatively (greenio)
+    #: with libldap: run requests on the event loop, waiting for LDAP cooperatively (concurrency)
     cooperative: bool = True
     dry_run: bool = False
     log_level: str = "INFO"

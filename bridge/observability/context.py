@@ -1,5 +1,5 @@
 """Per-request context carried into the service call (contextvars are copied by
-``run_in_threadpool`` and by ``greenio.run``): the request id, for log lines, and the write
+``run_in_threadpool`` and by ``concurrency.run``): the request id, for log lines, and the write
 collector, for the audit record.  Pure: no HTTP, no LDAP."""
 
 from __future__ import annotations

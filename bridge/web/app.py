@@ -75,7 +75,7 @@ def build_app(
     app.state.service = service
     app.state.base_urls = {}  # resources.base_url memo
     app.state.readiness = Readiness()  # /readyz: one directory probe per interval at most
-    #: service calls run on the loop (greenio) when the client never blocks there
+    #: service calls run on the loop (bridge/concurrency.py) when the client never blocks there
     app.state.cooperative = settings.cooperative and directory.cooperative
     app.add_middleware(ScimMiddleware, settings=settings, routes=app.routes)
     app.add_middleware(TelemetryMiddleware, settings=settings, mapping=mapping, routes=app.routes)
