@@ -1,5 +1,5 @@
 """What a bare directory costs: the same 10,000 users on a bare slapd (no overlays, only
-``objectClass eq`` indexed: tests/integration/slapd.py ``profile="bare"``) and on the tuned
+``objectClass eq`` indexed: devtools/slapd.py ``profile="bare"``) and on the tuned
 test slapd (entryUUID/uid/mail/... indexes, sssvlv, deref, memberof, ppolicy, refint),
 measured through the bridge's Service (the code path of the HTTP routes), one request at a
 time, with the shipped mapping on the tuned server and mappings/openldap-bare.yaml on the
@@ -22,13 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bridge.config import load_mapping  # noqa: E402
-from bridge.service import ListQuery, Service  # noqa: E402
+from bridge.mapping.load import load_mapping  # noqa: E402
+from bridge.service.facade import ListQuery, Service  # noqa: E402
 from bridge.translate import entry as tr  # noqa: E402
-from tests.conftest import slapd_directory  # noqa: E402
-from tests.integration.slapd import Slapd, generate_seed_ldif  # noqa: E402
+from devtools.clients import slapd_directory  # noqa: E402
+from devtools.slapd import Slapd, generate_seed_ldif  # noqa: E402
 
 BASE_URL = "https://scim.example.test/scim/v2"
 Case = tuple[str, Callable[[], object]]

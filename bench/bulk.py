@@ -2,7 +2,7 @@
 
 One bulk of N user creates against N sequential ``POST /Users`` on one keep-alive HTTP
 connection, both through a real uvicorn server on 127.0.0.1, on the embedded directory and on a
-throwaway slapd (tests/integration/slapd.py).  Every measurement starts from an empty directory
+throwaway slapd (devtools/slapd.py).  Every measurement starts from an empty directory
 (a fresh embedded directory, or the slapd instance emptied); the two variants alternate so a
 load spike on the machine hits both.
 
@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import socket
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,14 +26,14 @@ import httpx
 import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bridge.app import build_app  # noqa: E402
-from bridge.config import MappingConfig, load_mapping  # noqa: E402
 from bridge.directory.base import Directory  # noqa: E402
 from bridge.directory.embedded import EmbeddedDirectory  # noqa: E402
+from bridge.mapping.load import load_mapping  # noqa: E402
+from bridge.mapping.model import MappingConfig  # noqa: E402
 from bridge.runtime import seed_structure  # noqa: E402
 from bridge.settings import Settings, Token  # noqa: E402
+from bridge.web.app import build_app  # noqa: E402
 
 TOKEN = "bench-token-9Xk2"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -131,7 +130,7 @@ def main() -> int:
         run("embedded", embedded, mapping, args.users, args.rounds)
     if args.backend in ("slapd", "both"):
         from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
-        from tests.integration.slapd import Slapd
+        from devtools.slapd import Slapd
 
         with Slapd() as slapd:
             info = slapd.info

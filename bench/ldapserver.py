@@ -1,6 +1,6 @@
 """A throwaway slapd for the benchmark, bulk-loaded with slapadd.
 
-Uses the test suite's fixture (``tests/integration/slapd.py``: ``Slapd`` and
+Uses the test suite's fixture (``devtools/slapd.py``: ``Slapd`` and
 ``generate_seed_ldif``) when it offers seeding; otherwise starts its own minimal slapd with the
 same shape: OpenLDAP 2.5 mdb, memberof + refint + sssvlv + deref overlays (deref after sssvlv:
 a user's groups come with the user), ``member`` stored apart once a group has over 100 members
@@ -65,10 +65,10 @@ def free_port() -> int:
 
 def seed_ldif(seed: Seed) -> str:
     """The whole DIT as LDIF text: base entries and the service account, then users and groups
-    from the test suite's generator (``tests/integration/slapd.py``), the same shape the
+    from the test suite's generator (``devtools/slapd.py``), the same shape the
     behaviour suites see: ``uid=user000042`` users, ``cn=group0042`` groups of
     ``users / GROUP_COUNT`` members each, ``cn=biggroup`` holding users ``0 .. big_group-1``."""
-    from tests.integration.slapd import generate_seed_ldif
+    from devtools.slapd import generate_seed_ldif
 
     base = [
         f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n",

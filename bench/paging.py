@@ -19,13 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bridge.config import load_mapping  # noqa: E402
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory  # noqa: E402
-from bridge.service import ListQuery, Service  # noqa: E402
-from bridge.translate.cursor import derive_key  # noqa: E402
-from tests.integration.slapd import Slapd, generate_seed_ldif  # noqa: E402
+from bridge.mapping.load import load_mapping  # noqa: E402
+from bridge.scim.cursor import derive_key  # noqa: E402
+from bridge.service.facade import ListQuery, Service  # noqa: E402
+from devtools.slapd import Slapd, generate_seed_ldif  # noqa: E402
 
 BASE_URL = "https://scim.example.test/scim/v2"
 

@@ -40,13 +40,13 @@ from typing import Any
 
 import ldap3
 
-from bridge import metrics
-from bridge.app import build_app
-from bridge.config import load_mapping
 from bridge.directory.base import Directory
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
+from bridge.mapping.load import load_mapping
+from bridge.observability import metrics
 from bridge.scim.projection import Projection
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 
 MAPPING = "mappings/openldap.yaml"
 PEOPLE = "ou=people,dc=example,dc=org"
@@ -121,7 +121,7 @@ def slapd(args: argparse.Namespace) -> Iterator[tuple[Any, Names]]:
         seed(info, args.big, args.repeats)
         yield info, Names("bench{:06d}", "bench-big", "bench-small", args.big + 10)
         return
-    from tests.integration.slapd import Slapd, generate_seed_ldif
+    from devtools.slapd import Slapd, generate_seed_ldif
 
     # slapadd seeding: users 0..big-1 in cn=biggroup, users 0..9 in cn=group0000, the rest
     # (2 * repeats) are added during the bench

@@ -24,12 +24,12 @@ from typing import Any
 
 import orjson
 
-from bridge.app import build_app
-from bridge.config import load_mapping
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.load import load_mapping
 from bridge.runtime import seed_structure
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 
 MAPPING = "mappings/openldap.yaml"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -63,8 +63,8 @@ def directory(args: argparse.Namespace) -> Iterator[Directory]:
         seed_structure(d, mapping)
         yield d
         return
-    from tests.conftest import slapd_directory
-    from tests.integration.slapd import Slapd
+    from devtools.clients import slapd_directory
+    from devtools.slapd import Slapd
 
     server = Slapd()
     info = server.start()

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # for the bench package itself (bench.ldapserver, bench.floor)
 
 from bench import ldapserver  # noqa: E402
 from bench.floor import run as floor_run  # noqa: E402
@@ -239,9 +239,9 @@ def start_bridge(
         # one worker signs must verify in the others; a fresh random one per bench run
         "BRIDGE_CURSOR_SECRET": CURSOR_SECRET,
     }
-    # the production entry point: the app factory `serve --workers N` uses (bridge/asgi.py)
+    # the production entry point: the app factory `serve --workers N` uses (bridge/web/asgi.py)
     cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", "bridge.asgi:app",
+        sys.executable, "-m", "uvicorn", "--factory", "bridge.web.asgi:app",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
@@ -338,7 +338,7 @@ def _bench_size(
 ) -> None:
     import random
 
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
     from bridge.translate.entry import ldap_attributes
 
     mapping = load_mapping(ROOT / "mappings" / "openldap.yaml")

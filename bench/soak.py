@@ -32,9 +32,8 @@ import httpx
 import ldap3
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from tests.integration.slapd import Slapd  # noqa: E402
+from devtools.slapd import Slapd  # noqa: E402
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -5,7 +5,7 @@ per worker (bridge/workers.py).
     PYTHONPATH=$PWD .venv/bin/python bench/workers.py [--workers 2] [--connections 16] [--trials 20]
 
 Starts the tuned test slapd, then each server shape in turn on a free port: ``shared`` is
-``uvicorn --factory bridge.asgi:app --workers N`` (what ``serve --workers N`` ran before),
+``uvicorn --factory bridge.web.asgi:app --workers N`` (what ``serve --workers N`` ran before),
 ``reuseport`` is ``scim-ldap-bridge serve --workers N``.  Each trial opens ``--connections``
 keep-alive connections from this one process, sends one request on each, and finds which
 worker process holds the server end of each connection (Linux: /proc/net/tcp inodes and the
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.slapd import Slapd  # noqa: E402
+from devtools.slapd import Slapd  # noqa: E402
 
 TOKEN = "bench-workers-token"
 
@@ -129,7 +129,7 @@ def measure(shape: str, args: argparse.Namespace, env: dict[str, str]) -> list[C
     py = sys.executable
     workers = str(args.workers)
     if shape == "shared":
-        cmd = [py, "-m", "uvicorn", "--factory", "bridge.asgi:app", "--workers", workers]
+        cmd = [py, "-m", "uvicorn", "--factory", "bridge.web.asgi:app", "--workers", workers]
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     else:
         cmd = [py, "-m", "bridge.cli", "serve", "--workers", workers, "--port", str(port)]

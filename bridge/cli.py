@@ -19,7 +19,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.settings import EXAMPLE_MAPPINGS, Settings, Token, example_mapping
 
 if TYPE_CHECKING:
-    from bridge.config import MappingConfig
+    from bridge.mapping.model import MappingConfig
 
 PROG = "scim-ldap-bridge"
 EXIT_STATUS = """\
@@ -146,7 +146,7 @@ def config_line(exc: ConfigError) -> str:
 def read_mapping(path: str, what: str = "mapping") -> MappingConfig:
     """Load a mapping file; an unreadable path is a CliError naming ``what`` (a ConfigError,
     the file's own problems, passes through)."""
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
 
     if os.path.isdir(path):
         raise CliError(
@@ -190,8 +190,8 @@ def check_mapping(path: str) -> int:
 
 def check_mapping_live(path: str) -> int:
     """``check-mapping --connect``: every problem against the live directory, exit 1 if any."""
-    from bridge.mapcheck import check, notes
     from bridge.runtime import check_client, make_directory
+    from bridge.service.mapcheck import check, notes
 
     settings = Settings.from_env()
     if settings.embedded:
@@ -199,7 +199,7 @@ def check_mapping_live(path: str) -> int:
     check_client(settings)
     mapping = read_mapping(path)
     directory = make_directory(settings, mapping)
-    from bridge import dircheck
+    from bridge.service import dircheck
 
     try:
         problems = check(directory, mapping)
@@ -241,23 +241,32 @@ def serve(args: argparse.Namespace) -> int:
     """Validate every setting, the mapping and the client, then print the banner and bind."""
     import uvicorn
 
-    from bridge.httpguard import EnvBoundedHttpToolsProtocol, bounded
     from bridge.runtime import check_client
+    from bridge.web.httpguard import EnvBoundedHttpToolsProtocol, bounded
 
     settings, generated = _serve_settings(args)
     workers, notes = _workers(args.workers, settings)
     mapping = read_mapping(settings.mapping, "--mapping" if args.mapping else "BRIDGE_MAPPING")
     check_client(settings)
     # build the app (mapping, directory client, demo seed) before anything is printed or bound
-    app: Any = make_served_app(settings, mapping) if workers == 1 else "bridge.asgi:app"
-    from bridge.logs import setup_logging
+    app: Any = make_served_app(settings, mapping) if workers == 1 else "bridge.web.asgi:app"
+    from bridge.observability.logs import setup_logging
 
     setup_logging(settings)
     for line in _banner(settings, workers, notes, generated):
         print(line, flush=True)
     url = _url(settings)
+    from bridge.runtime import resolve_client
+
+    ldap_client = None if settings.embedded else resolve_client(settings)
     logging.getLogger("bridge").info(
-        "starting", extra={"url": url, "embedded": settings.embedded, "workers": workers}
+        "starting",
+        extra={
+            "url": url,
+            "embedded": settings.embedded,
+            "workers": workers,
+            "ldap_client": ldap_client,
+        },
     )
     options: dict[str, Any] = dict(
         host=settings.host,
@@ -269,7 +278,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     options.update(tls_options(settings))
     if workers > 1:
-        # workers import bridge.asgi:app and read BRIDGE_* themselves: hand over the overrides
+        # workers import bridge.web.asgi:app and read BRIDGE_* themselves: hand over the overrides
         os.environ["BRIDGE_MAPPING"] = settings.mapping
         options["http"] = EnvBoundedHttpToolsProtocol  # the head limits, read from BRIDGE_*
         from bridge import workers as multi
@@ -345,13 +354,16 @@ def _banner(settings: Settings, workers: int, notes: list[str], generated: bool)
             "— set BRIDGE_LDAP_URL to use a real directory)"
         )
     else:
-        banner.append(f"directory: {', '.join(settings.ldap_urls)} (client {settings.client})")
+        from bridge.runtime import resolve_client
+
+        client = resolve_client(settings)
+        banner.append(f"directory: {', '.join(settings.ldap_urls)} (client {client})")
     if settings.dry_run:
         banner.append("DRY RUN: writes are planned and logged, never applied")
     if settings.tls_client_ca:
         banner.append(f"mutual TLS: client certificates must chain to {settings.tls_client_ca}")
     if workers > 1:
-        banner.append(f"{workers} worker processes (bridge.asgi:app)")
+        banner.append(f"{workers} worker processes (bridge.web.asgi:app)")
     if generated:
         banner.append(
             f"bearer token (generated; set BRIDGE_TOKEN to choose one): {settings.tokens[0].secret}"
@@ -374,14 +386,14 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_served_app(settings: Settings, mapping: MappingConfig | None = None) -> Any:
-    from bridge.app import build_app
     from bridge.runtime import seed_demo
+    from bridge.web.app import build_app
 
     app = build_app(settings, mapping=mapping)
     if settings.embedded and settings.demo:
         seed_demo(app.state.service, "")
     if not settings.embedded:
-        from bridge.dircheck import log_at_startup
+        from bridge.service.dircheck import log_at_startup
 
         log_at_startup(app.state.service.directory, app.state.service.mapping)
     return app

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.syntax import parent_dn, split_rdn
 from bridge.errors import ConfigError, Problem
+from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge")
@@ -43,20 +43,39 @@ def check_client(settings: Settings) -> None:
     ``libldap`` extra) must import: a ConfigError saying how to install it, at start."""
     if settings.embedded or settings.client != "libldap":
         return
-    try:
-        import greenlet  # noqa: F401
-        import ldap  # noqa: F401
-    except ImportError as exc:
+    missing = _libldap_missing()
+    if missing is not None:
         raise ConfigError(
             [
                 Problem(
                     "BRIDGE_LDAP_CLIENT",
-                    f"libldap needs python-ldap ({exc}): pip install 'scim-ldap-bridge[libldap]'"
-                    " (from a clone: pip install -e '.[libldap]'), or use ldap3",
+                    f"libldap needs python-ldap ({missing}): pip install "
+                    "'scim-ldap-bridge[libldap]' (from a clone: pip install -e '.[libldap]'), "
+                    "or use ldap3",
                 )
             ],
             "environment",
-        ) from None
+        )
+
+
+def resolve_client(settings: Settings) -> str:
+    """The LDAP client that runs: ``BRIDGE_LDAP_CLIENT``, where ``auto`` (the default) is
+    python-ldap (libldap) when it imports — about twice ldap3's throughput — and ldap3 otherwise,
+    which always works."""
+    if settings.client != "auto":
+        return settings.client
+    return "ldap3" if _libldap_missing() else "libldap"
+
+
+def _libldap_missing() -> str | None:
+    """Why the python-ldap driver cannot load (the ImportError's text), or None when it can."""
+    try:
+        import greenlet  # noqa: F401
+
+        from bridge.directory import libldap_client  # noqa: F401  (imports python-ldap)
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def make_directory(settings: Settings, mapping: MappingConfig) -> Directory:
@@ -64,7 +83,14 @@ def make_directory(settings: Settings, mapping: MappingConfig) -> Directory:
         directory = EmbeddedDirectory()
         seed_structure(directory, mapping)
         return directory
-    if settings.client == "libldap":
+    client = resolve_client(settings)
+    log.info(
+        "LDAP client: %s (BRIDGE_LDAP_CLIENT=%s)",
+        client,
+        settings.client,
+        extra={"ldap_client": client},
+    )
+    if client == "libldap":
         from bridge.directory.libldap_client import LibldapDirectory  # optional extra
 
         return LibldapDirectory(connection_settings(settings))

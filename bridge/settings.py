@@ -14,6 +14,8 @@ from bridge.errors import ConfigError, Problem
 #: the example mappings shipped inside the package (bridge/data/mappings/, links to mappings/)
 EXAMPLE_MAPPINGS = ("openldap", "active-directory")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: BRIDGE_LDAP_CLIENT: auto picks python-ldap (libldap) when it imports, else ldap3
+LDAP_CLIENTS = ("auto", "ldap3", "libldap")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -94,8 +96,9 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_results: int = 1000
     default_count: int = 100
-    client: str = "ldap3"
-    #: with libldap: run requests on the event loop, waiting for LDAP cooperatively (greenio)
+    #: auto (python-ldap when it imports, else ldap3), ldap3 or libldap; runtime.resolve_client
+    client: str = "auto"
+    #: with libldap: run requests on the event loop, waiting for LDAP cooperatively (concurrency)
     cooperative: bool = True
     dry_run: bool = False
     log_level: str = "INFO"
@@ -114,7 +117,7 @@ class Settings:
     idle_timeout: float = 300.0
     #: after a directory server fails to connect, try it after the others for this long
     server_backoff: float = 30.0
-    #: HTTP request head limits (bridge/httpguard.py): bytes of request line + headers, number
+    #: HTTP request head limits (bridge/web/httpguard.py): bytes of request line + headers, number
     #: of header fields, seconds to receive a whole head (slowloris), and the most connections
     #: and requests in flight at once (uvicorn's limit_concurrency: 503 above it)
     max_header_bytes: int = 16 << 10
@@ -156,10 +159,10 @@ class Settings:
         urls = tuple(
             u.strip() for u in env.get("BRIDGE_LDAP_URL", "").replace(",", " ").split() if u.strip()
         )
-        client = env.get("BRIDGE_LDAP_CLIENT", "ldap3")
-        if client not in ("ldap3", "libldap"):
+        client = env.get("BRIDGE_LDAP_CLIENT", "") or "auto"
+        if client not in LDAP_CLIENTS:
             problems.append(
-                Problem("BRIDGE_LDAP_CLIENT", f"expected ldap3 or libldap, got {client!r}")
+                Problem("BRIDGE_LDAP_CLIENT", f"expected {', '.join(LDAP_CLIENTS)}, got {client!r}")
             )
         group_patch = env.get("BRIDGE_GROUP_PATCH_RESPONSE", "") or "no-content"
         if group_patch not in GROUP_PATCH_RESPONSES:

@@ -25,7 +25,7 @@ log = logging.getLogger("bridge")
 
 #: connections waiting to be accepted, per worker socket (uvicorn's default backlog)
 BACKLOG = 2048
-APP = "bridge.asgi:app"
+APP = "bridge.web.asgi:app"
 #: a worker that dies sooner than this after starting is not restarted (a bad configuration)
 STARTUP_GRACE = 10.0
 

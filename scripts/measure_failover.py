@@ -10,7 +10,7 @@ import statistics
 import time
 
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
-from tests.integration.slapd import Slapd
+from devtools.slapd import Slapd
 
 
 def main(rounds: int = 5) -> None:

@@ -2,7 +2,7 @@
 
 ``backend`` is parametrised over ``embedded`` and ``slapd``; tests that use ``client`` (the ASGI
 app in-process) or ``service`` therefore run twice.  The slapd server is started once per session
-by the tests themselves (tests/integration/slapd.py) and emptied between tests.  In CI
+by the tests themselves (devtools/slapd.py) and emptied between tests.  In CI
 (``CI=true``) a slapd that cannot start is a failure, never a skip.
 """
 
@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import build_app
-from bridge.config import MappingConfig, load_mapping
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.load import load_mapping
+from bridge.mapping.model import MappingConfig
 from bridge.runtime import seed_structure
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
+from devtools import clients
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENLDAP_MAP = ROOT / "mappings" / "openldap.yaml"
@@ -44,7 +46,7 @@ def unavailable(reason: str, *, module: bool = False) -> None:
 def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """One of the bench/ scripts against a slapd it starts itself (a CI smoke of it)."""
     try:
-        from tests.integration.slapd import require_slapd
+        from devtools.slapd import require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:
@@ -91,7 +93,7 @@ def openldap_mapping() -> MappingConfig:
 @pytest.fixture(scope="session")
 def slapd_server() -> Iterator[Any]:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:
@@ -110,7 +112,7 @@ def slapd_server() -> Iterator[Any]:
 def bare_slapd_server() -> Iterator[Any]:
     """A slapd as a default install has it (no overlays, only objectClass indexed: issue 19)."""
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:
@@ -146,9 +148,9 @@ def any_backend(
 
 @pytest.fixture(scope="session")
 def samba_server() -> Iterator[Any]:
-    """One throwaway Samba AD DC per session (tests/integration/samba.py); yields SambaInfo."""
+    """One throwaway Samba AD DC per session (devtools/samba.py); yields SambaInfo."""
     try:
-        from tests.integration.samba import SambaDC, free_loopback_host, require_samba
+        from devtools.samba import SambaDC, free_loopback_host, require_samba
 
         require_samba()
     except (ImportError, RuntimeError) as exc:
@@ -164,17 +166,12 @@ def samba_server() -> Iterator[Any]:
 
 
 def slapd_directory(info: Any, client: str = "ldap3", **overrides: Any) -> Directory:
-    from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
-
-    base = {"urls": (info.url,), "bind_dn": info.bind_dn, "bind_password": info.bind_password}
-    settings = ConnectionSettings(**{**base, **overrides})
-    if client == "libldap":
-        try:
-            from bridge.directory.libldap_client import LibldapDirectory
-        except ImportError as exc:
-            unavailable(f"python-ldap is not installed: {exc}")
-        return LibldapDirectory(settings)
-    return Ldap3Directory(settings)
+    """devtools' client of the fixture slapd; python-ldap missing skips (fails in CI)."""
+    try:
+        return clients.slapd_directory(info, client, **overrides)
+    except ImportError as exc:
+        unavailable(f"python-ldap is not installed: {exc}")
+        raise
 
 
 def encrypted_slapd_directory(info: Any, client: str = "ldap3") -> Directory:
@@ -236,7 +233,7 @@ def scim(backend: Backend, masked: Any) -> TestClient:
 @pytest.fixture
 def plain(backend: Backend) -> TestClient:
     """Reads the old way: a directory without post-read, matched values or dereference."""
-    from tests.faults import Masked
+    from devtools.faults import Masked
 
     bare = Masked(backend.directory, post_read=False, matched_values=False, deref=False)
     return make_client(replace(backend, directory=bare))

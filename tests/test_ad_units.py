@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load_mapping, parse_mapping
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.ranges import complete_ranges, parse_ranged
 from bridge.errors import ConfigError, DirectoryError, InvalidValue, NotImplemented_
+from bridge.mapping.codecs import CODECS
+from bridge.mapping.load import load_mapping, parse_mapping
 from bridge.runtime import seed_structure
-from bridge.service import Service
-from bridge.translate.values import CODECS
+from bridge.service.facade import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 AD_MAP = ROOT / "mappings" / "active-directory.yaml"
@@ -353,7 +353,7 @@ def test_known_refs_need_one_unambiguous_guid_keyed_holder() -> None:
     import uuid
 
     from bridge.directory.base import Entry
-    from bridge.nested import known_refs
+    from bridge.service.nested import known_refs
 
     m = load_mapping(AD_MAP)
     raw = uuid.uuid4().bytes_le
@@ -500,7 +500,7 @@ def test_derived_spec_errors_name_their_yaml_path(spec: str, path: str, message:
 
 
 def test_derived_names_are_numbered_and_cut_to_fit() -> None:
-    from bridge.staged import _suffixed
+    from bridge.service.create import _suffixed
 
     assert [_suffixed("jdoe", n, 20) for n in (0, 1, 2, 10)] == ["jdoe", "jdoe1", "jdoe2", "jdoe10"]
     base = "abcdefghijklmnopqrst"

@@ -10,8 +10,8 @@ from dataclasses import replace
 from typing import Any
 
 from bridge.directory.base import Entry, Search, SearchResult
+from devtools.faults import FaultyDirectory
 from tests.conftest import Backend, make_client
-from tests.faults import FaultyDirectory
 from tests.helpers import SCIM, create_user
 
 

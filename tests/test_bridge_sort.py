@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.config import load_mapping
 from bridge.directory.base import Entry, SortKey
+from bridge.mapping.load import load_mapping
 from bridge.translate.sort import sort_entries
 from tests.conftest import BARE_MAP, Backend, make_client
 from tests.helpers import SCIM, create_user

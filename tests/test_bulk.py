@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import build_app
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 from tests.conftest import Backend, make_client
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user
 

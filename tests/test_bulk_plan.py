@@ -1,4 +1,4 @@
-"""The pure parts of bridge/bulk.py: parsing, ordering, cycle splitting, substitution."""
+"""The pure parts of bridge/service/bulk.py: parsing, ordering, cycle splitting, substitution."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from bridge.bulk import (
+from bridge.errors import InvalidSyntax, InvalidValue, PayloadTooLarge
+from bridge.service.bulk import (
     BULK_REQUEST,
     Limits,
     parse_request,
@@ -14,7 +15,6 @@ from bridge.bulk import (
     split_deferred,
     substitute,
 )
-from bridge.errors import InvalidSyntax, InvalidValue, PayloadTooLarge
 
 LIMITS = Limits(max_operations=10_000, max_payload_bytes=1 << 20)
 

@@ -121,7 +121,7 @@ def test_header_limits_have_defaults_and_floors() -> None:
 def test_default_mapping_is_the_packaged_example_from_any_directory(tmp_path: Path) -> None:
     assert Path(DEFAULT_MAPPING).is_absolute() and Path(DEFAULT_MAPPING).is_file()
     assert Settings.from_env({}).mapping == DEFAULT_MAPPING
-    script = "from bridge.settings import Settings; from bridge.config import load_mapping; "
+    script = "from bridge.settings import Settings; from bridge.mapping.load import load_mapping; "
     script += "print(load_mapping(Settings.from_env({}).mapping).dialect.name)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("BRIDGE_MAPPING", None)
@@ -138,7 +138,7 @@ def test_packaged_mappings_are_the_edited_sources(name: str) -> None:
 
 
 def test_example_mapping_command_writes_a_loadable_file(tmp_path: Path) -> None:
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(

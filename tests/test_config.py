@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.config import load_mapping, parse_mapping
 from bridge.errors import ConfigError
+from bridge.mapping.load import load_mapping, parse_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import parse_mapping
 from bridge.directory.base import OID_EXTENDED_DN, Entry
 from bridge.directory.syntax import normalize_dn
-from bridge.service import Service
+from bridge.mapping.load import parse_mapping
+from bridge.service.facade import Service
+from devtools.faults import Masked
 from tests.conftest import OPENLDAP_MAP, Backend
-from tests.faults import Masked
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA
 
 #: what the directory offers, as the tests ask for it

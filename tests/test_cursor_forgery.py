@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.app import build_app
+from bridge.scim.cursor import Cursors, derive_key, fingerprint
 from bridge.settings import Settings, Token
-from bridge.translate.cursor import Cursors, derive_key, fingerprint
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, Backend, make_client
 from tests.helpers import SCIM, create_user
 

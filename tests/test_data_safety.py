@@ -24,8 +24,8 @@ from starlette.testclient import TestClient
 from bridge.directory.base import Change, Search, SearchResult
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
+from devtools.faults import FaultyDirectory
 from tests.conftest import Backend, make_client
-from tests.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user, patch
 
 OUTSIDE = "cn=svc-backup,dc=example,dc=org"  # outside every mapped base
@@ -283,7 +283,7 @@ def test_ordinary_text_is_still_accepted(client: TestClient) -> None:
 def test_filtered_member_ops_read_the_member_list_once(backend: Backend) -> None:
     """20 general member filters on a 60-member group: one read of the member list and one
     batched resolve, not one of each per operation (was 62 LDAP operations for 20 on 300)."""
-    from tests.faults import Masked
+    from devtools.faults import Masked
 
     plain = make_client(backend)
     ids = [create_user(plain, f"m{i:02d}", displayName=f"Member {i:02d}")["id"] for i in range(60)]
@@ -302,7 +302,7 @@ def test_filtered_member_ops_read_the_member_list_once(backend: Backend) -> None
 
 
 def test_removing_missing_members_is_one_search(backend: Backend) -> None:
-    from tests.faults import Masked
+    from devtools.faults import Masked
 
     plain = make_client(backend)
     uid = create_user(plain, "only")["id"]
@@ -367,7 +367,7 @@ def test_too_many_member_filters(client: TestClient) -> None:
 def test_never_returned_sub_attributes_in_patch_and_list_filters(backend: Backend) -> None:
     """A mapping that declares the mobile number ``returned: never``: it is not shown, not
     read, and neither a list filter nor a PATCH value filter may test it."""
-    from bridge.config import parse_mapping
+    from bridge.mapping.load import parse_mapping
     from tests.conftest import OPENLDAP_MAP
 
     line = 'phoneNumbers[type eq "mobile"].value: {ldap: mobile}'

@@ -216,7 +216,7 @@ def test_compose_openldap_passes_check_mapping(tmp_path: Path) -> None:
     port); the shipped openldap mapping must pass check-mapping --connect against it, with
     both clients, and the directory must offer server-side sorting (sssvlv)."""
     try:
-        from tests.integration.slapd import _MODULE_DIRS, _find_dir, require_slapd
+        from devtools.slapd import _MODULE_DIRS, _find_dir, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:
@@ -289,8 +289,8 @@ def _create_with_password(tls_port: int, ca_file: str, client: str, mapping: str
     import ldap3
     from starlette.testclient import TestClient
 
-    from bridge.app import build_app
     from bridge.settings import Settings, Token
+    from bridge.web.app import build_app
 
     settings = Settings(
         ldap_urls=(f"ldaps://127.0.0.1:{tls_port}",),

@@ -1,12 +1,12 @@
-"""The pure half of the directory inspection (bridge/dircheck.py, bridge/dirfacts.py): which
+"""The pure half of the directory inspection (bridge/service/dircheck.py, bridge/service/dirfacts.py): which
 indexes a mapping needs, how olcDbIndex values read, and what each set of facts yields."""
 
 from __future__ import annotations
 
-from bridge.config import load_mapping
-from bridge.dircheck import breaking, findings, needed_indexes, render
 from bridge.directory.base import OID_SORT, OID_VLV, Entry
-from bridge.dirfacts import OID_DEREF, OID_PPOLICY, Facts, parse_olc_indexes, server_kind
+from bridge.mapping.load import load_mapping
+from bridge.service.dircheck import breaking, findings, needed_indexes, render
+from bridge.service.dirfacts import OID_DEREF, OID_PPOLICY, Facts, parse_olc_indexes, server_kind
 from tests.conftest import OPENLDAP_MAP, ROOT
 
 BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"

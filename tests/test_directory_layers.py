@@ -22,8 +22,8 @@ from bridge.directory.base import (
 from bridge.directory.instrumented import InstrumentedDirectory
 from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
+from devtools.faults import FaultyDirectory
 from tests.conftest import Backend, slapd_directory
-from tests.faults import FaultyDirectory
 
 PEOPLE = "ou=people,dc=example,dc=org"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import MappingConfig
+from bridge.mapping.model import MappingConfig
 from tests.conftest import Backend, make_client
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA
 
@@ -210,8 +210,8 @@ def test_discovery_from_the_active_directory_mapping() -> None:
     """Every shipped mapping produces valid discovery documents."""
     from pathlib import Path
 
-    from bridge import discovery
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
+    from bridge.service import discovery
 
     for path in sorted(Path(__file__).resolve().parent.parent.glob("mappings/*.yaml")):
         mapping = load_mapping(path)

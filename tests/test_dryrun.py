@@ -8,9 +8,9 @@ import logging
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import build_app
-from bridge.logs import JsonFormatter
+from bridge.observability.logs import JsonFormatter
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, Backend
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user
 
@@ -106,7 +106,7 @@ def test_dry_run_list_merges_planned_entries(backend: Backend) -> None:
     create_user(dry, "new")
     assert dry.delete(f"{SCIM}/Users/{gone['id']}").status_code == 204
     service = dry.app.state.service  # type: ignore[attr-defined]
-    from bridge.service import ListQuery
+    from bridge.service.facade import ListQuery
 
     listed = service.search("User", ListQuery(count=10), "")
     names = sorted(r["userName"] for r in listed.resources)

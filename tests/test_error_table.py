@@ -179,7 +179,7 @@ def read_only_slapd() -> Iterator[Any]:
     """A slapd of its own whose ACL gives ``cn=reader`` read access (through ldapi/EXTERNAL,
     as an administrator would), so the bridge can bind as a read-only account."""
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import load_mapping
 from bridge.errors import InvalidFilter
+from bridge.mapping.load import load_mapping
 from bridge.scim.filter import AttrPath, Compare, FilterSyntaxError, parse
 from bridge.translate.filter import to_ldap
 from tests.conftest import OPENLDAP_MAP, ROOT

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from ldap3.operation.search import parse_filter
 from starlette.testclient import TestClient
 
-from bridge.config import MappingConfig, load_mapping
 from bridge.errors import ScimError
+from bridge.mapping.load import load_mapping
+from bridge.mapping.model import MappingConfig
 from bridge.scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath, render
 from bridge.translate.filter import to_ldap
 from tests.conftest import OPENLDAP_MAP

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from bridge.config import MappingConfig, load_mapping
 from bridge.errors import ScimError
+from bridge.mapping.load import load_mapping
+from bridge.mapping.model import MappingConfig
 from bridge.translate.filter import sort_attribute, sort_keys, to_ldap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +202,7 @@ resources:
 def test_binary_id_and_plain_ordering_on_active_directory() -> None:
     """objectGUID is compared as escaped bytes (MS-DTYP little-endian GUID); AD orders strings
     with >= / <= itself and takes a single sort key."""
-    from bridge.config import parse_mapping
+    from bridge.mapping.load import parse_mapping
 
     m = parse_mapping(AD_MAP)
     rmap = m.resource("User")
@@ -218,7 +219,7 @@ def test_binary_id_and_plain_ordering_on_active_directory() -> None:
 def test_string_id_sorts_with_an_ordering_rule() -> None:
     """An id mapped to a plain string attribute (uid) has no ordering rule of its own on
     OpenLDAP, unlike entryUUID."""
-    from bridge.config import parse_mapping
+    from bridge.mapping.load import parse_mapping
 
     text = (ROOT / "mappings/openldap.yaml").read_text(encoding="utf-8")
     m = parse_mapping(text.replace("id: {ldap: entryUUID, type: uuid}", "id: {ldap: uid}", 1))

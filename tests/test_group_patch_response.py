@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from bridge.directory.base import Search
 from bridge.errors import ConfigError
 from bridge.settings import Settings
+from devtools.faults import Masked
 from tests.conftest import Backend, make_client
-from tests.faults import Masked
 from tests.helpers import SCIM, create_group, create_user, patch
 
 

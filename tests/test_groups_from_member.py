@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from bridge.config import MappingConfig, parse_mapping
 from bridge.errors import ConfigError
+from bridge.mapping.load import parse_mapping
+from bridge.mapping.model import MappingConfig
+from devtools.faults import FaultyDirectory
 from tests.conftest import BARE_MAP, OPENLDAP_MAP, Backend, make_client
-from tests.faults import FaultyDirectory
 from tests.helpers import SCIM, create_group, create_user
 
 FROM_MEMBER = "groups:                       {from_member: member, to: [Group]}"

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bridge.logs import JsonFormatter, TextFormatter, clean
+from bridge.observability.logs import JsonFormatter, TextFormatter, clean
 from tests.conftest import Backend, make_client
 from tests.helpers import SCIM
 

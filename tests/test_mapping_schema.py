@@ -1,5 +1,5 @@
 """The JSON Schema for mapping files (bridge/data/mapping.schema.json): shipped in the package,
-referenced from every example mapping, valid for them, and in agreement with config.py."""
+referenced from every example mapping, valid for them, and in agreement with mapping/load.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge import config
-from bridge import deprovision as dp
 from bridge.errors import ConfigError
-from bridge.translate.values import CODECS
+from bridge.mapping import load
+from bridge.mapping import policy as dp
+from bridge.mapping.codecs import CODECS
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = sorted((ROOT / "mappings").glob("*.yaml"))
@@ -44,9 +44,9 @@ def test_example_mappings_validate_and_reference_the_schema(
 def test_schema_agrees_with_the_loader(schema: dict[str, Any]) -> None:
     resource = schema["$defs"]["resource"]["properties"]
     attribute = schema["$defs"]["attribute"]["properties"]
-    assert set(schema["properties"]) == config._TOP_KEYS
-    assert set(resource) == config._RES_KEYS
-    assert set(attribute) == config._ATTR_KEYS
+    assert set(schema["properties"]) == load._TOP_KEYS
+    assert set(resource) == load._RES_KEYS
+    assert set(attribute) == load._ATTR_KEYS
     assert set(resource["id"]["properties"]) == {"ldap", "type"}
     assert set(resource["rdn"]["properties"]) == {"ldap", "from"}
     assert set(resource["meta"]["properties"]) == {"created", "last_modified", "version"}
@@ -58,9 +58,9 @@ def test_schema_agrees_with_the_loader(schema: dict[str, Any]) -> None:
     )
     assert set(attribute["type"]["enum"]) == set(CODECS)
     assert set(resource["id"]["properties"]["type"]["enum"]) == set(CODECS)
-    assert set(schema["properties"]["dialect"]["enum"]) == set(config.DIALECTS)
-    assert set(attribute["mutability"]["enum"]) == config._MUTABILITY
-    assert set(attribute["returned"]["enum"]) == config._RETURNED
+    assert set(schema["properties"]["dialect"]["enum"]) == set(load.DIALECTS)
+    assert set(attribute["mutability"]["enum"]) == load._MUTABILITY
+    assert set(attribute["returned"]["enum"]) == load._RETURNED
 
 
 @pytest.mark.parametrize(
@@ -79,4 +79,4 @@ def test_schema_and_loader_both_reject(schema: dict[str, Any], edit: Any) -> Non
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
     with pytest.raises(ConfigError):
-        config.parse_mapping(yaml.safe_dump(data))
+        load.parse_mapping(yaml.safe_dump(data))

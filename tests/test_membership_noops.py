@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
+from devtools.faults import FaultyDirectory
 from tests.conftest import Backend, make_client
-from tests.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, create_group, create_user, patch
 
 

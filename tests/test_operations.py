@@ -12,9 +12,9 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
-from bridge.app import build_app
-from bridge.logs import JsonFormatter
+from bridge.observability.logs import JsonFormatter
 from bridge.settings import Settings
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, Backend, make_client
 from tests.helpers import SCIM, USER_SCHEMA, create_user
 
@@ -356,8 +356,8 @@ def test_served_logging_is_json_with_request_id(capsys: pytest.CaptureFixture[st
     """setup_logging: JSON lines on stderr; the audit logger is on even at WARNING."""
     import json
 
-    from bridge import audit, context
-    from bridge.logs import setup_logging
+    from bridge.observability import audit, context
+    from bridge.observability.logs import setup_logging
 
     setup_logging(Settings(log_level="WARNING"))
     try:
@@ -394,8 +394,8 @@ def test_served_logging_is_json_with_request_id(capsys: pytest.CaptureFixture[st
 def test_asgi_factory_refuses_single_process_modes(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
 ) -> None:
-    from bridge import asgi
     from bridge.errors import ConfigError
+    from bridge.web import asgi
 
     for key in [k for k in os.environ if k.startswith("BRIDGE_")]:
         monkeypatch.delenv(key)
@@ -407,7 +407,7 @@ def test_asgi_factory_refuses_single_process_modes(
 
 
 def test_asgi_factory_builds_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bridge import asgi
+    from bridge.web import asgi
 
     monkeypatch.setenv("BRIDGE_LDAP_URL", "ldap://127.0.0.1:1")
     monkeypatch.setenv("BRIDGE_TOKEN", "factory-token")

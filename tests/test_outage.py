@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import MappingConfig
+from bridge.mapping.model import MappingConfig
 from tests.conftest import Backend, make_client, slapd_directory, unavailable
 from tests.helpers import SCIM, USER_SCHEMA, create_user, patch
 
@@ -26,7 +26,7 @@ TIMEOUT = 2.0
 def own_slapd() -> Iterator[Any]:
     """A slapd of this test's own: it gets stopped and frozen."""
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

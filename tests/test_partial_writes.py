@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from devtools.faults import FaultyDirectory
 from tests.conftest import Backend, make_client
-from tests.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user, patch
 
 

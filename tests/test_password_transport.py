@@ -17,9 +17,9 @@ from typing import Any
 import ldap3
 import pytest
 
-from bridge.config import MappingConfig
 from bridge.directory.connections import ConnectionSettings
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.model import MappingConfig
 from bridge.runtime import connection_settings, seed_structure
 from bridge.settings import Settings
 from tests.conftest import Backend, _empty, make_client, slapd_directory, unavailable

@@ -21,8 +21,8 @@ from starlette.testclient import TestClient
 
 from bridge.directory.base import Change
 from bridge.directory.syntax import normalize_dn
+from devtools.faults import Masked
 from tests.conftest import Backend, make_client
-from tests.faults import Masked
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA
 
 SAMPLES = sorted((Path(__file__).parent / "samples" / "patch").glob("*.json"))

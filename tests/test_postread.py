@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import parse_mapping
 from bridge.directory.base import Change, Entry, Search
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
-from bridge.service import Service
+from bridge.mapping.load import parse_mapping
+from bridge.service.facade import Service
+from devtools.faults import Masked
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
-from tests.faults import Masked
 from tests.helpers import PATCH_SCHEMA, SCIM, create_group, create_user, patch
 
 NO_MEMBERS = {"excludedAttributes": "members"}

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from bridge.config import parse_mapping
 from bridge.directory.base import Entry
-from bridge.service import Service
+from bridge.mapping.load import parse_mapping
+from bridge.service.facade import Service
+from devtools.faults import FaultyDirectory
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
-from tests.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA
 
 RACERS = 6

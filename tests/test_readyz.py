@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.errors import DirectoryError
-from bridge.routes_ops import Readiness
+from bridge.web.ops import Readiness
 from tests.conftest import Backend, make_client
 
 

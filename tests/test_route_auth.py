@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.app import AUTH_FAILURES_PER_SECOND, build_app
-from bridge.config import parse_mapping
-from bridge.logs import Budget, JsonFormatter, TextFormatter
+from bridge.mapping.load import parse_mapping
+from bridge.observability.logs import Budget, JsonFormatter, TextFormatter
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
+from bridge.web.auth import AUTH_FAILURES_PER_SECOND
 from tests.conftest import OPENLDAP_MAP, TOKEN, Backend, make_client
 from tests.helpers import PATCH_SCHEMA, SCIM, USER_SCHEMA, create_user
 
@@ -218,11 +219,11 @@ def test_failed_authentications_are_logged_without_the_token(
 def test_failed_authentications_are_rate_limited(
     backend: Backend, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bridge.app
+    import bridge.web.app
 
     # the middleware's bucket on a clock the test moves: the same on a slow, loaded machine
     now = [1000.0]
-    monkeypatch.setattr(bridge.app, "Budget", lambda rate: Budget(rate, clock=lambda: now[0]))
+    monkeypatch.setattr(bridge.web.app, "Budget", lambda rate: Budget(rate, clock=lambda: now[0]))
     client = make_client(backend)
     for i in range(60):
         assert client.get(f"{SCIM}/Users", headers=bearer(f"guess-{i}")).status_code == 401

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from bridge.config import parse_mapping
 from bridge.directory.base import Capabilities, Directory, Search, SearchResult
 from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
+from bridge.mapping.load import parse_mapping
 from bridge.scim.filter import (
     And,
     AttrPath,

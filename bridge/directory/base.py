@@ -141,7 +141,7 @@ class Directory(ABC):
     """One LDAP directory, as the service layer needs it.  Implementations are thread-safe."""
 
     name = "directory"
-    #: True when the implementation may be called inside :func:`bridge.greenio.run` on the
+    #: True when the implementation may be called inside :func:`bridge.concurrency.run` on the
     #: event loop (it never blocks there: python-ldap).  Others run in the threadpool.
     cooperative = False
 

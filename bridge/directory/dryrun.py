@@ -29,7 +29,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
-from bridge import context, metrics
 from bridge.directory.base import (
     Capabilities,
     Change,
@@ -44,6 +43,7 @@ from bridge.directory.embedded import EmbeddedDirectory
 from bridge.directory.syntax import escape_filter, normalize_dn, parent_dn, split_rdn
 from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
+from bridge.observability import context, metrics
 
 log = logging.getLogger("bridge.dryrun")
 

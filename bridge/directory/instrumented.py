@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from bridge import context, metrics
 from bridge.directory.base import Change, Directory, Entry, Search, SearchResult
 from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
+from bridge.observability import context, metrics
 
 log = logging.getLogger("bridge.ldap")
 T = TypeVar("T")

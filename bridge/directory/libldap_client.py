@@ -38,7 +38,7 @@ from ldap.controls import DecodeControlTuples, RequestControl, ResponseControl
 from ldap.controls.libldap import AssertionControl, SimplePagedResultsControl
 from ldap.ldapobject import SimpleLDAPObject
 
-from bridge import greenio
+from bridge import concurrency as greenio  # the event-loop adapter (bridge/concurrency.py)
 from bridge.directory import controls
 from bridge.directory.base import OID_PAGED, OID_POST_READ
 from bridge.directory.connections import ConnectionSettings, reusable
@@ -74,7 +74,7 @@ _RESPONSE_CONTROLS: dict[str, type[ResponseControl]] = {
 class LibldapDirectory(PooledDirectory[SimpleLDAPObject]):
     name = "libldap"
     library_errors = (ldap.LDAPError,)
-    #: results are polled without blocking inside greenio.run (see bridge/greenio.py)
+    #: results are polled without blocking inside greenio.run (see bridge/concurrency.py)
     cooperative = greenio.AVAILABLE
 
     def __init__(self, settings: ConnectionSettings):

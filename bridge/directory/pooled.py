@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from bridge import greenio
+from bridge import concurrency as greenio  # the event-loop adapter (bridge/concurrency.py)
 from bridge.directory import controls, ranges
 from bridge.directory.base import (
     OID_ASSERTION,

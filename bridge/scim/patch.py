@@ -19,7 +19,7 @@ from bridge.errors import BadRequest, InvalidPath, InvalidSyntax, InvalidValue, 
 from bridge.scim import schema as sch
 from bridge.scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
 from bridge.scim.path import PatchPath, parse_path
-from bridge.translate.values import parse_bool
+from bridge.scim.values import parse_bool
 
 __all__ = [
     "MAX_OPERATIONS",

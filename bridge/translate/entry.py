@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.config import AttributeMap, ResourceMap
 from bridge.directory.base import Entry
 from bridge.directory.syntax import normalize_dn, rdn_of
 from bridge.errors import InvalidValue
+from bridge.mapping.model import AttributeMap, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.patch import check_count
 from bridge.scim.projection import DEFAULT, Projection
@@ -149,7 +149,7 @@ def to_resource(
 
 
 def _iso(raw: bytes) -> str:
-    from bridge.translate.values import generalized_to_iso
+    from bridge.mapping.codecs import generalized_to_iso
 
     return generalized_to_iso(raw.decode("ascii", "replace"))
 

@@ -41,10 +41,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from bridge.config import AttributeMap, MappingConfig, ResourceMap
 from bridge.directory.base import SortKey
 from bridge.directory.syntax import escape_filter
 from bridge.errors import InvalidFilter, InvalidValue, ScimError
+from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.filter import (
     And,
@@ -84,25 +84,6 @@ Members: TypeAlias = Callable[[Sequence[str], str, str], list[str] | None]
 
 #: a translated clause: an LDAP filter, or a constant known without asking the directory
 Expr: TypeAlias = str | bool
-
-#: the ordering rule string comparisons and sorts need, per dialect (None: the server's default)
-ORDERING_RULE = {"openldap": "caseIgnoreOrderingMatch"}
-
-#: attributes caseIgnoreOrderingMatch applies to in slapd 2.5's stock schemas (core, cosine,
-#: inetorgperson, nis; ``matchingRuleUse`` of cn=subschema).  In a filter, the rule on any other
-#: attribute (``mail``: IA5String) evaluates to Undefined and silently matches nothing, so an
-#: ordering comparison on those is refused instead.  (Sorting by them works: sssvlv accepts it.)
-OPENLDAP_ORDERING = frozenset(
-    a.lower()
-    for a in """buildingName businessCategory c carLicense cn co departmentNumber description
-    destinationIndicator displayName dmdName dnQualifier documentIdentifier documentLocation
-    documentPublisher documentTitle documentVersion drink employeeNumber employeeType
-    generationQualifier givenName homePhone host houseIdentifier info initials
-    ipServiceProtocol knowledgeInformation l labeledURI mobile name nisMapName o
-    organizationalStatus ou pager personalTitle physicalDeliveryOfficeName postOfficeBox
-    postalCode preferredLanguage pseudonym ref roomNumber serialNumber sn st street
-    telephoneNumber textEncodedORAddress title uid uniqueIdentifier userClass""".split()  # noqa: SIM905 - a list to compare with `ldapsearch` output
-)
 
 _ORDERED_OPS = ("gt", "ge", "lt", "le")
 _SUBSTRING_OPS = ("co", "sw", "ew")
@@ -257,7 +238,7 @@ class _Translator:
         self.resolver = resolver
         self.members = members
         self.absent = absent
-        self.ordering_rule = ORDERING_RULE.get(mapping.dialect.name)
+        self.ordering_rule = mapping.dialect.ordering_rule
 
     def unmapped(self, name: str, op: str, value: Value) -> Expr:
         """An attribute this resource type does not map: a 400 naming it, or - for a search
@@ -415,7 +396,7 @@ class _Translator:
                 f"filter attribute {name} is not supported (meta.created, meta.lastModified "
                 "and meta.resourceType are)"
             )
-        from bridge.translate.values import CODECS
+        from bridge.mapping.codecs import CODECS
 
         return self.plain(ldap, CODECS["datetime"], op, value, name, single=True)
 
@@ -442,7 +423,7 @@ class _Translator:
     def plain(
         self, ldap: str, codec: object, op: str, value: Value, shown: str, *, single: bool
     ) -> Expr:
-        from bridge.translate.values import Codec
+        from bridge.mapping.codecs import Codec
 
         assert isinstance(codec, Codec)
         present = f"({ldap}=*)"
@@ -482,11 +463,12 @@ class _Translator:
     def ordered(
         self, ldap: str, codec: object, op: str, v: str, eq: str, present: str, shown: str
     ) -> Expr:
-        from bridge.translate.values import Codec
+        from bridge.mapping.codecs import Codec
 
         assert isinstance(codec, Codec)
         if codec.name == "string" and self.ordering_rule:
-            if self.mapping.dialect.name == "openldap" and ldap.lower() not in OPENLDAP_ORDERING:
+            ordering = self.mapping.dialect.ordering_attributes
+            if ordering is not None and ldap.lower() not in ordering:
                 raise InvalidFilter(
                     f"operator {op!r} is not supported on {shown}: OpenLDAP has no ordering "
                     f"rule for {ldap}"
@@ -509,7 +491,7 @@ class _Translator:
         }[op]
 
     def substring(self, ldap: str, codec: object, op: str, value: Value, shown: str) -> Expr:
-        from bridge.translate.values import Codec
+        from bridge.mapping.codecs import Codec
 
         assert isinstance(codec, Codec)
         if not _substring_capable(codec):
@@ -575,7 +557,7 @@ def _substring_capable(codec: object) -> bool:
     strings (``string``, AD's ``ad-samaccountname``...), so the directory's substring rule
     applies to the very text the client sees.  Not for booleans, numbers, dates, ids (UUID,
     GUID: no substring rule), binary or write-only values."""
-    from bridge.translate.values import Codec
+    from bridge.mapping.codecs import Codec
 
     assert isinstance(codec, Codec)
     return (
@@ -709,16 +691,15 @@ def sort_keys(
     """Server-side sort keys (RFC 2891) for a list.  Without ``sortBy`` the order is by the RDN
     attribute; the id is appended as a tie-breaker so pages are stable even when many entries
     share a value (OpenLDAP only: AD accepts a single sort key)."""
-    dialect = mapping.dialect.name
     attr = sort_attribute(rmap, sort_by) if sort_by else rmap.rdn.ldap
     keys = [SortKey(attr, descending, _ordering_rule(rmap, mapping, attr))]
-    if dialect == "openldap" and attr.lower() != rmap.id.ldap.lower():
+    if mapping.dialect.sort_tie_breaker and attr.lower() != rmap.id.ldap.lower():
         keys.append(SortKey(rmap.id.ldap, descending))
     return tuple(keys)
 
 
 def _ordering_rule(rmap: ResourceMap, mapping: MappingConfig, attr: str) -> str | None:
-    rule = ORDERING_RULE.get(mapping.dialect.name)
+    rule = mapping.dialect.ordering_rule
     own_order = {rmap.created.lower(), rmap.last_modified.lower()}  # generalizedTimeOrdering
     if rmap.id.codec.name in ("uuid", "guid"):
         own_order.add(rmap.id.ldap.lower())  # entryUUID: UUIDOrderingMatch

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bridge.config import AttributeMap, ResourceMap
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import escape_filter, normalize_dn, split_rdn
 from bridge.errors import (
@@ -49,6 +48,7 @@ from bridge.errors import (
     ScimError,
     TooMany,
 )
+from bridge.mapping.model import AttributeMap, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.filter import Compare, Filter, Or
 from bridge.scim.patch import (
@@ -68,7 +68,7 @@ from bridge.scim.projection import Projection
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
-    from bridge.service import Service
+    from bridge.service.facade import Service
 
 __all__ = [
     "MAX_MEMBER_FILTERS",

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bridge.config import ResourceMap
 from bridge.directory.base import Entry, SortKey
+from bridge.mapping.model import ResourceMap
 
 Key = Callable[[Entry], tuple[int, Any]]
 

@@ -13,9 +13,9 @@ import ldap3
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.model import MappingConfig
 from bridge.runtime import seed_structure
 from tests.conftest import Backend, _empty, encrypted_slapd_directory, make_client
 from tests.idp.inspect import (

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import MappingConfig
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.model import MappingConfig
 from bridge.runtime import seed_structure
 from tests.conftest import Backend, make_client
 from tests.idp.conftest import _openldap_inspector

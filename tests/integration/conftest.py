@@ -14,9 +14,10 @@ import ldap3
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.config import MappingConfig, parse_mapping
 from bridge.directory.base import Change
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
+from bridge.mapping.load import parse_mapping
+from bridge.mapping.model import MappingConfig
 from tests.conftest import ROOT, Backend, make_client
 
 AD_MAP = ROOT / "mappings" / "active-directory.yaml"

@@ -13,7 +13,7 @@ import ldap3
 import pytest
 
 from bridge.directory.base import Change
-from tests.faults import FaultyDirectory
+from devtools.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user, patch
 from tests.integration.conftest import AD
 

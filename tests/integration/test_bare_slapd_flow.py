@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load_mapping
-from bridge.dircheck import check
+from bridge.mapping.load import load_mapping
+from bridge.service.dircheck import check
 from tests.conftest import OPENLDAP_MAP, ROOT, Backend, make_client, slapd_directory, unavailable
 
 BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"
@@ -35,7 +35,7 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 @pytest.fixture(scope="module")
 def bare_slapd() -> Iterator[Any]:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:

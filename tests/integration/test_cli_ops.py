@@ -1,5 +1,5 @@
 """The CLI against real slapd: ``check-mapping --connect``, ``serve --workers N`` through the
-``bridge.asgi:app`` factory, and ``serve`` terminating TLS with a required client certificate."""
+``bridge.web.asgi:app`` factory, and ``serve`` terminating TLS with a required client certificate."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_serve_with_workers_uses_the_factory(slapd: Any) -> None:
         assert len(ids) == 6
     finally:
         out = _stop(proc)
-    assert "2 worker processes (bridge.asgi:app)" in out
+    assert "2 worker processes (bridge.web.asgi:app)" in out
     assert info.bind_password not in out and "workers-token-1" not in out
 
 

@@ -170,7 +170,7 @@ def test_a_first_server_down_from_the_start_is_a_counted_failover(
 def test_the_failover_metric_counts_them(
     slapd_server: Any, client_name: str, opened: list[Directory]
 ) -> None:
-    from bridge import metrics
+    from bridge.observability import metrics
 
     def total() -> float:
         (family,) = [

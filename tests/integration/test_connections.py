@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slapd
 
 def _slapd() -> Any:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:
@@ -173,9 +173,9 @@ def test_recovery_after_slapd_restart_without_bridge_restart(slapd: Any) -> None
 def test_directory_down_then_up_through_the_app(slapd: Any) -> None:
     from starlette.testclient import TestClient
 
-    from bridge.app import build_app
-    from bridge.config import load_mapping
+    from bridge.mapping.load import load_mapping
     from bridge.settings import Settings, Token
+    from bridge.web.app import build_app
 
     info = slapd.info
     settings = Settings(

@@ -1,4 +1,4 @@
-"""python-ldap on the event loop (bridge/greenio.py) and the dereference control, on slapd.
+"""python-ldap on the event loop (bridge/concurrency.py) and the dereference control, on slapd.
 
 * Requests served cooperatively never block one another, also when every pooled connection is
   busy (the wait for a slot happens in the threadpool, not on the loop).
@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.app import build_app
-from bridge.config import MappingConfig
 from bridge.directory.base import Directory
+from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, _empty, slapd_directory
 from tests.helpers import SCIM, create_group, create_user
 
@@ -212,7 +212,7 @@ class _SilentServer:
 def test_a_hung_directory_times_out_without_blocking_the_loop() -> None:
     """An answer that never comes ends in the operation timeout (503), while other work on
     the same event loop goes on; the connection is not reused."""
-    from bridge import greenio
+    from bridge import concurrency
     from bridge.directory.base import Capabilities
     from bridge.directory.connections import ConnectionSettings
     from bridge.directory.libldap_client import LibldapDirectory
@@ -233,7 +233,7 @@ def test_a_hung_directory_times_out_without_blocking_the_loop() -> None:
     async def main() -> DirectoryError:
         t = asyncio.ensure_future(ticker())
         try:
-            await greenio.run(lambda: d.search("dc=x", "(uid=a)", ["uid"], size_limit=2))
+            await concurrency.run(lambda: d.search("dc=x", "(uid=a)", ["uid"], size_limit=2))
         except DirectoryError as exc:
             await t
             return exc
@@ -257,7 +257,7 @@ def test_slot_waiters_never_starve_the_connects_of_slot_holders(slapd_server: An
     request would fail with ``busy``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bridge import greenio
+    from bridge import concurrency
     from bridge.directory.libldap_client import _SPENT
 
     d = slapd_directory(slapd_server, "libldap", pool_size=1, operation_timeout=5)
@@ -273,7 +273,7 @@ def test_slot_waiters_never_starve_the_connects_of_slot_holders(slapd_server: An
     async def main() -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
         calls = [
-            greenio.run(lambda: d.search(base, "(objectClass=*)", ["1.1"], scope="base"))
+            concurrency.run(lambda: d.search(base, "(objectClass=*)", ["1.1"], scope="base"))
             for _ in range(20)
         ]
         results = await asyncio.gather(*calls)  # DirectoryError('busy') if starved
@@ -294,7 +294,7 @@ def test_bounded_searches_on_the_loop_keep_what_fits(
     matches still pages them all, and the two pooled connections keep serving."""
     from starlette.testclient import TestClient
 
-    from bridge import greenio
+    from bridge import concurrency
 
     app = _app(libldap, openldap_mapping)
     with TestClient(app, base_url="https://scim.example.test") as tc:
@@ -305,7 +305,7 @@ def test_bounded_searches_on_the_loop_keep_what_fits(
 
     async def main() -> list[int]:
         runs = [
-            greenio.run(
+            concurrency.run(
                 lambda n=n: len(
                     libldap.search(
                         people, "(uid=bound*)", ["uid"], scope="one", size_limit=n

@@ -12,12 +12,12 @@ import httpx
 import orjson
 import pytest
 
-from bridge import greenio
-from bridge.app import build_app
-from bridge.config import MappingConfig
+from bridge import concurrency
 from bridge.directory.base import Directory
+from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
 from bridge.translate import patch as translate_patch
+from bridge.web.app import build_app
 from tests.conftest import TOKEN, _empty, slapd_directory
 from tests.helpers import PATCH_SCHEMA, SCIM, USER_SCHEMA
 
@@ -59,13 +59,13 @@ def test_healthz_answers_while_a_big_patch_is_planned(
     )
     assert app.state.cooperative
     offloaded: list[str] = []
-    real = greenio.offload
+    real = concurrency.offload
 
     def spy(fn: Any, *args: Any, **kw: Any) -> Any:
         offloaded.append(fn.__name__)
         return real(fn, *args, **kw)
 
-    monkeypatch.setattr(greenio, "offload", spy)
+    monkeypatch.setattr(concurrency, "offload", spy)
     planning: list[float] = []  # when the big PATCH's planning started and ended
     real_plan = translate_patch.plan_patch
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import parse_mapping
-from bridge.dircheck import check
+from bridge.mapping.load import parse_mapping
+from bridge.service.dircheck import check
 from tests.integration.conftest import ad_directory, ad_mapping_text
 
 pytestmark = pytest.mark.samba

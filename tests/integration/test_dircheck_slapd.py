@@ -1,5 +1,5 @@
 """``check-mapping --connect``'s directory inspection on real slapd servers, with both clients:
-a bare one (tests/integration/slapd.py ``profile="bare"``: no overlays, only objectClass
+a bare one (devtools/slapd.py ``profile="bare"``: no overlays, only objectClass
 indexed) and a tuned one (the test configuration), both letting the service account read the
 index/overlay settings of cn=config; the session's tuned server, which does not; the embedded
 directory; the CLI in a subprocess; the start-up log line."""
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import load_mapping
-from bridge.dircheck import breaking, check, log_at_startup
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.load import load_mapping
+from bridge.service.dircheck import breaking, check, log_at_startup
 from tests.conftest import OPENLDAP_MAP, ROOT, slapd_directory, unavailable
 
 BARE_MAP = ROOT / "mappings" / "openldap-bare.yaml"
@@ -27,7 +27,7 @@ CLIENTS = ["ldap3", "libldap"]
 
 def _server(**options: Any) -> Iterator[Any]:
     try:
-        from tests.integration.slapd import Slapd, require_slapd
+        from devtools.slapd import Slapd, require_slapd
 
         require_slapd()
     except (ImportError, RuntimeError) as exc:
@@ -244,7 +244,7 @@ def test_serve_logs_the_findings_at_start(
 def test_asgi_factory_logs_the_findings_at_start(
     bare_slapd: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import asgi
+    from bridge.web import asgi
 
     for name, value in {
         "BRIDGE_LDAP_URL": bare_slapd.url,

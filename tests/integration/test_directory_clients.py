@@ -267,7 +267,7 @@ def test_start_tls(slapd_server: Any, client_name: str) -> None:
 
 def test_recovers_after_the_directory_restarts(client_name: str) -> None:
     try:
-        from tests.integration.slapd import Slapd
+        from devtools.slapd import Slapd
     except ImportError as exc:
         unavailable(f"slapd fixture missing: {exc}")
     server = Slapd()

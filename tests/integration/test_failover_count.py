@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.metrics import _PoolCollector, watch_pool
+from bridge.observability.metrics import _PoolCollector, watch_pool
 from tests.conftest import slapd_directory
 
 pytestmark = pytest.mark.slapd

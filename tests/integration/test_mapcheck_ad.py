@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge.config import parse_mapping
-from bridge.mapcheck import check
+from bridge.mapping.load import parse_mapping
+from bridge.service.mapcheck import check
 from tests.integration.conftest import AD_MAP, ad_directory, ad_mapping_text
 
 pytestmark = pytest.mark.samba
@@ -42,7 +42,7 @@ def test_broken_ad_mapping_reports_every_problem(samba_server: Any) -> None:
 def test_connect_names_the_forests_upn_suffixes(samba_server: Any) -> None:
     """The shipped profile writes userName to userPrincipalName: --connect says which suffixes
     the forest accepts (the domain's DNS name, plus uPNSuffixes once an admin adds one)."""
-    from bridge.mapcheck import notes, upn_suffixes
+    from bridge.service.mapcheck import notes, upn_suffixes
     from tests.integration.conftest import admin
 
     directory = ad_directory(samba_server)

@@ -23,7 +23,7 @@ from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 @pytest.fixture(scope="module")
 def samba() -> Iterator[Any]:
     try:
-        from tests.integration.samba import SambaDC, free_loopback_host, require_samba
+        from devtools.samba import SambaDC, free_loopback_host, require_samba
 
         require_samba()
     except (ImportError, RuntimeError) as exc:

@@ -20,7 +20,7 @@ import ldap3
 import pytest
 from ldap3.utils.conv import escape_bytes
 
-from tests.integration.samba import SambaDC, SambaInfo, free_loopback_host, require_samba
+from devtools.samba import SambaDC, SambaInfo, free_loopback_host, require_samba
 
 pytestmark = pytest.mark.samba
 

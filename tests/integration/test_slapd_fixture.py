@@ -1,4 +1,4 @@
-"""Smoke tests of the throwaway-slapd fixture itself (tests/integration/slapd.py).
+"""Smoke tests of the throwaway-slapd fixture itself (devtools/slapd.py).
 
 They pin down the server behaviour the bridge relies on (memberOf/refint, ppolicy lock,
 size limits, sort/VLV) so that a config change in slapd.py that breaks it fails here first.
@@ -18,7 +18,7 @@ from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import namedtype, tag, univ
 
-from tests.integration.slapd import (
+from devtools.slapd import (
     EMPTY_GROUP_MEMBER_DN,
     LOCKED_FOREVER,
     SEED_PASSWORD,
@@ -214,7 +214,7 @@ def test_start_answers_and_records_its_time(slapd: Slapd) -> None:
     assert info.bind_dn == "cn=scim,dc=example,dc=org"
     assert info.directory.startswith("/tmp/") and os.path.isdir(info.directory)
     # Start time is measured, not asserted tightly: CI machines are shared and noisy, and speed
-    # claims belong to bench/ (timings in tests/integration/slapd.py's docstring).
+    # claims belong to bench/ (timings in devtools/slapd.py's docstring).
     assert slapd.last_start_seconds is not None and 0 < slapd.last_start_seconds < 20
 
     conn = slapd.connection()

@@ -1,0 +1,7 @@
+"""``python -m bridge``: the command line (bridge/cli.py)."""
+
+import sys
+
+from bridge.cli import main
+
+sys.exit(main())

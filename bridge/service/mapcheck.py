@@ -1,0 +1,132 @@
+"""``check-mapping --connect``: check a mapping against a live directory.
+
+Binds with the BRIDGE_* settings, then checks that every base DN exists, and that every
+mapped attribute and object class is defined in the server's schema (RFC 4512 §4.4: the
+``subschemaSubentry`` named by the root DSE).  Every problem is reported, each located by its
+YAML path.  :func:`notes` adds what the administrator should compare by hand: for a mapping
+that writes ``userPrincipalName``, the UPN suffixes the AD forest accepts.  Works through the
+Directory seam, so no LDAP library is imported here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from bridge.directory.base import Directory
+from bridge.directory.connections import plain_dn
+from bridge.errors import DirectoryError, Problem
+from bridge.mapping.model import MappingConfig
+
+_NAME = re.compile(r"\bNAME\s+(?:\(\s*((?:'[^']*'\s*)+)\)|'([^']*)')", re.I)
+
+
+def schema_names(definitions: Iterable[bytes]) -> set[str]:
+    """Lower-cased NAMEs of RFC 4512 attributeTypes/objectClasses descriptions."""
+    out: set[str] = set()
+    for raw in definitions:
+        m = _NAME.search(raw.decode("utf-8", "replace"))
+        if m is None:
+            continue
+        names = re.findall(r"'([^']*)'", m.group(1)) if m.group(1) else [m.group(2)]
+        out.update(n.lower() for n in names)
+    return out
+
+
+def check(directory: Directory, mapping: MappingConfig) -> list[Problem]:
+    try:
+        directory.check()
+    except DirectoryError as exc:
+        return [Problem("connection", f"cannot connect and bind: {exc.code} {exc.message}")]
+    problems: list[Problem] = []
+    for name, rmap in mapping.resources.items():
+        where = f"resources.{name}"
+        if directory.read(rmap.base_dn, ["1.1"]) is None:
+            problems.append(Problem(f"{where}.base_dn", f"{rmap.base_dn} does not exist"))
+    attrs, classes = _schema(directory, problems)
+    if attrs is None or classes is None:
+        return problems
+    for name, rmap in mapping.resources.items():
+        where = f"resources.{name}"
+        for i, oc in enumerate(rmap.object_classes):
+            if oc.lower() not in classes:
+                problems.append(
+                    Problem(f"{where}.object_classes[{i}]", f"no object class {oc!r} in schema")
+                )
+        named = [("id.ldap", rmap.id.ldap), ("rdn.ldap", rmap.rdn.ldap)]
+        named += [
+            (f"meta.{k}", v)
+            for k, v in (
+                ("created", rmap.created),
+                ("last_modified", rmap.last_modified),
+                ("version", rmap.version),
+            )
+        ]
+        named += [(f"attributes[{a.path!r}].ldap", a.ldap) for a in rmap.attributes]
+        for path, attr in named:
+            if attr.lower() not in attrs:
+                problems.append(Problem(f"{where}.{path}", f"no attribute type {attr!r} in schema"))
+    return problems
+
+
+def _schema(
+    directory: Directory, problems: list[Problem]
+) -> tuple[set[str] | None, set[str] | None]:
+    root = directory.read("", ["subschemaSubentry"])
+    subschema = root.text("subschemaSubentry") if root else None
+    if not subschema:
+        problems.append(Problem("schema", "the root DSE names no subschemaSubentry"))
+        return None, None
+    entry = directory.read(subschema, ["attributeTypes", "objectClasses"])
+    if entry is None or not entry.get("attributeTypes"):
+        problems.append(Problem("schema", f"cannot read the schema at {subschema}"))
+        return None, None
+    return schema_names(entry.get("attributeTypes")), schema_names(entry.get("objectClasses"))
+
+
+def notes(directory: Directory, mapping: MappingConfig) -> list[str]:
+    """What to compare with the IdP by hand.  For a mapping that writes ``userPrincipalName``
+    (the AD profile's userName): the suffixes the forest accepts, read from
+    ``CN=Partitions,<configuration naming context>`` (the domains' ``dnsRoot`` and the
+    forest's ``uPNSuffixes``).  Whether the IdP's userNames end in one of them cannot be
+    detected here, so it is said plainly."""
+    paths = [
+        f"resources.{name}.attributes[{a.path!r}]"
+        for name, rmap in mapping.resources.items()
+        for a in rmap.attributes
+        if a.ldap.lower() == "userprincipalname"
+    ]
+    if not paths:
+        return []
+    suffixes = upn_suffixes(directory)
+    if suffixes is None:
+        return [f"{paths[0]}: the directory names no configuration naming context (not AD?)"]
+    return [
+        f"{paths[0]}: the forest accepts these UPN suffixes: {', '.join(suffixes) or '(none)'}; "
+        "the userNames the IdP sends (user@suffix) must end in one of them, or users cannot "
+        "sign in with their UPN (add the IdP's domain as a UPN suffix in AD Domains and Trusts)"
+    ]
+
+
+def upn_suffixes(directory: Directory) -> list[str] | None:
+    """The domains' DNS names and the forest's extra UPN suffixes (MS-ADTS §6.1.1.2.1.1.4:
+    ``uPNSuffixes`` of CN=Partitions), or None when the directory is not AD."""
+    root = directory.read("", ["configurationNamingContext"])
+    config = root.text("configurationNamingContext") if root else None
+    if not config:
+        return None
+    config = plain_dn(config)  # AD may answer in the extended-DN form the bridge asks for
+    partitions = f"CN=Partitions,{config}"
+    out: list[str] = []
+    top = directory.read(partitions, ["uPNSuffixes"])
+    domains = directory.search(
+        partitions,
+        "(&(objectClass=crossRef)(systemFlags:1.2.840.113556.1.4.803:=2))",
+        ["dnsRoot"],
+        scope="one",
+    )
+    for e in domains.entries:
+        out += [v.decode("utf-8") for v in e.get("dnsRoot")]
+    if top is not None:
+        out += [v.decode("utf-8") for v in top.get("uPNSuffixes")]
+    return list(dict.fromkeys(s.lower() for s in out))
