@@ -28,6 +28,7 @@ from bridge.settings import Settings, Token
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENLDAP_MAP = ROOT / "mappings" / "openldap.yaml"
+DS389_MAP = ROOT / "mappings" / "389ds.yaml"
 TOKEN = "test-token-Zq8vX2"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -122,6 +123,31 @@ def samba_server() -> Iterator[Any]:
         unavailable(f"Samba AD did not start: {exc}")
     yield info
     dc.cleanup()
+
+
+@pytest.fixture(scope="session")
+def ds389_server() -> Iterator[Any]:
+    """One throwaway 389 DS instance per session (tests/integration/ds389.py); yields
+    DS389Info."""
+    try:
+        from tests.integration.ds389 import DS389, require_389ds
+
+        require_389ds()
+    except (ImportError, RuntimeError) as exc:
+        unavailable(f"389 Directory Server is not available: {exc}")
+    ds = DS389()
+    try:
+        info = ds.start()
+    except RuntimeError as exc:
+        ds.cleanup()
+        unavailable(f"389 Directory Server did not start: {exc}")
+    yield info
+    ds.cleanup()
+
+
+def ds389_directory(info: Any, client: str = "ldap3") -> Directory:
+    """A client of the fixture 389 DS over LDAPS with the fixture's test CA."""
+    return slapd_directory(info, client, urls=(info.ldaps_url,), ca_file=info.ca_file)
 
 
 def slapd_directory(info: Any, client: str = "ldap3", **overrides: Any) -> Directory:
