@@ -20,7 +20,7 @@ from bridge import deprovision as dp
 from bridge.directory.base import Scope
 from bridge.errors import ConfigError, Problem
 from bridge.scim import schema as sch
-from bridge.translate.values import CODECS, Codec
+from bridge.translate.values import CODECS, Codec, ReferenceCodec
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class AttributeMap:
     key: str = field(init=False, repr=False, compare=False)  # ``ldap`` lower-cased: Entry keys
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "is_reference", self.codec.name == "reference")
+        object.__setattr__(self, "is_reference", isinstance(self.codec, ReferenceCodec))
         object.__setattr__(self, "extension", self.schema not in (sch.USER, sch.GROUP))
         object.__setattr__(self, "key", self.ldap.lower())
 
@@ -712,7 +712,7 @@ def _attribute(
     if not isinstance(to, list) or any(t not in names for t in to):
         c.add(_p(here, "to"), f"expected a list of resource names from {sorted(names)}, got {to!r}")
         to = []
-    if codec is not None and codec.name == "reference" and not to:
+    if isinstance(codec, ReferenceCodec) and not to:
         c.add(_p(here, "to"), "a reference needs 'to: [User, Group]'")
     for flag in ("required", "unique", "primary", "case_exact"):
         if flag in spec and not isinstance(spec[flag], bool):
