@@ -100,7 +100,7 @@ INSTANCE = "scim"
 BACKEND = "userroot"
 
 # Bump when the template recipe changes: it is part of the default template path and the stamp.
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 TEMPLATE_ENV = "SCIM_BRIDGE_389DS_TEMPLATE"
 _STAMP = "template.json"
 _DEFAULTS_INF = Path("/usr/share/dirsrv/inf/defaults.inf")
@@ -450,7 +450,11 @@ def _configure(conn: ldap3.Connection) -> None:
                     add,
                     [
                         f'(targetattr="{readable}")(version 3.0; acl "scim-ldap-bridge reads '
-                        f'index config"; allow (read, search, compare) {who};)'
+                        f'index config"; allow (read, search, compare) {who};)',
+                        # memberOfGroupAttr is in no schema, so it cannot be named in an ACI
+                        f'(target="ldap:///cn=MemberOf Plugin,{_PLUGINS}")(targetattr="*")'
+                        f'(version 3.0; acl "scim-ldap-bridge reads the MemberOf settings"; '
+                        f"allow (read, search, compare) {who};)",
                     ],
                 )
             ]

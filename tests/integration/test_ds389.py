@@ -274,3 +274,57 @@ def test_name_and_optional_uid_codec_keeps_the_dn_only() -> None:
     assert codec.dn(dn + UID) == dn  # type: ignore[attr-defined]
     assert codec.dn(dn) == dn  # type: ignore[attr-defined]
     assert CODECS["reference"].dn(dn + UID) == dn + UID  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- check-mapping
+
+
+def _admin_modify(info: Any, dn: str, attr: str, values: list[str]) -> list[str]:
+    """Replace ``attr`` on a cn=config entry as Directory Manager; returns the old values.
+    (Plugin settings take effect on restart: only what check-mapping reads changes.)"""
+    server = ldap3.Server(info.url, get_info=ldap3.NONE)  # memberOfGroupAttr: in no schema
+    conn = ldap3.Connection(server, info.admin_dn, info.admin_password, auto_bind=True)
+    try:
+        conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attr])
+        old = [str(v) for v in conn.entries[0][attr].values]
+        assert conn.modify(dn, {attr: [(ldap3.MODIFY_REPLACE, values)]}), conn.result
+        return old
+    finally:
+        conn.unbind()
+
+
+def _findings(t: Target) -> dict[str, Any]:
+    from bridge.dircheck import check
+
+    return {f.topic: f for f in check(t.directory, t.mapping)}
+
+
+def test_check_mapping_connect_finds_only_the_stock_indexes_missing(ds389: Target) -> None:
+    """The shipped mapping on the fixture: only 389 DS's stock index set is short (uid has
+    eq only, displayName none); nsUniqueId, uniqueMember, memberOf, entryusn are indexed."""
+    found = _findings(ds389)
+    assert set(found) == {"index uid", "index displayName"}, found
+    assert {f.severity for f in found.values()} == {"warning"}
+    assert "--add-type sub --attr uid userroot" in found["index uid"].fix
+
+
+def test_check_mapping_connect_sees_memberof_not_following_uniquemember(ds389: Target) -> None:
+    dn = "cn=MemberOf Plugin,cn=plugins,cn=config"
+    old = _admin_modify(ds389.info, dn, "memberOfGroupAttr", ["member"])
+    try:
+        found = _findings(ds389)
+    finally:
+        _admin_modify(ds389.info, dn, "memberOfGroupAttr", old)
+    assert found["memberof"].severity == "error"
+    assert "uniqueMember" in found["memberof"].effect
+    assert "--groupattr member uniqueMember" in found["memberof"].fix
+
+
+def test_check_mapping_connect_sees_the_usn_plugin_off(ds389: Target) -> None:
+    dn = "cn=USN,cn=plugins,cn=config"
+    old = _admin_modify(ds389.info, dn, "nsslapd-pluginEnabled", ["off"])
+    try:
+        found = _findings(ds389)
+    finally:
+        _admin_modify(ds389.info, dn, "nsslapd-pluginEnabled", old)
+    assert found["usn"].severity == "warning" and "entryusn" in found["usn"].effect
