@@ -137,7 +137,10 @@ def test_tls_hostname_wildcard_is_refused() -> None:
 
 
 def test_example_mapping_lists_the_choices() -> None:
-    one_line_error(cli("example-mapping", "okta"), "choose one of: openldap, active-directory")
+    one_line_error(
+        cli("example-mapping", "okta"),
+        "choose one of: openldap, openldap-bare, active-directory, 389ds",
+    )
 
 
 def test_help_documents_the_exit_status() -> None:

@@ -230,6 +230,25 @@ class PpolicyLockCodec(Codec):
         raise InvalidFilter(f"operator '{op}' is not supported on a boolean attribute")
 
 
+class AccountLockCodec(PpolicyLockCodec):
+    """SCIM ``active`` on 389 DS: ``nsAccountLock: true`` refuses the account's binds (what
+    ``dsidm account lock`` writes); active=true removes the attribute.  Absent, or any value
+    other than ``true`` (``dsidm`` may leave ``false``), is active."""
+
+    name = "nsaccountlock"
+    LOCKED = b"true"
+
+    def decode_all(self, values: list[bytes]) -> list[object]:
+        return [not any(v.strip().lower() == self.LOCKED for v in values)]
+
+    def filter_for(self, ldap: str, op: str, value: object) -> str | None:
+        if op in ("eq", "ne"):
+            want = parse_bool(value) == (op == "eq")
+            locked = f"({ldap}={self.LOCKED.decode()})"
+            return f"(!{locked})" if want else locked
+        return super().filter_for(ldap, op, value)
+
+
 class PasswordCodec(Codec):
     """Write-only password (``userPassword``); never decoded (RFC 7643 §4.1.1 returned=never)."""
 
@@ -251,6 +270,29 @@ class ReferenceCodec(Codec):
 
     name = "reference"
     ordered = False
+    #: stored values may carry more than the DN (see NameAndOptionalUidCodec)
+    decorated = False
+
+    def dn(self, value: str) -> str:
+        """The DN part of a stored value (the whole value: a DN)."""
+        return value
+
+
+#: RFC 4517 §3.3.21 NameAndOptionalUID: ``<dn>#'<bits>'B``
+_OPTIONAL_UID = re.compile(r"#'[01]*'B$")
+
+
+class NameAndOptionalUidCodec(ReferenceCodec):
+    """``uniqueMember`` (groupOfUniqueNames, 389 DS): a DN optionally followed by ``#'0101'B``
+    (RFC 4517 §3.3.21).  The bridge writes plain DNs; a value another tool wrote with the suffix
+    is the same member, and is removed by sending the value as stored (``uniqueMemberMatch``
+    does not match a value carrying a UID against an assertion without one)."""
+
+    name = "name-and-optional-uid"
+    decorated = True
+
+    def dn(self, value: str) -> str:
+        return _OPTIONAL_UID.sub("", value)
 
 
 # ---------------------------------------------------------------------------- Active Directory
@@ -410,8 +452,10 @@ CODECS: dict[str, Codec] = {
         UuidCodec(),
         GuidCodec(),
         PpolicyLockCodec(),
+        AccountLockCodec(),
         PasswordCodec(),
         ReferenceCodec(),
+        NameAndOptionalUidCodec(),
         AdEnabledCodec(),
         AdPasswordCodec(),
         AdAccountNameCodec("ad-samaccountname", 20, "a user"),

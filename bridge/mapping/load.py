@@ -17,7 +17,7 @@ import yaml
 
 from bridge.errors import ConfigError, Problem
 from bridge.mapping import policy as dp
-from bridge.mapping.codecs import CODECS, Codec
+from bridge.mapping.codecs import CODECS, Codec, ReferenceCodec
 from bridge.mapping.dialects import DIALECTS, Dialect
 from bridge.mapping.model import (
     DERIVED_UNIQUE,
@@ -524,7 +524,7 @@ def _attribute(
     if not isinstance(to, list) or any(t not in names for t in to):
         c.add(_p(here, "to"), f"expected a list of resource names from {sorted(names)}, got {to!r}")
         to = []
-    if codec is not None and codec.name == "reference" and not to:
+    if isinstance(codec, ReferenceCodec) and not to:
         c.add(_p(here, "to"), "a reference needs 'to: [User, Group]'")
     for flag in ("required", "unique", "primary", "case_exact"):
         if flag in spec and not isinstance(spec[flag], bool):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bridge.directory.base import Scope
 from bridge.mapping import policy as dp
-from bridge.mapping.codecs import Codec
+from bridge.mapping.codecs import Codec, ReferenceCodec
 from bridge.mapping.dialects import Dialect
 from bridge.scim import schema as sch
 
@@ -48,7 +48,7 @@ class AttributeMap:
     key: str = field(init=False, repr=False, compare=False)  # ``ldap`` lower-cased: Entry keys
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "is_reference", self.codec.name == "reference")
+        object.__setattr__(self, "is_reference", isinstance(self.codec, ReferenceCodec))
         object.__setattr__(self, "extension", self.schema not in (sch.USER, sch.GROUP))
         object.__setattr__(self, "key", self.ldap.lower())
 

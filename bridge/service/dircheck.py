@@ -195,6 +195,7 @@ def _overlays(mapping: MappingConfig, facts: Facts) -> list[Finding]:
                 "groups maps to memberOf but nothing maintains it: a user's groups stay empty",
             )
         )
+    out += _memberof_attrs(mapping, facts) + _usn(mapping, facts)
     members = any(r.member_map is not None for r in mapping.resources.values())
     if members and facts.features is not None and "refint" not in facts.features:
         out.append(
@@ -208,6 +209,47 @@ def _overlays(mapping: MappingConfig, facts: Facts) -> list[Finding]:
             )
         )
     return out
+
+
+def _memberof_attrs(mapping: MappingConfig, facts: Facts) -> list[Finding]:
+    """389 DS: the MemberOf plugin fills memberOf only from the group attributes it is told
+    (``memberOfGroupAttr``, by default just ``member``): a groupOfUniqueNames mapping needs
+    ``uniqueMember`` there."""
+    followed = facts.memberof_group_attrs
+    if followed is None or not _groups_from_memberof(mapping) or not _has_memberof(facts):
+        return []
+    members = {r.member_map.ldap for r in mapping.resources.values() if r.member_map}
+    missing = sorted((m for m in members if m.lower() not in followed), key=str.lower)
+    if not missing:
+        return []
+    attrs = " ".join([*sorted(followed), *missing])
+    return [
+        Finding(
+            "error",
+            "memberof",
+            f"the MemberOf plugin does not follow {', '.join(missing)}: a user's groups stay empty",
+            f"dsconf <instance> plugin memberof set --groupattr {attrs}   # then restart\n"
+            f"dsconf <instance> plugin memberof fixup {facts.suffix or '<suffix>'}",
+        )
+    ]
+
+
+def _usn(mapping: MappingConfig, facts: Facts) -> list[Finding]:
+    """389 DS: ``entryusn`` (a mapping's meta version, the ETag) exists only with the USN
+    plugin."""
+    if facts.server != "389ds" or facts.features is None or "usn" in facts.features:
+        return []
+    if not any(r.version.lower() == "entryusn" for r in mapping.resources.values()):
+        return []
+    return [
+        Finding(
+            "warning",
+            "usn",
+            "meta.version maps to entryusn but the USN plugin is off: resources have no "
+            "version (no ETag, If-Match cannot be checked)",
+            "dsconf <instance> plugin usn enable   # then restart the instance",
+        )
+    ]
 
 
 def _groups_from_memberof(mapping: MappingConfig) -> bool:
@@ -258,11 +300,12 @@ _OVERLAY_EXTRA = {
     "refint": "olcRefintAttribute: member\n",
 }
 _389_FIX = {
-    "sssvlv": "389 DS has server-side sort and VLV built in: the root DSE does not list them, "
-    "see docs/directories/389ds.md",
+    "sssvlv": "389 DS has server-side sort and VLV built in (the root DSE of 389-ds-base 2.3 "
+    "lists both): see docs/directories/389ds.md",
     "deref": "enable the Deref plugin (nsslapd-pluginEnabled: on in its entry below "
     "cn=plugins,cn=config), then restart the instance",
-    "ppolicy": "active: map it to nsAccountLock (type: boolean) instead of pwdAccountLockedTime",
+    "ppolicy": "active: map it to nsAccountLock (type: nsaccountlock, as mappings/389ds.yaml "
+    "does) instead of pwdAccountLockedTime",
     "memberof": "dsconf <instance> plugin memberof enable   # then restart the instance\n"
     "dsconf <instance> plugin memberof fixup <suffix>",
     "refint": "dsconf <instance> plugin referential-integrity enable   # then restart",

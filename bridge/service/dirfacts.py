@@ -33,6 +33,7 @@ _LDBM = "cn=ldbm database,cn=plugins,cn=config"
 _389_PLUGINS = {
     "memberof": "cn=MemberOf Plugin,cn=plugins,cn=config",
     "refint": "cn=referential integrity postoperation,cn=plugins,cn=config",
+    "usn": "cn=USN,cn=plugins,cn=config",  # entryusn (a mapping's meta version)
 }
 _CONFIG_LIMIT = 1000  # configuration entries read in one search (databases, indexes)
 _SUB_TYPES = {"sub", "subinitial", "subany", "subfinal"}
@@ -61,6 +62,9 @@ class Facts:
     modules: frozenset[str] = frozenset()
     #: the schema defines memberOf (a hint when the configuration is unreadable)
     memberof_in_schema: bool = False
+    #: 389 DS: the group attributes the MemberOf plugin follows (``memberOfGroupAttr``,
+    #: lower-cased); None where unknown
+    memberof_group_attrs: frozenset[str] | None = None
     #: why the configuration could not be read ("" when it was)
     unreadable: str = ""
 
@@ -184,13 +188,22 @@ def _ds389(directory: Directory, base: Facts, bases: Sequence[str]) -> Facts:
         if e.get("nsIndexType")
     }
     enabled = set()
+    group_attrs: frozenset[str] | None = None
     for feature, dn in _389_PLUGINS.items():
-        plugin = directory.read(dn, ["nsslapd-pluginEnabled"])
+        plugin = directory.read(dn, ["nsslapd-pluginEnabled", "memberOfGroupAttr"])
         if plugin is not None and (plugin.text("nsslapd-pluginEnabled") or "").lower() == "on":
             enabled.add(feature)
+        if feature == "memberof" and plugin is not None and plugin.get("memberOfGroupAttr"):
+            # (absent = not readable by the bind account: the plugin always names one)
+            group_attrs = frozenset(v.lower() for v in _texts(plugin, "memberOfGroupAttr"))
     suffix = _suffix(backend, "nsslapd-suffix", bases)
     return _replace(
-        base, indexes=indexes, features=frozenset(enabled), config_dn=name, suffix=suffix
+        base,
+        indexes=indexes,
+        features=frozenset(enabled),
+        config_dn=name,
+        suffix=suffix,
+        memberof_group_attrs=group_attrs,
     )
 
 

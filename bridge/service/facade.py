@@ -925,14 +925,14 @@ class Service:
         does not show (a member outside the mapped bases, scope or filters, the directory's
         own refint placeholder) is kept, since the client could not have listed it."""
         placeholder = rmap.empty_member
-        have_k = {normalize_dn(v.decode()): v for v in have}
+        have_k = {normalize_dn(tr.ref_dn(a, v)): v for v in have}
         want_k = {normalize_dn(v.decode()): v for v in want}
         if placeholder:
             have_k.pop(normalize_dn(placeholder), None)
         adds = [v for k, v in want_k.items() if k not in have_k]
-        gone = [v.decode() for k, v in have_k.items() if k not in want_k]
-        visible = self.resolve_dns(gone, a.to)
-        dels = [d.encode() for d in gone if normalize_dn(d) in visible]
+        gone = {k: v for k, v in have_k.items() if k not in want_k}
+        visible = self.resolve_dns([tr.ref_dn(a, v) for v in gone.values()], a.to)
+        dels = [v for k, v in gone.items() if k in visible]  # as stored (uniqueMember's UID)
         return self.member_changes(
             rmap,
             a,
@@ -950,8 +950,8 @@ class Service:
         the body gives none."""
         if not have:
             return []
-        shown = self.resolve_dns([v.decode("utf-8", "replace") for v in have], a.to)
-        return [v for v in have if normalize_dn(v.decode("utf-8", "replace")) not in shown]
+        shown = self.resolve_dns([tr.ref_dn(a, v) for v in have], a.to)
+        return [v for v in have if normalize_dn(tr.ref_dn(a, v)) not in shown]
 
     def member_changes(
         self,

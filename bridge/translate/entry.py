@@ -16,6 +16,7 @@ from typing import Any
 from bridge.directory.base import Entry
 from bridge.directory.syntax import normalize_dn, rdn_of
 from bridge.errors import InvalidValue
+from bridge.mapping.codecs import ReferenceCodec
 from bridge.mapping.model import AttributeMap, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.patch import check_count
@@ -89,11 +90,18 @@ def id_of(rmap: ResourceMap, entry: Entry) -> str:
     return str(rmap.id.codec.decode(raw))
 
 
+def ref_dn(a: AttributeMap, value: bytes | str) -> str:
+    """The DN a stored value of reference attribute ``a`` names (uniqueMember's optional
+    ``#'…'B`` UID dropped, per the mapping's codec)."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return a.codec.dn(text) if isinstance(a.codec, ReferenceCodec) else text
+
+
 def reference_dns(rmap: ResourceMap, entry: Entry, projection: Projection = DEFAULT) -> list[str]:
     out: list[str] = []
     for a in rendered(rmap, projection):
         if a.is_reference:
-            out.extend(v.decode("utf-8", "replace") for v in entry.get(a.ldap))
+            out.extend(ref_dn(a, v) for v in entry.get(a.ldap))
     return out
 
 
@@ -159,7 +167,7 @@ def _ref_values(
 ) -> list[Any]:
     out: list[Any] = []
     for value in raw:
-        ref = refs.get(normalize_dn(value.decode("utf-8", "replace")))
+        ref = refs.get(normalize_dn(ref_dn(a, value)))
         if ref is None:
             continue
         if a.attr == "manager":
@@ -327,7 +335,7 @@ def encode(
             if key not in seen:
                 seen.add(key)
                 out.append(e)
-    if len(out) > 1 and not a.multi and a.codec.name not in ("reference",):
+    if len(out) > 1 and not a.multi and not a.is_reference:
         raise InvalidValue(f"{a.path} takes a single value")
     return out
 

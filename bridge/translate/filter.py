@@ -564,7 +564,7 @@ def _substring_capable(codec: object) -> bool:
         codec.scim_type == "string"
         and not codec.binary
         and not codec.write_only
-        and codec.name not in ("uuid", "guid", "reference")
+        and codec.name not in ("uuid", "guid", "reference", "name-and-optional-uid")
     )
 
 
@@ -680,7 +680,11 @@ def sort_attribute(rmap: ResourceMap, sort_by: str) -> str:
     m = maps[0]
     if m.returned == "never" or m.codec.write_only:
         raise InvalidValue(f"sortBy {sort_by}: {m.path} is never returned: it cannot sort")
-    if m.is_reference or m.codec.name in ("password", "ppolicy-lock") or m.codec.binary:
+    if (
+        m.is_reference
+        or m.codec.name in ("password", "ppolicy-lock", "nsaccountlock")
+        or (m.codec.binary)
+    ):
         raise InvalidValue(f"sortBy {sort_by}: {m.attr} cannot be sorted by the directory")
     return m.ldap
 

@@ -31,7 +31,7 @@ Tolerated IdP shapes are commented where they are handled.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -210,7 +210,7 @@ class Members:
             assert a is not None
             full = service.directory.read(entry.dn, [a.ldap])
             dns = [v.decode("utf-8", "replace") for v in (full.get(a.ldap) if full else ())]
-            self._listed = (dns, service.resolve_dns(dns, a.to))
+            self._listed = (dns, service.resolve_dns([tr.ref_dn(a, d) for d in dns], a.to))
         return self._listed
 
     def add(self, ids: list[str]) -> None:
@@ -329,7 +329,7 @@ def _member_changes(
             has_placeholder = _has_value(service, entry.dn, a.ldap, placeholder)
         if placeholder and has_placeholder:
             changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
-    dels = tuple(d.encode() for d in del_dns.values())
+    dels = tuple(d.encode() for d in _as_stored(service, rmap, entry, m, del_dns.values()))
     if dels:
         changes.append(Change("delete", a.ldap, dels))
     when_emptied = None
@@ -348,7 +348,7 @@ def _replace_members(service: Service, rmap: ResourceMap, entry: Entry, m: Membe
     assert a is not None and m.final is not None
     want = service.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
     dns, visible = m.listed(service, rmap, entry)
-    have = {normalize_dn(d): d for d in dns}
+    have = {normalize_dn(tr.ref_dn(a, d)): d for d in dns}
     want_k = {normalize_dn(d): d for d in want.values()}
     adds = [d.encode() for k, d in want_k.items() if k not in have]
     dels = [d.encode() for k, d in have.items() if k in visible and k not in want_k]
@@ -358,6 +358,22 @@ def _replace_members(service: Service, rmap: ResourceMap, entry: Entry, m: Membe
     return service.member_changes(
         rmap, a, adds, dels, others - len(dels) + len(adds), had_placeholder
     )
+
+
+def _as_stored(
+    service: Service, rmap: ResourceMap, entry: Entry, m: Members, dns: Iterable[str]
+) -> list[str]:
+    """The member values to delete, as the group stores them.  Plain DNs, except where the
+    member attribute may decorate a DN (uniqueMember's ``#'…'B`` UID, which
+    ``uniqueMemberMatch`` does not ignore): then the member list is read once and each DN is
+    replaced by its stored value."""
+    a = rmap.member_map
+    assert a is not None
+    wanted = list(dns)
+    if not wanted or not getattr(a.codec, "decorated", False):
+        return wanted
+    stored = {normalize_dn(tr.ref_dn(a, d)): d for d in m.listed(service, rmap, entry)[0]}
+    return [stored.get(normalize_dn(d), d) for d in wanted]
 
 
 def _has_value(service: Service, dn: str, attr: str, value: str) -> bool:

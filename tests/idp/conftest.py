@@ -1,6 +1,7 @@
-"""The five backends of the IdP-shaped suite, each with the mapping exactly as shipped:
-the embedded directory and slapd through ldap3 and python-ldap (mappings/openldap.yaml), and
-Samba AD through ldap3 and python-ldap (mappings/active-directory.yaml).  Each yields the SCIM
+"""The seven backends of the IdP-shaped suite, each with the mapping exactly as shipped:
+the embedded directory and slapd through ldap3 and python-ldap (mappings/openldap.yaml),
+389 DS through ldap3 and python-ldap (mappings/389ds.yaml), and Samba AD through ldap3 and
+python-ldap (mappings/active-directory.yaml).  Each yields the SCIM
 client and an Inspector that reads the directory without the bridge."""
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from starlette.testclient import TestClient
 
 from bridge.directory.base import Directory
 from bridge.directory.embedded import EmbeddedDirectory
+from bridge.mapping.load import load_mapping
 from bridge.mapping.model import MappingConfig
 from bridge.runtime import seed_structure
-from tests.conftest import Backend, _empty, encrypted_slapd_directory, make_client
+from tests.conftest import (
+    DS389_MAP,
+    Backend,
+    _empty,
+    ds389_directory,
+    encrypted_slapd_directory,
+    make_client,
+)
 from tests.idp.inspect import (
     Inspector,
     ad_profile,
     directory_search,
+    ds389_profile,
     ldap3_search,
     openldap_profile,
 )
@@ -31,6 +41,8 @@ BACKENDS = [
     pytest.param("embedded", id="embedded"),
     pytest.param("slapd-ldap3", id="slapd-ldap3", marks=pytest.mark.slapd),
     pytest.param("slapd-libldap", id="slapd-libldap", marks=pytest.mark.slapd),
+    pytest.param("ds389-ldap3", id="ds389-ldap3", marks=pytest.mark.ds389),
+    pytest.param("ds389-libldap", id="ds389-libldap", marks=pytest.mark.ds389),
     pytest.param("samba-ldap3", id="samba-ldap3", marks=pytest.mark.samba),
     pytest.param("samba-libldap", id="samba-libldap", marks=pytest.mark.samba),
 ]
@@ -76,6 +88,9 @@ def idp_target(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) 
         _empty(directory, openldap_mapping)
         directory.close()
         return
+    if name.startswith("ds389"):
+        yield from _ds389_target(request, name)
+        return
     info = request.getfixturevalue("samba_server")
     empty_ous(info)
     ad = build_ad(info, client=name.removeprefix("samba-"))
@@ -83,3 +98,20 @@ def idp_target(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) 
     yield Target(name, ad.client, Inspector(profile, ldap3_search(lambda: admin(info))))
     ad.directory.close()
     empty_ous(info)
+
+
+def _ds389_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]:
+    """389 DS with mappings/389ds.yaml as shipped, read back as Directory Manager."""
+    info = request.getfixturevalue("ds389_server")
+    mapping = load_mapping(DS389_MAP)
+    directory = ds389_directory(info, name.removeprefix("ds389-"))
+    _empty(directory, mapping)
+
+    def connect() -> ldap3.Connection:
+        return ldap3.Connection(info.url, info.admin_dn, info.admin_password, auto_bind=True)
+
+    profile = ds389_profile(mapping.resource("User").base_dn, mapping.resource("Group").base_dn)
+    backend = Backend("ds389", directory, mapping, info)
+    yield Target(name, make_client(backend), Inspector(profile, ldap3_search(connect)))
+    _empty(directory, mapping)
+    directory.close()

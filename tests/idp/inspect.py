@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Attrs = dict[str, list[str]]
@@ -88,6 +88,23 @@ def openldap_profile(people_dn: str, groups_dn: str, placeholder: str) -> Profil
         is_disabled=_locked,
         read_attrs=("*", "pwdAccountLockedTime"),
         ignored_members=frozenset({placeholder.lower()}),
+    )
+
+
+def _ns_locked(attrs: Attrs) -> bool:
+    return any(v.strip().lower() == "true" for v in attrs.get("nsaccountlock", []))
+
+
+def ds389_profile(people_dn: str, groups_dn: str) -> Profile:
+    """389 DS with mappings/389ds.yaml: nsUniqueId ids, nsAccountLock, uniqueMember."""
+    base = openldap_profile(people_dn, groups_dn, "")
+    return replace(
+        base,
+        id_filter=lambda v: f"(nsUniqueId={v})",
+        group_attrs={**base.group_attrs, "members": "uniqueMember"},
+        is_disabled=_ns_locked,
+        read_attrs=("*", "nsAccountLock"),
+        ignored_members=frozenset(),
     )
 
 
@@ -180,7 +197,9 @@ class Inspector:
             if name in p.group_attrs and name != "members":
                 self._field(attrs, p.group_attrs[name], expected, f"{where}: {name}")
         if "members" in step:
-            got = {v.lower() for v in attrs.get("member", [])} - p.ignored_members
+            stored = attrs.get(p.group_attrs["members"].lower(), [])
+            # uniqueMember may carry an optional UID after the DN: dn#'0101'B (RFC 4517)
+            got = {re.sub(r"#'[01]*'B$", "", v).lower() for v in stored} - p.ignored_members
             want = {self.dn_of(m, where) for m in step["members"]}
             assert got == want, f"{where}: members {sorted(got)}, expected {sorted(want)}"
 
