@@ -219,11 +219,11 @@ def test_failed_authentications_are_logged_without_the_token(
 def test_failed_authentications_are_rate_limited(
     backend: Backend, logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bridge.web.app
+    import bridge.web.auth
 
     # the middleware's bucket on a clock the test moves: the same on a slow, loaded machine
     now = [1000.0]
-    monkeypatch.setattr(bridge.web.app, "Budget", lambda rate: Budget(rate, clock=lambda: now[0]))
+    monkeypatch.setattr(bridge.web.auth, "Budget", lambda rate: Budget(rate, clock=lambda: now[0]))
     client = make_client(backend)
     for i in range(60):
         assert client.get(f"{SCIM}/Users", headers=bearer(f"guess-{i}")).status_code == 401
