@@ -6,7 +6,8 @@ The result is a fragment the service ANDs with the resource's ``base_filter``.  
   attribute: a dropped clause would widen the search, and an IdP that wrongly sees "no such user"
   creates a duplicate.  A clause that can never match (``id eq "not-a-uuid"``, a ``type`` that
   is not mapped) becomes the always-false ``(!(objectClass=*))``, never an error.
-* Every assertion value is escaped in ONE place, :func:`_value`, via ``syntax.escape_filter``.
+* Every assertion value is escaped in this module, via ``syntax.escape_filter``: a client's
+  filter in ONE place, :func:`_value`; the service's own filters by the builders at the end.
 * Attribute names are case-insensitive and may be URN-qualified (RFC 7643 §2.1, RFC 7644
   §3.10).  ``emails.value eq x`` over several typed mappings is an OR over them;
   ``emails[type eq "work" and value co "@x"]`` is evaluated per element: the ``type`` is known
