@@ -82,7 +82,7 @@ def cases(service: Service, users: int) -> list[Case]:
         return sum(1 for _ in walk)
 
     def page_read() -> object:  # its second pass: the page's 100 entries, one OR of DNs
-        return service._read_many(rmap, first, attrs)
+        return service.lister.read_many(rmap, first, attrs)
 
     def base_reads() -> object:  # the alternative second pass: one base search per DN
         return [service.directory.read(dn, attrs) for dn in first]

@@ -132,8 +132,8 @@ def test_put_after_another_writer_got_there_first(
     before the modify lands."""
     u0, u1, u2 = team["users"]
     service = scim_client.app.state.service  # type: ignore[attr-defined]
-    group_dn = service.find(service.rmap("Group"), team["group"], ["1.1"]).dn
-    target = service.find(service.rmap("User"), u2 if race == "added" else u1, ["1.1"]).dn
+    group_dn = service.lookup.find(service.rmap("Group"), team["group"], ["1.1"]).dn
+    target = service.lookup.find(service.rmap("User"), u2 if race == "added" else u1, ["1.1"]).dn
     op = "add" if race == "added" else "delete"
     change = Change(op, "member", (target.encode(),))
     original = service.directory

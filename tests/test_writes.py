@@ -192,8 +192,8 @@ def test_concurrent_change_fails_the_asserted_write(
     u = create_user(client, "race.user", title="v0")
     service = client.app.state.service  # type: ignore[attr-defined]
     rmap = service.rmap("User")
-    found = service.find(rmap, u["id"], [rmap.id.ldap, rmap.version])
-    assertion = service._check_version(rmap, found.entry, u["meta"]["version"])
+    found = service.lookup.find(rmap, u["id"], [rmap.id.ldap, rmap.version])
+    assertion = service.writer.check_version(rmap, found.entry, u["meta"]["version"])
     assert assertion is not None and assertion.startswith("(entryCSN=")
     backend.directory.modify(found.dn, [Change("replace", "title", (b"concurrent",))])
     d = backend.directory

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.directory.base import Change, Directory, Entry
 from bridge.directory.connections import plain_dn
-from bridge.directory.syntax import escape_filter, is_under
+from bridge.directory.syntax import is_under
 from bridge.errors import BridgeError, DirectoryError, NotImplemented_, Uniqueness
+from bridge.service.lookup import Lookup
 from bridge.translate import entry as tr
+from bridge.translate.filter import any_of
 
 if TYPE_CHECKING:
     from bridge.mapping.dialects import Dialect
     from bridge.mapping.model import DerivedMap, ResourceMap
-    from bridge.service.facade import Service
 
 log = logging.getLogger("bridge.service")
 #: how often a create is tried when a derived unique value was taken between search and add
@@ -126,17 +127,17 @@ def add_extras(
 
 
 def settle_unique(
-    service: Service, rmap: ResourceMap, bases: Mapping[str, str], attrs: dict[str, list[bytes]]
+    lookup: Lookup, rmap: ResourceMap, bases: Mapping[str, str], attrs: dict[str, list[bytes]]
 ) -> None:
     """Give each ``unique:`` derived value the first free numeric suffix (jdoe, jdoe1, jdoe2,
     ...), cut so the suffix fits the codec's length limit (AD's 20 characters)."""
     for d in rmap.derived:
         if d.ldap in bases:
-            attrs[d.ldap] = [_free_value(service, rmap, d, bases[d.ldap]).encode("utf-8")]
+            attrs[d.ldap] = [_free_value(lookup, rmap, d, bases[d.ldap]).encode("utf-8")]
 
 
 def lost_race(
-    service: Service,
+    lookup: Lookup,
     rmap: ResourceMap,
     bases: Mapping[str, str],
     attrs: Mapping[str, list[bytes]],
@@ -150,16 +151,16 @@ def lost_race(
     for d in rmap.derived:
         if d.ldap in bases:
             value = attrs[d.ldap][0].decode("utf-8")
-            if _taken(service, rmap, d, [value]):
+            if _taken(lookup, rmap, d, [value]):
                 return True
     return False
 
 
-def _free_value(service: Service, rmap: ResourceMap, d: DerivedMap, base: str) -> str:
+def _free_value(lookup: Lookup, rmap: ResourceMap, d: DerivedMap, base: str) -> str:
     limit: int | None = getattr(d.codec, "MAX", None)
     for lo, hi in SUFFIX_BATCHES:
         candidates = list(dict.fromkeys(_suffixed(base, n, limit) for n in range(lo, hi)))
-        taken = _taken(service, rmap, d, candidates)
+        taken = _taken(lookup, rmap, d, candidates)
         for value in candidates:
             if value.lower() not in taken:
                 return value
@@ -174,33 +175,32 @@ def _suffixed(base: str, n: int, limit: int | None) -> str:
     return (base[: limit - len(suffix)] if limit else base) + suffix
 
 
-def _taken(service: Service, rmap: ResourceMap, d: DerivedMap, values: Sequence[str]) -> set[str]:
+def _taken(lookup: Lookup, rmap: ResourceMap, d: DerivedMap, values: Sequence[str]) -> set[str]:
     """Which of ``values`` some entry holds (lower-cased: AD compares names case-insensitively),
     among every object in the uniqueness scope, whatever its object class."""
-    ors = "".join(f"({d.ldap}={escape_filter(v)})" for v in values)
     base, scope = rmap.base_dn, rmap.scope
     if d.unique == "domain":
-        base, scope = _naming_context(service, rmap), "sub"
-    res = service.directory.search(base, f"(|{ors})", [d.ldap], scope=scope)
+        base, scope = _naming_context(lookup, rmap), "sub"
+    res = lookup.directory.search(base, any_of(d.ldap, values), [d.ldap], scope=scope)
     return {v.decode("utf-8", "replace").lower() for e in res.entries for v in e.get(d.ldap)}
 
 
-def _naming_context(service: Service, rmap: ResourceMap) -> str:
+def _naming_context(lookup: Lookup, rmap: ResourceMap) -> str:
     """The naming context that holds ``base_dn`` (the domain, on AD), from the root DSE."""
 
     def find() -> str:
-        root = service.directory.read("", ["namingContexts"])
+        root = lookup.directory.read("", ["namingContexts"])
         # AD answers in the extended-DN form (<GUID=..>;<SID=..>;DC=...) the bridge asks for
         contexts = [plain_dn(v.decode("utf-8")) for v in root.get("namingContexts")] if root else []
         holding = [nc for nc in contexts if nc and is_under(rmap.base_dn, nc)]
         return max(holding, key=len) if holding else rmap.base_dn
 
-    found: str = service._memo(rmap, ("naming-context",), find)
+    found: str = lookup.memo(rmap, ("naming-context",), find)
     return found
 
 
 def create(
-    service: Service,
+    lookup: Lookup,
     rmap: ResourceMap,
     dn: str,
     attrs: dict[str, list[bytes]],
@@ -211,11 +211,11 @@ def create(
     ``post_read``: the last write of the create (the add, or the last step's modify, which
     leaves the entry as the create is done with it) asks for these attributes of the entry
     it leaves (RFC 4527); returned when the directory sent them, else None."""
-    directory = service.directory
+    directory = lookup.directory
     _generate_password(rmap, attrs)
     check_transport(directory, rmap, attrs)
     first = dict(attrs)
-    marker = _must_change(service.mapping.dialect, rmap, attrs)
+    marker = _must_change(lookup.mapping.dialect, rmap, attrs)
     if marker is not None:
         first[marker.attr] = list(marker.values)
     steps: list[list[Change]] = []

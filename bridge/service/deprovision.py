@@ -28,41 +28,38 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bridge.directory.base import Change
-from bridge.directory.syntax import (
-    escape_filter,
-    normalize_dn,
-    parent_dn,
-    rdn_of,
-    split_rdn,
-)
+from bridge.directory.syntax import normalize_dn, parent_dn, rdn_of, split_rdn
 from bridge.errors import DirectoryError, NotFound, Unavailable
+from bridge.service.lookup import Found
+from bridge.service.writes import Writer
+from bridge.translate.filter import equals, of_type
+from bridge.translate.patch import member_changes
 
 if TYPE_CHECKING:
     from bridge.directory.base import Entry
     from bridge.mapping.model import ResourceMap
     from bridge.mapping.policy import Action
-    from bridge.service.facade import Found, Service
 
 
 # ---------------------------------------------------------------------------- running
-def delete(service: Service, rmap: ResourceMap, found: Found, assertion: str | None = None) -> None:
+def delete(writer: Writer, rmap: ResourceMap, found: Found, assertion: str | None = None) -> None:
     """DELETE /{resource}/{id} under the resource's policy; ``assertion`` (If-Match, RFC 4528)
     makes the delete atomic with the version check."""
     if rmap.deprovision.deletes:
         try:
             if assertion:
-                service.directory.delete(found.dn, assertion=assertion)
+                writer.directory.delete(found.dn, assertion=assertion)
             else:
-                service.directory.delete(found.dn)
+                writer.directory.delete(found.dn)
         except DirectoryError as exc:
             if exc.code == "noSuchObject":
                 raise NotFound(f"{rmap.name} not found") from None
             raise
         return
-    _run(service, rmap, found.dn, rmap.deprovision.on_delete, disable=True)
+    _run(writer, rmap, found.dn, rmap.deprovision.on_delete, disable=True)
 
 
-def after_update(service: Service, rmap: ResourceMap, dn: str, was: Entry) -> str | None:
+def after_update(writer: Writer, rmap: ResourceMap, dn: str, was: Entry) -> str | None:
     """Called after a PUT/PATCH was applied: runs on_deactivate when ``active`` went from true to
     false, and moves a re-activated account back from the deactivation OU.  Returns the entry's
     DN (new if it moved) when it changed anything, else None: the entry is as the update left
@@ -71,7 +68,7 @@ def after_update(service: Service, rmap: ResourceMap, dn: str, was: Entry) -> st
     policy = rmap.deprovision
     if active is None or all(a.kind == "disable" for a in policy.on_deactivate):
         return None
-    now = service.directory.read(dn, [active.ldap])
+    now = writer.directory.read(dn, [active.ldap])
     if now is None:
         return None
     before = _active(active, was)
@@ -79,10 +76,10 @@ def after_update(service: Service, rmap: ResourceMap, dn: str, was: Entry) -> st
     if before and not after:
         steps = tuple(a for a in rmap.deprovision.on_deactivate if a.kind != "disable")
         if steps:
-            return _run(service, rmap, dn, steps, disable=False)
+            return _run(writer, rmap, dn, steps, disable=False)
     target = rmap.deprovision.move_on_deactivate()
     if after and not before and target and _inside(dn, target):
-        return _move(service, dn, rmap.base_dn)
+        return _move(writer, dn, rmap.base_dn)
     return None
 
 
@@ -96,62 +93,62 @@ def _inside(dn: str, ou: str) -> bool:
 
 
 def _run(
-    service: Service, rmap: ResourceMap, dn: str, actions: tuple[Action, ...], *, disable: bool
+    writer: Writer, rmap: ResourceMap, dn: str, actions: tuple[Action, ...], *, disable: bool
 ) -> str:
     for action in actions:
         if action.kind == "disable" and disable:
-            _disable(service, rmap, dn)
+            _disable(writer, rmap, dn)
         elif action.kind == "remove_groups":
-            remove_groups(service, dn)
+            remove_groups(writer, dn)
         elif action.kind == "move" and action.target and not _inside(dn, action.target):
-            dn = _move(service, dn, action.target)
+            dn = _move(writer, dn, action.target)
     return dn
 
 
-def _disable(service: Service, rmap: ResourceMap, dn: str) -> None:
+def _disable(writer: Writer, rmap: ResourceMap, dn: str) -> None:
     amap = next(a for a in rmap.attributes if a.attr == "active" and not a.sub)
-    entry = service.directory.read(dn, [amap.ldap])
+    entry = writer.directory.read(dn, [amap.ldap])
     current = list(entry.get(amap.ldap)) if entry else []
     want = amap.codec.encode(False, current)
     if sorted(want) != sorted(current):
-        service.modify(dn, [Change("replace", amap.ldap, tuple(want))])
+        writer.modify(dn, [Change("replace", amap.ldap, tuple(want))])
 
 
-def remove_groups(service: Service, dn: str) -> None:
+def remove_groups(writer: Writer, dn: str) -> None:
     """Take ``dn`` out of every mapped group that lists it: one single-value MODIFY_DELETE per
     group (never a rewrite of a member list); a group it already left is skipped."""
-    for gmap in service.mapping.resources.values():
+    for gmap in writer.mapping.resources.values():
         member = gmap.member_map
         if member is None:
             continue
-        flt = f"(&{gmap.base_filter}({member.ldap}={escape_filter(dn)}))"
-        for group in service.directory.search(gmap.base_dn, flt, ["1.1"], scope=gmap.scope).entries:
-            changes = service.member_changes(
+        flt = of_type(gmap, equals(member.ldap, dn))
+        for group in writer.directory.search(gmap.base_dn, flt, ["1.1"], scope=gmap.scope).entries:
+            changes = member_changes(
                 gmap, member, [], [dn.encode()], remaining=1, had_placeholder=False
             )
             try:
-                service.modify(group.dn, changes)
+                writer.modify(group.dn, changes)
             except DirectoryError as exc:
                 if exc.code not in ("noSuchAttribute", "objectClassViolation"):
                     raise
                 # groupOfNames that would become empty: put the placeholder in, then retry
-                service.modify(
+                writer.modify(
                     group.dn,
-                    service.member_changes(
+                    member_changes(
                         gmap, member, [], [dn.encode()], remaining=0, had_placeholder=False
                     ),
                 )
 
 
-def _move(service: Service, dn: str, target: str) -> str:
+def _move(writer: Writer, dn: str, target: str) -> str:
     """Move ``dn`` below ``target``.  A missing target OU is the deployment's fault, not the
     client's: 503, so the IdP retries, and the retry completes once the OU exists (every step
     before the move is idempotent)."""
     attr, value, _ = split_rdn(dn)
     try:
-        return service.directory.rename(dn, rdn_of(attr, value), new_superior=target)
+        return writer.directory.rename(dn, rdn_of(attr, value), new_superior=target)
     except DirectoryError as exc:
-        if exc.code != "noSuchObject" or service.directory.read(target, ["1.1"]) is not None:
+        if exc.code != "noSuchObject" or writer.directory.read(target, ["1.1"]) is not None:
             raise
         raise Unavailable(
             f"the deprovisioning policy moves accounts to {target}, which does not exist; "

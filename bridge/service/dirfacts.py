@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from bridge.directory.base import Directory, Entry
 from bridge.directory.connections import plain_dn
-from bridge.directory.syntax import escape_filter, is_under, normalize_dn
+from bridge.directory.syntax import is_under, normalize_dn
 from bridge.errors import DirectoryError
 from bridge.mapping.model import MappingConfig
+from bridge.translate.filter import any_of
 
 #: features a directory may offer, by the OpenLDAP overlay name
 FEATURES = ("sssvlv", "deref", "ppolicy", "memberof", "refint")
@@ -208,11 +209,10 @@ def _ds389(directory: Directory, base: Facts, bases: Sequence[str]) -> Facts:
 
 
 def _ad(directory: Directory, base: Facts, schema_nc: str, names: Sequence[str]) -> Facts:
-    wanted = "".join(f"(lDAPDisplayName={escape_filter(n)})" for n in names)
     found = _search(
         directory,
         schema_nc,
-        f"(&(objectClass=attributeSchema)(|{wanted}))",
+        f"(&(objectClass=attributeSchema){any_of('lDAPDisplayName', names)})",
         ["lDAPDisplayName", "searchFlags", "linkID"],
     )
     flags = {

@@ -14,20 +14,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bridge.directory.syntax import escape_filter, in_scope, normalize_dn
+from bridge.directory.syntax import in_scope, normalize_dn
 from bridge.scim.projection import Projection
+from bridge.service.lookup import Lookup, display_attr
 from bridge.translate import entry as tr
+from bridge.translate.filter import in_chain
 
 if TYPE_CHECKING:
     from bridge.directory.base import Entry
     from bridge.mapping.model import MappingConfig, ResourceMap
-    from bridge.service.facade import Service
-
-IN_CHAIN = "1.2.840.113556.1.4.1941"
 
 
 def add_indirect_groups(
-    service: Service,
+    lookup: Lookup,
     rmap: ResourceMap,
     entries: Sequence[Entry],
     resources: list[dict[str, Any]],
@@ -43,17 +42,14 @@ def add_indirect_groups(
         direct = {item["value"] for item in resource.get("groups", [])}
         extra = []
         for name in groups.to:
-            gmap = service.rmap(name)
+            gmap = lookup.rmap(name)
             member = gmap.member_map
             if member is None:
                 continue
-            display = next(
-                (a.ldap for a in gmap.attributes if a.attr == "displayName" and not a.is_reference),
-                None,
-            )
-            flt = f"(&{gmap.base_filter}({member.ldap}:{IN_CHAIN}:={escape_filter(entry.dn)}))"
+            display = display_attr(gmap)
+            flt = in_chain(gmap, member.ldap, entry.dn)
             attrs = [gmap.id.ldap] + ([display] if display else [])
-            for g in service.directory.search(gmap.base_dn, flt, attrs, scope=gmap.scope).entries:
+            for g in lookup.directory.search(gmap.base_dn, flt, attrs, scope=gmap.scope).entries:
                 gid = tr.id_of(gmap, g)
                 if gid in direct:
                     continue

@@ -6,7 +6,8 @@ The result is a fragment the service ANDs with the resource's ``base_filter``.  
   attribute: a dropped clause would widen the search, and an IdP that wrongly sees "no such user"
   creates a duplicate.  A clause that can never match (``id eq "not-a-uuid"``, a ``type`` that
   is not mapped) becomes the always-false ``(!(objectClass=*))``, never an error.
-* Every assertion value is escaped in ONE place, :func:`_value`, via ``syntax.escape_filter``.
+* Every assertion value is escaped in this module, via ``syntax.escape_filter``: a client's
+  filter in ONE place, :func:`_value`; the service's own filters by the builders at the end.
 * Attribute names are case-insensitive and may be URN-qualified (RFC 7643 §2.1, RFC 7644
   §3.10).  ``emails.value eq x`` over several typed mappings is an OR over them;
   ``emails[type eq "work" and value co "@x"]`` is evaluated per element: the ``type`` is known
@@ -37,13 +38,13 @@ The result is a fragment the service ANDs with the resource's ``base_filter``.  
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from bridge.directory.base import SortKey
 from bridge.directory.syntax import escape_filter
-from bridge.errors import InvalidFilter, InvalidValue, ScimError
+from bridge.errors import InvalidFilter, InvalidValue, NotFound, ScimError
 from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.filter import (
@@ -711,3 +712,42 @@ def _ordering_rule(rmap: ResourceMap, mapping: MappingConfig, attr: str) -> str 
         return None
     codecs = {m.codec.name for m in rmap.maps_for_ldap(attr)}
     return rule if not codecs or codecs <= {"string"} else None
+
+
+# ---------------------------------------------------------------------------- service filters
+# The filters the service searches with besides a client's: built here, so every value an
+# LDAP filter carries is escaped in this module (RFC 4515).
+
+#: AD's LDAP_MATCHING_RULE_IN_CHAIN (MS-ADTS §3.1.1.3.4.4.3): walks a DN chain on the server
+IN_CHAIN = "1.2.840.113556.1.4.1941"
+
+
+def equals(attr: str, value: str | bytes) -> str:
+    """``(attr=value)``, the value escaped."""
+    return f"({attr}={escape_filter(value)})"
+
+
+def any_of(attr: str, values: Iterable[str | bytes]) -> str:
+    """``(|(attr=v1)(attr=v2)...)``, each value escaped (an OR of one term keeps its ``|``)."""
+    return "(|" + "".join(f"({attr}={escape_filter(v)})" for v in values) + ")"
+
+
+def of_type(rmap: ResourceMap, fragment: str) -> str:
+    """``fragment`` limited to the entries of ``rmap`` (its ``base_filter``)."""
+    return f"(&{rmap.base_filter}{fragment})"
+
+
+def in_chain(rmap: ResourceMap, attr: str, dn: str) -> str:
+    """The ``rmap`` entries whose ``attr`` reaches ``dn`` through any chain (AD only)."""
+    return of_type(rmap, f"({attr}:{IN_CHAIN}:={escape_filter(dn)})")
+
+
+def id_filter(rmap: ResourceMap, rid: str) -> str:
+    """The entry of ``rmap`` with SCIM id ``rid``; an id its codec cannot take is a 404."""
+    if "\x00" in rid:  # AD compares only up to a NUL: "<id>\0x" would find <id>
+        raise NotFound(f"{rmap.name} {rid!r} not found")
+    try:
+        value = rmap.id.codec.assertion(rid)
+    except ScimError:
+        raise NotFound(f"{rmap.name} {rid} not found") from None
+    return of_type(rmap, equals(rmap.id.ldap, value))

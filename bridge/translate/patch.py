@@ -18,9 +18,14 @@ How a PATCH is planned, before anything is written (a PATCH is all-or-nothing):
    (whether it is there comes with the find where the directory has matched values, else from
    a base search).
 4. A change of the attribute that names the entry is a rename (``new_rdn_value``); the RDN
-   attribute itself is then left out of ``changes``.  ``Service.write`` sends the modify first
-   (carrying the If-Match assertion) and the rename after it, undoing the modify if the rename
-   fails.
+   attribute itself is then left out of ``changes``.  The service's writer
+   (:meth:`bridge.service.writes.Writer.write`) sends the modify first (carrying the If-Match
+   assertion) and the rename after it, undoing the modify if the rename fails.
+
+Planning is pure: the service gathers the inputs first (the operations, parsed once; the entry;
+the current resource rendered from it) and :func:`plan` reaches the directory only through the
+:class:`Lookups` it is given (references resolved in batched searches, the member list read at
+most once).  Uniqueness of the new values is checked by the service after planning.
 
 The SCIM half (parsing operations, resolving paths, applying an operation to a resource dict,
 evaluating value filters) is :mod:`bridge.scim.patch`.
@@ -31,18 +36,17 @@ Tolerated IdP shapes are commented where they are handled.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from bridge.directory.base import Change, Entry
-from bridge.directory.syntax import escape_filter, normalize_dn, split_rdn
+from bridge.directory.syntax import normalize_dn, split_rdn
 from bridge.errors import (
     InvalidFilter,
     InvalidPath,
-    InvalidSyntax,
     InvalidValue,
     Mutability,
     ScimError,
@@ -60,24 +64,50 @@ from bridge.scim.patch import (
     is_empty,
     matches,
     named,
-    parse_ops,
     resolve_target,
 )
 from bridge.scim.path import parse_path
 from bridge.scim.projection import Projection
 from bridge.translate import entry as tr
 
-if TYPE_CHECKING:
-    from bridge.service.facade import Service
-
 __all__ = [
     "MAX_MEMBER_FILTERS",
+    "Lookups",
     "PatchPlan",
     "may_add_members",
+    "member_changes",
     "patch_size",
-    "plan_patch",
+    "plan",
     "read_attributes",
+    "unique_candidates",
 ]
+
+
+class Lookups(Protocol):
+    """What planning a PATCH may need to know of the directory beyond the entry and the
+    current resource, which the caller gathered first: references resolved in batched
+    searches, the member list (read only for a replace, a remove-all or a general member
+    filter), whether a value is there.  The service passes an object implementing it, so
+    the planner itself stays pure."""
+
+    def resolve_ids(
+        self, ids: Iterable[str], targets: Sequence[str], what: str, *, missing_ok: bool = False
+    ) -> dict[str, str]:
+        """SCIM id -> DN (an unknown id is a 400 naming it, unless ``missing_ok``)."""
+        ...
+
+    def resolve_dns(self, dns: Iterable[str], targets: Sequence[str]) -> dict[str, tr.Ref]:
+        """normalized DN -> Ref for every DN that is a mapped resource of ``targets``."""
+        ...
+
+    def values_of(self, dn: str, attr: str) -> list[str]:
+        """The values of ``attr`` of the entry ``dn`` (none if it is gone)."""
+        ...
+
+    def has_value(self, dn: str, attr: str, value: str) -> bool:
+        """Whether the entry ``dn`` holds ``value`` in ``attr``."""
+        ...
+
 
 #: general member filters (``members[display co "x"]``) per PATCH: each is tested against every
 #: member of the group (Entra ID's ``members[value eq "id"]`` is an id lookup, not counted)
@@ -115,16 +145,12 @@ def read_attributes(rmap: ResourceMap) -> list[str]:
     return [x for x in dict.fromkeys(wanted) if x.lower() not in skip]
 
 
-def may_add_members(body: Any) -> bool:
-    """Whether a PATCH body may add members: an add or replace naming ``members`` in its path
-    or, path-less, in a key of its value.  Only then is the empty-group placeholder worth
-    reading with the find (the matched-values scan of a 50,000-value ``member`` costs slapd
-    about a millisecond); a body this misses costs the plan a base search, never a wrong
-    plan.  A body that does not parse: False (the plan refuses it)."""
-    try:
-        ops = parse_ops(body) if isinstance(body, Mapping) else []
-    except ScimError:
-        return False
+def may_add_members(ops: Sequence[Op]) -> bool:
+    """Whether the operations of a PATCH may add members: an add or replace naming
+    ``members`` in its path or, path-less, in a key of its value.  Only then is the empty-group
+    placeholder worth reading with the find (the matched-values scan of a 50,000-value
+    ``member`` costs slapd about a millisecond); a body this misses costs the plan a base
+    search, never a wrong plan."""
     for o in ops:
         if o.op == "remove":
             continue
@@ -201,16 +227,15 @@ class Members:
     _listed: tuple[list[str], dict[str, tr.Ref]] | None = None
 
     def listed(
-        self, service: Service, rmap: ResourceMap, entry: Entry
+        self, lookups: Lookups, rmap: ResourceMap, entry: Entry
     ) -> tuple[list[str], dict[str, tr.Ref]]:
         """The group's member DNs and, by normalised DN, the visible ones (members inside a
         mapped target type's base, scope and filter): one read and one batched resolve."""
         if self._listed is None:
             a = rmap.member_map
             assert a is not None
-            full = service.directory.read(entry.dn, [a.ldap])
-            dns = [v.decode("utf-8", "replace") for v in (full.get(a.ldap) if full else ())]
-            self._listed = (dns, service.resolve_dns([tr.ref_dn(a, d) for d in dns], a.to))
+            dns = lookups.values_of(entry.dn, a.ldap)
+            self._listed = (dns, lookups.resolve_dns([tr.ref_dn(a, d) for d in dns], a.to))
         return self._listed
 
     def add(self, ids: list[str]) -> None:
@@ -261,7 +286,7 @@ def _filter_ids(f: Filter) -> list[str] | None:
 
 
 def _apply_members(
-    service: Service, rmap: ResourceMap, entry: Entry, m: Members, t: Target, o: Op
+    lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members, t: Target, o: Op
 ) -> None:
     if t.sub is not None and t.sub != "value":
         raise InvalidPath(f"members.{t.sub} cannot be changed (only members themselves)")
@@ -279,7 +304,7 @@ def _apply_members(
                     f"at most {MAX_MEMBER_FILTERS} operations with a general members filter "
                     'per PATCH (members[value eq "id"] is not limited)'
                 )
-            ids = _members_matching(service, rmap, entry, m, t)
+            ids = _members_matching(lookups, rmap, entry, m, t)
         m.remove(ids)
         return
     if o.op == "remove":
@@ -296,13 +321,13 @@ def _apply_members(
 
 
 def _members_matching(
-    service: Service, rmap: ResourceMap, entry: Entry, m: Members, t: Target
+    lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members, t: Target
 ) -> list[str]:
     """A general filter on members (``members[display co "x"]``) must see the members: the
     list read once per PATCH (:meth:`Members.listed`), each rendered as {value, type, display}
     and tested against the filter."""
     assert t.filter is not None
-    _dns, refs = m.listed(service, rmap, entry)
+    _dns, refs = m.listed(lookups, rmap, entry)
     out = []
     for ref in refs.values():
         element = {"value": ref.id, "type": ref.resource, "display": ref.display}
@@ -312,24 +337,24 @@ def _members_matching(
 
 
 def _member_changes(
-    service: Service, rmap: ResourceMap, entry: Entry, m: Members, has_placeholder: bool | None
+    lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members, has_placeholder: bool | None
 ) -> tuple[list[Change], list[Change] | None]:
     a = rmap.member_map
     assert a is not None
     placeholder = rmap.empty_member
     if m.final is not None:
-        return _replace_members(service, rmap, entry, m), None
-    add_dns = service.resolve_ids(list(m.adds), a.to, a.attr) if m.adds else {}
+        return _replace_members(lookups, rmap, entry, m), None
+    add_dns = lookups.resolve_ids(list(m.adds), a.to, a.attr) if m.adds else {}
     # Removing a member that no longer exists (deleted, refint already dropped it) is a no-op.
-    del_dns = service.resolve_ids(list(m.dels), a.to, a.attr, missing_ok=True) if m.dels else {}
+    del_dns = lookups.resolve_ids(list(m.dels), a.to, a.attr, missing_ok=True) if m.dels else {}
     changes: list[Change] = []
     if add_dns:
         changes.append(Change("add", a.ldap, tuple(d.encode() for d in add_dns.values())))
         if has_placeholder is None and placeholder:
-            has_placeholder = _has_value(service, entry.dn, a.ldap, placeholder)
+            has_placeholder = lookups.has_value(entry.dn, a.ldap, placeholder)
         if placeholder and has_placeholder:
             changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
-    dels = tuple(d.encode() for d in _as_stored(service, rmap, entry, m, del_dns.values()))
+    dels = tuple(d.encode() for d in _as_stored(lookups, rmap, entry, m, del_dns.values()))
     if dels:
         changes.append(Change("delete", a.ldap, dels))
     when_emptied = None
@@ -338,7 +363,7 @@ def _member_changes(
     return changes, when_emptied
 
 
-def _replace_members(service: Service, rmap: ResourceMap, entry: Entry, m: Members) -> list[Change]:
+def _replace_members(lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members) -> list[Change]:
     """``replace members`` or a remove of all members (RFC 7644 §3.5.2.3/.2): the visible
     members become exactly the new set; a value SCIM does not show (a member outside the
     mapped bases, scope or filters — a service account, a group of another OU — or the
@@ -346,8 +371,8 @@ def _replace_members(service: Service, rmap: ResourceMap, entry: Entry, m: Membe
     the client could not have listed it.  MODIFY_ADD/MODIFY_DELETE of just the difference."""
     a = rmap.member_map
     assert a is not None and m.final is not None
-    want = service.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
-    dns, visible = m.listed(service, rmap, entry)
+    want = lookups.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
+    dns, visible = m.listed(lookups, rmap, entry)
     have = {normalize_dn(tr.ref_dn(a, d)): d for d in dns}
     want_k = {normalize_dn(d): d for d in want.values()}
     adds = [d.encode() for k, d in want_k.items() if k not in have]
@@ -355,13 +380,11 @@ def _replace_members(service: Service, rmap: ResourceMap, entry: Entry, m: Membe
     key = normalize_dn(rmap.empty_member) if rmap.empty_member else None
     had_placeholder = key is not None and key in have
     others = len(have) - (1 if had_placeholder else 0)
-    return service.member_changes(
-        rmap, a, adds, dels, others - len(dels) + len(adds), had_placeholder
-    )
+    return member_changes(rmap, a, adds, dels, others - len(dels) + len(adds), had_placeholder)
 
 
 def _as_stored(
-    service: Service, rmap: ResourceMap, entry: Entry, m: Members, dns: Iterable[str]
+    lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members, dns: Iterable[str]
 ) -> list[str]:
     """The member values to delete, as the group stores them.  Plain DNs, except where the
     member attribute may decorate a DN (uniqueMember's ``#'…'B`` UID, which
@@ -372,13 +395,8 @@ def _as_stored(
     wanted = list(dns)
     if not wanted or not getattr(a.codec, "decorated", False):
         return wanted
-    stored = {normalize_dn(tr.ref_dn(a, d)): d for d in m.listed(service, rmap, entry)[0]}
+    stored = {normalize_dn(tr.ref_dn(a, d)): d for d in m.listed(lookups, rmap, entry)[0]}
     return [stored.get(normalize_dn(d), d) for d in wanted]
-
-
-def _has_value(service: Service, dn: str, attr: str, value: str) -> bool:
-    flt = f"({attr}={escape_filter(value)})"
-    return bool(service.directory.search(dn, flt, ["1.1"], scope="base").entries)
 
 
 def _copy(resource: dict[str, Any]) -> dict[str, Any]:
@@ -391,34 +409,33 @@ def _copy(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the plan
-def plan_patch(
-    service: Service,
+def plan(
+    ops: Sequence[Op],
     rmap: ResourceMap,
     entry: Entry,
-    body: Any,
-    base_url: str,
+    current: dict[str, Any],
+    lookups: Lookups,
     has_placeholder: bool | None = None,
 ) -> PatchPlan:
-    """Validate and plan every operation of a PATCH request against ``entry`` (read with
-    :func:`read_attributes`); nothing is written here.  ``has_placeholder``: whether the group
-    holds its ``empty_member`` placeholder, when the caller learnt it with the find (None:
-    asked of the directory when a member is added)."""
-    if not isinstance(body, Mapping):
-        raise InvalidSyntax("the request body must be a JSON object")
-    ops = parse_ops(body)
-    current = service.render(rmap, [entry], base_url, WORKING_VIEW)[0]
+    """Validate and plan every operation of a PATCH (``ops``, parsed once by the caller with
+    :func:`bridge.scim.patch.parse_ops`) against ``entry`` (read with :func:`read_attributes`)
+    and ``current``, the resource rendered from it with :data:`WORKING_VIEW`; nothing is
+    written here, and the directory is reached only through ``lookups``.
+    ``has_placeholder``: whether the group holds its ``empty_member`` placeholder, when the
+    caller learnt it with the find (None: asked through ``lookups`` when a member is added).
+    Uniqueness of the changed values is the caller's to check (:func:`unique_candidates`)."""
     work = Work(rmap, _copy(current))
     members = Members()
     for o in ops:
         try:
-            _run(service, rmap, entry, work, members, o)
+            _run(lookups, rmap, entry, work, members, o)
         except ScimError as exc:
             raise named(o, exc) from None
-    return _to_plan(service, rmap, entry, work, members, has_placeholder)
+    return _to_plan(lookups, rmap, entry, work, members, has_placeholder)
 
 
 def _run(
-    service: Service, rmap: ResourceMap, entry: Entry, work: Work, members: Members, o: Op
+    lookups: Lookups, rmap: ResourceMap, entry: Entry, work: Work, members: Members, o: Op
 ) -> None:
     if o.path is not None:
         if not o.path.attr.attr:  # a bare extension URN: its value is the extension object
@@ -430,10 +447,10 @@ def _run(
                 return  # add null: nothing to add (RFC 7643 §2.5)
             if not isinstance(o.value, Mapping):
                 raise InvalidValue("the value of an extension schema path must be an object")
-            _run_object(service, rmap, entry, work, members, o, {o.path.attr.schema or "": o.value})
+            _run_object(lookups, rmap, entry, work, members, o, {o.path.attr.schema or "": o.value})
             return
         _run_target(
-            service,
+            lookups,
             rmap,
             entry,
             work,
@@ -444,7 +461,7 @@ def _run(
         )
         return
     assert isinstance(o.value, Mapping)
-    _run_object(service, rmap, entry, work, members, o, o.value)
+    _run_object(lookups, rmap, entry, work, members, o, o.value)
 
 
 def _remove_extension(work: Work, urn: str, *, check_only: bool = False) -> None:
@@ -460,7 +477,7 @@ def _remove_extension(work: Work, urn: str, *, check_only: bool = False) -> None
 
 
 def _run_object(
-    service: Service,
+    lookups: Lookups,
     rmap: ResourceMap,
     entry: Entry,
     work: Work,
@@ -491,7 +508,7 @@ def _run_object(
                     # "schemas" list inside the extension object: not an attribute, ignored.
                     continue
                 _run_target(
-                    service,
+                    lookups,
                     rmap,
                     entry,
                     work,
@@ -502,11 +519,11 @@ def _run_object(
                 )
             continue
         t = resolve_target(rmap.schemas, parse_path(key), rmap.name)
-        _run_target(service, rmap, entry, work, members, o, t, v)
+        _run_target(lookups, rmap, entry, work, members, o, t, v)
 
 
 def _run_target(
-    service: Service,
+    lookups: Lookups,
     rmap: ResourceMap,
     entry: Entry,
     work: Work,
@@ -524,7 +541,7 @@ def _run_target(
     if t.name == "members" and t.schema == rmap.schema and rmap.member_map is not None:
         _check_writable(rmap, t, "add")
         _apply_members(
-            service, rmap, entry, members, t, Op(o.index, op, None, None, value, has_value)
+            lookups, rmap, entry, members, t, Op(o.index, op, None, None, value, has_value)
         )
         return
     _apply(work, t, op, value, has_value)
@@ -563,7 +580,7 @@ def _check_filter_shown(rmap: ResourceMap, t: Target) -> None:
 
 
 def _to_plan(
-    service: Service,
+    lookups: Lookups,
     rmap: ResourceMap,
     entry: Entry,
     work: Work,
@@ -580,7 +597,7 @@ def _to_plan(
     ref_dns: dict[str, str] = {}
     for path, ids in refs.items():
         amap = next(a for a in rmap.attributes if a.path == path)
-        ref_dns.update(service.resolve_ids(ids, amap.to, amap.attr))
+        ref_dns.update(lookups.resolve_ids(ids, amap.to, amap.attr))
     new = _encode(rmap, touched, work.res, ref_dns, entry)
     new_rdn: str | None = None
     _attr, old_rdn, _parent = split_rdn(entry.dn)
@@ -614,16 +631,43 @@ def _to_plan(
         if a.mutability == "immutable" and have:
             raise Mutability(f"{a.path} is immutable")
         changes.append(Change("replace", ldap_attr, tuple(want)))
-    # uniqueness (RFC 7644 §3.12 409) of attributes the mapping declares unique, when changed
-    changed = {c.attr: list(c.values) for c in changes if c.op == "replace" and c.values}
-    service._unique_check(rmap, changed, exclude_dn=entry.dn)
     when_emptied = None
     if not members.empty:
-        member_changes, emptied = _member_changes(service, rmap, entry, members, has_placeholder)
+        member_ops, emptied = _member_changes(lookups, rmap, entry, members, has_placeholder)
         if emptied is not None:
             when_emptied = tuple(changes + emptied)
-        changes += member_changes
+        changes += member_ops
     return PatchPlan(tuple(changes), new_rdn, when_emptied)
+
+
+def unique_candidates(p: PatchPlan) -> dict[str, list[bytes]]:
+    """The values a plan sets with a replace, by LDAP attribute: what the caller checks for
+    uniqueness (RFC 7644 §3.12 409) of the attributes the mapping declares unique."""
+    return {c.attr: list(c.values) for c in p.changes if c.op == "replace" and c.values}
+
+
+def member_changes(
+    rmap: ResourceMap,
+    a: AttributeMap,
+    adds: Sequence[bytes],
+    dels: Sequence[bytes],
+    remaining: int,
+    had_placeholder: bool,
+) -> list[Change]:
+    """MODIFY_ADD / MODIFY_DELETE of just the affected DNs; keeps a groupOfNames valid with
+    the mapping's ``empty_member`` placeholder when it would become empty."""
+    changes: list[Change] = []
+    if adds:
+        changes.append(Change("add", a.ldap, tuple(adds)))
+    if dels:
+        changes.append(Change("delete", a.ldap, tuple(dels)))
+    placeholder = rmap.empty_member
+    if placeholder:
+        if remaining <= 0 and not had_placeholder and dels:
+            changes.insert(0, Change("add", a.ldap, (placeholder.encode(),)))
+        elif remaining > 0 and had_placeholder and adds:
+            changes.append(Change("delete", a.ldap, (placeholder.encode(),)))
+    return changes
 
 
 def _encode(

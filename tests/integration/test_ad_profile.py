@@ -267,7 +267,7 @@ def test_direct_modify_keeps_refusing_real_errors(ad: AD, team: dict[str, Any]) 
     service = ad.client.app.state.service  # type: ignore[attr-defined]
     missing = f"CN=nobody,{ad.info.people_dn}".encode()
     with pytest.raises(Exception) as caught:
-        service.modify(group_dn, [Change("add", "member", (missing,))])
+        service.writer.modify(group_dn, [Change("add", "member", (missing,))])
     assert "noSuchObject" in str(caught.value) or "does not exist" in str(caught.value)
 
 

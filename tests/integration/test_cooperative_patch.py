@@ -15,8 +15,8 @@ import pytest
 from bridge import concurrency
 from bridge.directory.base import Directory
 from bridge.mapping.model import MappingConfig
+from bridge.service import facade
 from bridge.settings import Settings, Token
-from bridge.translate import patch as translate_patch
 from bridge.web.app import build_app
 from tests.conftest import TOKEN, _empty, slapd_directory
 from tests.helpers import PATCH_SCHEMA, SCIM, USER_SCHEMA
@@ -67,7 +67,7 @@ def test_healthz_answers_while_a_big_patch_is_planned(
 
     monkeypatch.setattr(concurrency, "offload", spy)
     planning: list[float] = []  # when the big PATCH's planning started and ended
-    real_plan = translate_patch.plan_patch
+    real_plan = facade.plan  # the pure planner, as the service calls it
 
     def timed_plan(*args: Any, **kw: Any) -> Any:
         start = time.perf_counter()
@@ -76,7 +76,7 @@ def test_healthz_answers_while_a_big_patch_is_planned(
         finally:
             planning.extend((start, time.perf_counter()))
 
-    monkeypatch.setattr(translate_patch, "plan_patch", timed_plan)
+    monkeypatch.setattr(facade, "plan", timed_plan)
     body = _big_patch(4_950, 15)  # 990 operations, 19,800 values (~0.9 MB)
 
     async def main() -> tuple[int, float, list[float], int]:
