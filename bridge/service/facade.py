@@ -54,7 +54,7 @@ from bridge.errors import (
 from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
 from bridge.scim.cursor import Cursors, derive_key, fingerprint
 from bridge.scim.projection import DEFAULT, Projection
-from bridge.service import create, deprovision, nested
+from bridge.service import allocate, create, deprovision, nested
 from bridge.translate import entry as tr
 
 log = logging.getLogger("bridge.service")
@@ -808,6 +808,7 @@ class Service:
             attrs[member.ldap] = [rmap.empty_member.encode()]
         bases = create.add_extras(rmap, body, attrs)
         self._unique_check(rmap, attrs)
+        allocate.fill(self, rmap, body, attrs)  # POSIX numbers and templates
         try:
             created = self._add(rmap, dn, attrs, bases)
         except DirectoryError as exc:

@@ -1,0 +1,159 @@
+"""POSIX numbers and templated attributes of a new entry (mapping/posix.py).
+
+Allocation is atomic across any number of bridge processes and replicas without a lock service:
+the counter entry holds the next number to try, and the bridge moves it with ONE modify that
+deletes the value it read and adds the next one.  LDAP applies a modify's changes atomically
+(RFC 4511 §4.6), so when another writer moved the counter first, the delete finds no such
+value, the directory answers noSuchAttribute (16) and nothing changes; the bridge reads the
+counter again and retries, a bounded number of times with jitter.
+
+A number is never reused: before the swap, one search over the whole naming context asks which
+of a batch of candidates some entry already holds (legacy directories hold numbers no counter
+knows about) and the counter skips past them.  Every number the counter passes is spent, even
+when the add then fails, so two creates can never hold the same number.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bridge.directory.base import Change, Directory
+from bridge.errors import DirectoryError, InvalidValue, NotImplemented_, ScimError, Unavailable
+from bridge.mapping.posix import NONE, Allocation, Template
+from bridge.service.create import _naming_context
+from bridge.translate import entry as tr
+
+if TYPE_CHECKING:
+    from bridge.mapping.model import ResourceMap
+    from bridge.service.facade import Service
+
+log = logging.getLogger("bridge.service")
+#: compare-and-swap attempts per number before a 503 (each lost one means another create won)
+ATTEMPTS = 100
+#: candidates checked against the directory per search
+BATCH = 16
+#: LDAP results that mean "another writer moved the counter between our read and our swap"
+_LOST = ("noSuchAttribute", "attributeOrValueExists")
+#: a template value: printable ASCII (homeDirectory is IA5String), one path component
+_SAFE = re.compile(r"[!-.0-~]+")
+
+
+class RangeExhausted(ScimError):
+    """Every number of an ``allocate:`` range is spent.  507 Insufficient Storage (RFC 4918
+    §11.5): the request is fine (a 400 would blame the IdP's data, a 409 would make Okta and
+    Entra look for an existing user to match) and retrying will not help until the
+    directory's administrator widens the range; no RFC 7644 §3.12 scimType fits, so none."""
+
+    status = 507
+
+
+def fill(service: Service, rmap: ResourceMap, body: Mapping[str, Any], attrs: dict) -> None:
+    """Templated attributes and allocated numbers of a new entry, unless the request already
+    set them through a mapping.  Called after the uniqueness checks, so a refused create
+    spends no number."""
+    spec = rmap.posix
+    if spec is NONE:
+        return
+    present = {k.lower() for k in attrs}
+    for t in spec.templates:
+        if t.ldap.lower() not in present:
+            attrs[t.ldap] = [render(rmap, t, body).encode("ascii")]
+    todo = [a for a in spec.allocations if a.ldap.lower() not in present]
+    if todo:
+        context = _naming_context(service, rmap)
+        for a in todo:
+            attrs[a.ldap] = [str(allocate(service.directory, a, context)).encode()]
+
+
+def render(rmap: ResourceMap, t: Template, body: Mapping[str, Any]) -> str:
+    """``t.text`` with each ``{path}`` replaced by the request's value.  A value must be one
+    safe path component -- printable ASCII, no ``/``, not ``.`` or ``..`` -- so that
+    ``/home/{userName}`` can never point outside /home; anything else is a 400 (folding or
+    replacing characters could give two users the same home directory)."""
+    out = t.text
+    for field in t.fields:
+        smap = next(a for a in rmap.attributes if a.path.lower() == field.lower())
+        found = tr.scim_values(rmap, smap, body)[:1]
+        value = found[0] if found and isinstance(found[0], str | int) else None
+        text = str(value) if value is not None else ""
+        if not _SAFE.fullmatch(text) or text in (".", ".."):
+            raise InvalidValue(
+                f"{t.ldap} is built from {field} ({t.text!r}): {field} must be printable ASCII "
+                f"without '/' or spaces, and not '.' or '..'; got {value!r}"
+            )
+        out = out.replace("{" + field + "}", text)
+    return out
+
+
+def allocate(directory: Directory, a: Allocation, context: str) -> int:
+    """The next free number of ``a``'s range, taken atomically from its counter."""
+    for attempt in range(ATTEMPTS):
+        current = _read_counter(directory, a)
+        start = max(current or a.low, a.low)
+        if start > a.high:
+            raise RangeExhausted(
+                f"{a.ldap}: every number of the range {a.low}-{a.high} is in use; the "
+                f"directory's administrator must widen the mapping's allocate.{a.ldap}.range"
+            )
+        candidates = range(start, min(start + BATCH, a.high + 1))
+        taken = _taken(directory, a.ldap, candidates, context, a.counter)
+        free = next((n for n in candidates if n not in taken), None)
+        following = (candidates[-1] if free is None else free) + 1
+        if _swap(directory, a, current, following):
+            if free is not None:
+                return free
+            continue  # a run of numbers held by legacy entries: the counter skipped them
+        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+    raise Unavailable(f"{a.ldap}: the number counter {a.counter} is too busy; try again")
+
+
+def _read_counter(directory: Directory, a: Allocation) -> int | None:
+    entry = directory.read(a.counter, [a.counter_attr])
+    if entry is None:
+        log.error("allocate %s: the counter entry %s does not exist", a.ldap, a.counter)
+        raise NotImplemented_(
+            f"{a.ldap} cannot be allocated: the counter entry {a.counter} does not exist; the "
+            "directory's administrator must create it (see check-mapping --connect)"
+        )
+    value = entry.first(a.counter_attr)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        raise NotImplemented_(
+            f"{a.ldap} cannot be allocated: {a.counter_attr} of {a.counter} is not a number"
+        ) from None
+
+
+def _taken(
+    directory: Directory, ldap: str, candidates: Sequence[int], context: str, counter: str
+) -> set[int]:
+    """Which candidates some entry of the naming context already holds, whatever its class."""
+    ors = "".join(f"({ldap}={n})" for n in candidates)
+    res = directory.search(context, f"(|{ors})", [ldap], scope="sub")
+    # the counter entry holds the next number in this very attribute by default: not a user
+    found = {v for e in res.entries if _norm(e.dn) != _norm(counter) for v in e.get(ldap)}
+    return {n for n in candidates if str(n).encode() in found}
+
+
+def _norm(dn: str) -> str:
+    return ",".join(part.strip() for part in dn.lower().split(","))
+
+
+def _swap(directory: Directory, a: Allocation, current: int | None, following: int) -> bool:
+    """Compare-and-swap: ``current`` -> ``following`` in one modify; False if another writer
+    moved the counter first (the modify then changed nothing)."""
+    changes = [Change("add", a.counter_attr, (str(following).encode(),))]
+    if current is not None:
+        changes.insert(0, Change("delete", a.counter_attr, (str(current).encode(),)))
+    try:
+        directory.modify(a.counter, changes)
+    except DirectoryError as exc:
+        if exc.code in _LOST:
+            return False
+        raise
+    return True
