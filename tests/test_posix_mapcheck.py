@@ -119,3 +119,19 @@ def test_read_only_counter_is_reported(backend: Backend) -> None:
         UID_WHERE: f"the bind account may not write uidNumber of {UID_COUNTER}",
         GID_WHERE: f"the bind account may not write gidNumber of {GID_COUNTER}",
     }
+
+
+@WITH_SCHEMA
+def test_private_group_is_checked(backend: Backend) -> None:
+    from tests.test_posix_private_group import PRIVATE, _private_mapping
+
+    text = _private_mapping().replace("[top, posixGroup]\n", "[top, posixGroupX]\n")
+    found = _found(backend, parse_mapping(text))
+    assert found == {
+        "resources.User.private_group.base_dn": f"{PRIVATE} does not exist",
+        "resources.User.private_group.object_classes[1]": "no object class 'posixGroupX' in schema",
+    }
+    drop_counters(backend.directory)
+    found = _found(backend, parse_mapping(_private_mapping()))
+    where = "resources.User.private_group.gidNumber.counter"
+    assert f"{GID_COUNTER} does not exist" in found[where]

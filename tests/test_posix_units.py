@@ -83,3 +83,43 @@ def test_posix_spec_errors_name_their_yaml_path(
 def test_ia5_fold(text: str, folded: str | None) -> None:
     out = CODECS["ia5-fold"].encode(text)
     assert out == ([folded.encode("ascii")] if folded else [])
+
+
+_PG = {
+    "base_dn": "ou=usergroups,dc=example,dc=org",
+    "gidNumber": {"range": [1, 2], "counter": "cn=g"},
+}
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "message"),
+    [
+        ({"private_group": _PG}, "", "constants.gidNumber or a private group"),
+        ({"private_group": {**_PG, "base_dn": "usergroups"}, "constants": {}}, "base_dn", "expected the DN"),
+        ({"private_group": {"base_dn": _PG["base_dn"]}, "constants": {}}, "gidNumber", "expected {range"),
+        ({"private_group": {**_PG, "gid": 1}, "constants": {}}, "gid", "unknown key"),
+        ({"private_group": {**_PG, "gidNumber": {"range": [1, 2]}}, "constants": {}}, "gidNumber.counter", "DN of the counter"),
+    ],
+)  # fmt: skip
+def test_private_group_errors_name_their_yaml_path(
+    user: dict[str, Any], path: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_mapping(yaml.safe_dump(_with_user(**user), allow_unicode=True))
+    where = "resources.User.private_group" + (f".{path}" if path else "")
+    assert any(p.path == where and message in p.message for p in err.value.problems), (
+        err.value.problems
+    )
+
+
+def test_private_group_loads() -> None:
+    user = parse_mapping(
+        yaml.safe_dump(_with_user(private_group=_PG, constants={"loginShell": "/bin/sh"}))
+    ).resource("User")
+    pg = user.posix.private_group
+    assert pg is not None
+    assert (pg.base_dn, pg.object_classes) == (
+        "ou=usergroups,dc=example,dc=org",
+        ("top", "posixGroup"),
+    )
+    assert pg.gid == Allocation("gidNumber", 1, 2, "cn=g", "gidNumber")

@@ -47,13 +47,25 @@ class Template:
 
 
 @dataclass(frozen=True)
+class PrivateGroup:
+    """A user-private group: a group entry ``cn=<the user's RDN value>,<base_dn>`` created with
+    the user and deleted with it, whose ``gidNumber`` (allocated through ``gid``) is the user's
+    primary ``gidNumber``."""
+
+    base_dn: str
+    object_classes: tuple[str, ...]
+    gid: Allocation
+
+
+@dataclass(frozen=True)
 class PosixSpec:
     allocations: tuple[Allocation, ...] = ()
     templates: tuple[Template, ...] = ()
+    private_group: PrivateGroup | None = None
 
 
 NONE = PosixSpec()
-KEYS = ("allocate", "templates")
+KEYS = ("allocate", "templates", "private_group")
 
 Add = Callable[[str, str], None]
 
@@ -65,7 +77,48 @@ def parse(
     their YAML path."""
     allocations = _allocations(data.get("allocate"), f"{here}.allocate", add)
     templates = _templates(data.get("templates"), f"{here}.templates", attributes, add)
-    return PosixSpec(allocations, templates) if allocations or templates else NONE
+    private = _private_group(data, f"{here}.private_group", add)
+    if private is not None and any(a.ldap.lower() == "gidnumber" for a in allocations):
+        add(f"{here}.private_group", "the private group gives gidNumber: drop allocate.gidNumber")
+    if not (allocations or templates or private):
+        return NONE
+    return PosixSpec(allocations, templates, private)
+
+
+def _private_group(data: Mapping[str, Any], where: str, add: Add) -> PrivateGroup | None:
+    """``private_group: {base_dn: <DN>, object_classes: [...], gidNumber: {range, counter}}``."""
+    spec = data.get("private_group")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        add(where, "expected {base_dn: <DN>, object_classes: [...], gidNumber: {range, counter}}")
+        return None
+    for key in spec:
+        if key not in ("base_dn", "object_classes", "gidNumber"):
+            add(
+                f"{where}.{key}",
+                f"unknown key {key!r} (allowed: base_dn, gidNumber, object_classes)",
+            )
+    constants = data.get("constants")
+    if isinstance(constants, dict) and any(str(k).lower() == "gidnumber" for k in constants):
+        add(where, "give either constants.gidNumber or a private group, not both")
+    base_dn, classes = spec.get("base_dn"), spec.get("object_classes", ["top", "posixGroup"])
+    ok = isinstance(base_dn, str) and "=" in base_dn
+    if not ok:
+        add(
+            f"{where}.base_dn",
+            f"expected the DN the private groups are created in, got {base_dn!r}",
+        )
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        add(f"{where}.object_classes", "expected a non-empty list of object class names")
+        ok = False
+    if "gidNumber" not in spec:
+        add(f"{where}.gidNumber", "expected {range: [low, high], counter: <DN>}")
+        return None
+    gid = _allocation("gidNumber", spec["gidNumber"], f"{where}.gidNumber", add)
+    if not ok or gid is None:
+        return None
+    return PrivateGroup(str(base_dn), tuple(classes), gid)
 
 
 def _allocations(data: Any, here: str, add: Add) -> tuple[Allocation, ...]:

@@ -23,9 +23,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bridge.directory.base import Change, Directory
-from bridge.errors import DirectoryError, InvalidValue, NotImplemented_, ScimError, Unavailable
-from bridge.mapping.posix import NONE, Allocation, Template
-from bridge.service.create import _naming_context
+from bridge.directory.syntax import dn_equal, rdn_of, split_rdn
+from bridge.errors import (
+    DirectoryError,
+    InvalidValue,
+    NotImplemented_,
+    ScimError,
+    Unavailable,
+    Uniqueness,
+)
+from bridge.mapping.posix import NONE, Allocation, PrivateGroup, Template
+from bridge.service.create import _compensate, _naming_context
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
@@ -64,6 +72,8 @@ def fill(service: Service, rmap: ResourceMap, body: Mapping[str, Any], attrs: di
         if t.ldap.lower() not in present:
             attrs[t.ldap] = [render(rmap, t, body).encode("ascii")]
     todo = [a for a in spec.allocations if a.ldap.lower() not in present]
+    if spec.private_group is not None and "gidnumber" not in present:
+        todo.append(spec.private_group.gid)
     if todo:
         context = _naming_context(service, rmap)
         for a in todo:
@@ -136,12 +146,8 @@ def _taken(
     ors = "".join(f"({ldap}={n})" for n in candidates)
     res = directory.search(context, f"(|{ors})", [ldap], scope="sub")
     # the counter entry holds the next number in this very attribute by default: not a user
-    found = {v for e in res.entries if _norm(e.dn) != _norm(counter) for v in e.get(ldap)}
+    found = {v for e in res.entries if not dn_equal(e.dn, counter) for v in e.get(ldap)}
     return {n for n in candidates if str(n).encode() in found}
-
-
-def _norm(dn: str) -> str:
-    return ",".join(part.strip() for part in dn.lower().split(","))
 
 
 def _swap(directory: Directory, a: Allocation, current: int | None, following: int) -> bool:
@@ -157,3 +163,59 @@ def _swap(directory: Directory, a: Allocation, current: int | None, following: i
             return False
         raise
     return True
+
+
+# ---------------------------------------------------------------------------- private groups
+def _group_dn(pg: PrivateGroup, user_dn: str) -> str:
+    """The private group is named after the user's RDN value (the uid: Debian's convention)."""
+    return f"{rdn_of('cn', split_rdn(user_dn)[1])},{pg.base_dn}"
+
+
+def add_private_group(service: Service, rmap: ResourceMap, dn: str, attrs: dict) -> None:
+    """After the user ``dn`` was added: its private group, holding the gidNumber :func:`fill`
+    allocated.  If the group cannot be added the user is deleted again, so a failed create
+    leaves nothing behind (a group of that name already there: 409)."""
+    pg = rmap.posix.private_group
+    if pg is None:
+        return
+    name = split_rdn(dn)[1]
+    entry = {
+        "objectClass": [c.encode() for c in pg.object_classes],
+        "cn": [name.encode()],
+        "gidNumber": list(attrs["gidNumber"]),
+    }
+    try:
+        service.directory.add(_group_dn(pg, dn), entry)
+    except DirectoryError as exc:
+        _compensate(service.directory, dn)
+        if exc.code == "entryAlreadyExists":
+            raise Uniqueness(
+                f"a group named {name!r} already exists in {pg.base_dn}, so the user's "
+                "private group cannot be created"
+            ) from None
+        raise
+
+
+def private_group_of(service: Service, rmap: ResourceMap, dn: str) -> str | None:
+    """Before the user ``dn`` is deleted: the DN of its private group -- the group named after
+    it whose gidNumber is the user's -- when the policy deletes the entry, else None."""
+    pg = rmap.posix.private_group
+    if pg is None or not rmap.deprovision.deletes:
+        return None
+    user = service.directory.read(dn, ["gidNumber"])
+    group_dn = _group_dn(pg, dn)
+    group = service.directory.read(group_dn, ["gidNumber"])
+    gid = user.first("gidNumber") if user else None
+    return group_dn if gid is not None and group and group.first("gidNumber") == gid else None
+
+
+def drop_private_group(service: Service, group_dn: str | None) -> None:
+    """After the user was deleted: its private group.  The user is gone whatever happens here,
+    so a failure is logged, not returned (the IdP's retry would get a 404 and stop)."""
+    if group_dn is None:
+        return
+    try:
+        service.directory.delete(group_dn)
+    except DirectoryError as exc:
+        if exc.code != "noSuchObject":
+            log.error("the private group %s was left behind: %s", group_dn, exc.code)

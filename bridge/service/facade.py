@@ -821,6 +821,7 @@ class Service:
                 raise self._missing_on_add(rmap, exc) from None
             raise
         self._unique_recheck(rmap, dn, attrs)
+        allocate.add_private_group(self, rmap, dn, attrs)
         entry = created  # the entry as the create's last write left it (post-read)
         if entry is None:  # not asked for, or the directory sent none: read it back
             entry = self._read_dn(rmap, dn, tr.ldap_attributes(rmap))
@@ -1070,7 +1071,9 @@ class Service:
         found = self.find(rmap, rid, [rmap.id.ldap, rmap.version])
         assertion = self._check_version(rmap, found.entry, if_match)
         # delete, or disable/strip groups/move: the mapping's deprovisioning policy says
+        private_group = allocate.private_group_of(self, rmap, found.dn)
         deprovision.delete(self, rmap, found, assertion)
+        allocate.drop_private_group(self, private_group)
 
     def patch(
         self,

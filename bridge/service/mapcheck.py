@@ -44,17 +44,26 @@ def check(directory: Directory, mapping: MappingConfig) -> list[Problem]:
         where = f"resources.{name}"
         if directory.read(rmap.base_dn, ["1.1"]) is None:
             problems.append(Problem(f"{where}.base_dn", f"{rmap.base_dn} does not exist"))
+        pg = rmap.posix.private_group
+        if pg is not None and directory.read(pg.base_dn, ["1.1"]) is None:
+            problems.append(
+                Problem(f"{where}.private_group.base_dn", f"{pg.base_dn} does not exist")
+            )
     problems += counters(directory, mapping)
     attrs, classes = _schema(directory, problems)
     if attrs is None or classes is None:
         return problems
     for name, rmap in mapping.resources.items():
         where = f"resources.{name}"
-        for i, oc in enumerate(rmap.object_classes):
+        wanted = [(f"object_classes[{i}]", oc) for i, oc in enumerate(rmap.object_classes)]
+        if rmap.posix.private_group is not None:
+            wanted += [
+                (f"private_group.object_classes[{i}]", oc)
+                for i, oc in enumerate(rmap.posix.private_group.object_classes)
+            ]
+        for path, oc in wanted:
             if oc.lower() not in classes:
-                problems.append(
-                    Problem(f"{where}.object_classes[{i}]", f"no object class {oc!r} in schema")
-                )
+                problems.append(Problem(f"{where}.{path}", f"no object class {oc!r} in schema"))
         named = [("id.ldap", rmap.id.ldap), ("rdn.ldap", rmap.rdn.ldap)]
         named += [
             (f"meta.{k}", v)
@@ -80,6 +89,10 @@ def _written(rmap: ResourceMap) -> list[tuple[str, str]]:
     out += [(f"templates.{t.ldap}", t.ldap) for t in rmap.posix.templates]
     for a in rmap.posix.allocations:
         out += [(f"allocate.{a.ldap}", a.ldap), (f"allocate.{a.ldap}.counter_attr", a.counter_attr)]
+    pg = rmap.posix.private_group
+    if pg is not None:
+        out += [("private_group.gidNumber", "gidNumber")]
+        out += [("private_group.gidNumber.counter_attr", pg.gid.counter_attr)]
     return out
 
 
@@ -92,11 +105,13 @@ def counters(directory: Directory, mapping: MappingConfig) -> list[Problem]:
     insufficientAccessRights (50) when it may not."""
     problems: list[Problem] = []
     for name, rmap in mapping.resources.items():
-        for a in rmap.posix.allocations:
-            where = f"resources.{name}.allocate.{a.ldap}.counter"
+        found = [(f"allocate.{a.ldap}", a) for a in rmap.posix.allocations]
+        if rmap.posix.private_group is not None:
+            found.append(("private_group.gidNumber", rmap.posix.private_group.gid))
+        for path, a in found:
             problem = _counter_problem(directory, a)
             if problem:
-                problems.append(Problem(where, problem))
+                problems.append(Problem(f"resources.{name}.{path}.counter", problem))
     return problems
 
 
