@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Directory
+from bridge.directory.base import Change, Directory
 from bridge.mapping.model import MappingConfig
 from bridge.mapping.posix import Allocation
 from tests.conftest import Backend, make_client
@@ -160,3 +160,55 @@ def test_missing_counter_is_a_clear_error(client: TestClient, backend: Backend) 
     assert r.status_code == 501, r.text
     assert UID_COUNTER in r.json()["detail"]
     assert not backend.directory.search(PEOPLE, "(uid=nobody)", ["1.1"], scope="one").entries
+
+
+def test_long_legacy_run_is_skipped_not_a_conflict(
+    client: TestClient, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Skipping numbers legacy entries hold is progress, not a lost swap: even with a single
+    attempt allowed, a run longer than one candidate batch is crossed."""
+    from bridge.service import allocate
+
+    monkeypatch.setattr(allocate, "ATTEMPTS", 1)
+    for n in range(10000, 10000 + allocate.BATCH + 4):
+        _legacy_user(backend.directory, f"legacy{n}", n)
+    create_user(client, "after")
+    e = _entry(backend.directory, PEOPLE, "(uid=after)", ["uidNumber"])
+    assert e.text("uidNumber") == str(10000 + allocate.BATCH + 4)
+
+
+def test_counter_without_a_value_starts_at_the_range(client: TestClient, backend: Backend) -> None:
+    backend.directory.modify(UID_COUNTER, [Change("delete", "uidNumber", ())])
+    create_user(client, "first")
+    create_user(client, "second")
+    found = backend.directory.search(PEOPLE, "(uid=*)", ["uid", "uidNumber"], scope="one").entries
+    assert {e.text("uid"): e.text("uidNumber") for e in found} == {
+        "first": "10000",
+        "second": "10001",
+    }
+
+
+def test_always_losing_the_swap_is_a_503_and_writes_nothing(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every compare-and-swap lost (another writer moved the counter each time): after
+    ATTEMPTS reads a 503 with Retry-After, and no entry."""
+    from bridge.directory.wrapper import Wrapper
+    from bridge.errors import DirectoryError
+    from bridge.service import allocate
+
+    class Busy(Wrapper):
+        def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
+            if dn == UID_COUNTER:
+                raise DirectoryError("noSuchAttribute", "moved meanwhile", dn=dn)
+            return self.inner.modify(dn, changes, **kw)
+
+    monkeypatch.setattr(allocate, "ATTEMPTS", 3)
+    client = make_client(dataclasses.replace(backend, directory=Busy(backend.directory)))
+    r = client.post(
+        f"{SCIM}/Users",
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "busy"},
+    )
+    assert r.status_code == 503, r.text
+    assert "too busy" in r.json()["detail"]
+    assert not backend.directory.search(PEOPLE, "(uid=busy)", ["1.1"], scope="one").entries

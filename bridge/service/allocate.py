@@ -60,7 +60,9 @@ class RangeExhausted(ScimError):
     status = 507
 
 
-def fill(service: Service, rmap: ResourceMap, body: Mapping[str, Any], attrs: dict) -> None:
+def fill(
+    service: Service, rmap: ResourceMap, body: Mapping[str, Any], attrs: dict[str, list[bytes]]
+) -> None:
     """Templated attributes and allocated numbers of a new entry, unless the request already
     set them through a mapping.  Called after the uniqueness checks, so a refused create
     spends no number."""
@@ -101,8 +103,10 @@ def render(rmap: ResourceMap, t: Template, body: Mapping[str, Any]) -> str:
 
 
 def allocate(directory: Directory, a: Allocation, context: str) -> int:
-    """The next free number of ``a``'s range, taken atomically from its counter."""
-    for attempt in range(ATTEMPTS):
+    """The next free number of ``a``'s range, taken atomically from its counter.  Only lost
+    swaps count against ATTEMPTS: skipping a long run of legacy numbers is progress."""
+    lost = 0
+    while True:
         current = _read_counter(directory, a)
         start = max(current or a.low, a.low)
         if start > a.high:
@@ -118,8 +122,10 @@ def allocate(directory: Directory, a: Allocation, context: str) -> int:
             if free is not None:
                 return free
             continue  # a run of numbers held by legacy entries: the counter skipped them
-        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
-    raise Unavailable(f"{a.ldap}: the number counter {a.counter} is too busy; try again")
+        lost += 1
+        if lost >= ATTEMPTS:
+            raise Unavailable(f"{a.ldap}: the number counter {a.counter} is too busy; try again")
+        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(lost, 6))))
 
 
 def _read_counter(directory: Directory, a: Allocation) -> int | None:
@@ -159,7 +165,9 @@ def _swap(directory: Directory, a: Allocation, current: int | None, following: i
     try:
         directory.modify(a.counter, changes)
     except DirectoryError as exc:
-        if exc.code in _LOST:
+        # a counter without a value yet: another writer's add makes ours a second value of a
+        # single-valued attribute (constraintViolation) or the same value
+        if exc.code in _LOST or (current is None and exc.code == "constraintViolation"):
             return False
         raise
     return True
@@ -171,7 +179,9 @@ def _group_dn(pg: PrivateGroup, user_dn: str) -> str:
     return f"{rdn_of('cn', split_rdn(user_dn)[1])},{pg.base_dn}"
 
 
-def add_private_group(service: Service, rmap: ResourceMap, dn: str, attrs: dict) -> None:
+def add_private_group(
+    service: Service, rmap: ResourceMap, dn: str, attrs: Mapping[str, list[bytes]]
+) -> None:
     """After the user ``dn`` was added: its private group, holding the gidNumber :func:`fill`
     allocated.  If the group cannot be added the user is deleted again, so a failed create
     leaves nothing behind (a group of that name already there: 409)."""
