@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         "--connect",
         action="store_true",
         help="also bind with the BRIDGE_* settings, check base DNs, attributes and object "
-        "classes against the server's schema, and inspect the directory: indexes, overlays "
+        "classes against the server's schema, that each allocate: counter entry exists and "
+        "is writable (a probe that changes nothing), and inspect the directory: indexes, overlays "
         "(sssvlv, deref, ppolicy, memberof, refint) and controls, each finding with its "
         "effect and the LDIF or command that fixes it (docs/directories/).  Exit 1 on a "
         "schema problem or a finding that breaks a mapped feature (e.g. no ppolicy while "

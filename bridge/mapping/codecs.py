@@ -16,6 +16,7 @@ data in the mapping instead of ``if ad:`` branches.  Codecs are stateless single
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 
@@ -470,3 +471,56 @@ def register(codec: Codec) -> Codec:
     """Add a codec (used by dialect modules such as the AD codecs)."""
     CODECS[codec.name] = codec
     return codec
+
+
+#: letters NFKD does not decompose into ASCII, spelled as their usual transliteration
+_FOLD = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "SS",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "Th",
+        "\u0131": "i",  # dotless i
+        "\t": " ",
+        "\n": " ",
+        "\r": " ",
+        ":": " ",  # the passwd(5) field separator: getent would split gecos on it
+    }
+)
+
+
+def fold_ascii(text: str) -> str:
+    """``text`` folded to printable ASCII (IA5String, RFC 4517 §3.3.15): Zoë -> Zoe,
+    Straße -> Strasse; what cannot fold (CJK, emoji) and control characters are dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
+    return "".join(c for c in decomposed if " " <= c <= "~")
+
+
+class Ia5FoldCodec(Codec):
+    """A free-form SCIM value written to an IA5String attribute (posixAccount's ``gecos``):
+    folded to printable ASCII by :func:`fold_ascii`, whitespace runs collapsed.  Used for
+    ``derived:`` attributes, never for values a client reads back (the fold loses letters)."""
+
+    name = "ia5-fold"
+
+    def encode(self, value: object, current: list[bytes] | None = None) -> list[bytes]:
+        out = super().encode(value, current)
+        if not out:
+            return out
+        text = " ".join(fold_ascii(out[0].decode("utf-8")).split())
+        return [text.encode("ascii")] if text else []
+
+
+register(Ia5FoldCodec())

@@ -17,6 +17,7 @@ import yaml
 
 from bridge.errors import ConfigError, Problem
 from bridge.mapping import policy as dp
+from bridge.mapping import posix
 from bridge.mapping.codecs import CODECS, Codec, ReferenceCodec
 from bridge.mapping.dialects import DIALECTS, Dialect
 from bridge.mapping.model import (
@@ -62,6 +63,7 @@ _RES_KEYS = {
     "generate_missing_password",
     "transitive_groups",
     "deprovision",
+    *posix.KEYS,
 }
 _ATTR_KEYS = {
     "ldap",
@@ -284,6 +286,7 @@ def _resource(
         empty_member=empty_member,
         description=str(data.get("description", "")),
         deprovision=policy,
+        posix=posix.parse(data, here, attributes, c.add),
         **writes,
     )
 

@@ -12,6 +12,8 @@ from bridge.directory.base import Scope
 from bridge.mapping import policy as dp
 from bridge.mapping.codecs import Codec, ReferenceCodec
 from bridge.mapping.dialects import Dialect
+from bridge.mapping.posix import NONE as NO_POSIX
+from bridge.mapping.posix import PosixSpec
 from bridge.scim import schema as sch
 
 
@@ -120,6 +122,8 @@ class ResourceMap:
     #: users' ``groups`` also lists groups reached through nested groups (AD only)
     transitive_groups: bool = False
     deprovision: dp.Policy = dp.DEFAULT
+    #: numbers allocated and attributes built from templates on create (mapping/posix.py)
+    posix: PosixSpec = NO_POSIX
     _by_attr: dict[str, tuple[AttributeMap, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )

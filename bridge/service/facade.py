@@ -38,7 +38,7 @@ from bridge.errors import (
 from bridge.mapping.model import MappingConfig, ResourceMap
 from bridge.scim.patch import Op, parse_ops
 from bridge.scim.projection import DEFAULT, Projection
-from bridge.service import create, deprovision
+from bridge.service import allocate, create, deprovision
 from bridge.service.listing import Lister, ListQuery, ListResult
 from bridge.service.lookup import RESERVED_IDS, Found, Lookup
 from bridge.service.render import Renderer
@@ -155,6 +155,7 @@ class Service:
             attrs[member.ldap] = [rmap.empty_member.encode()]
         bases = create.add_extras(rmap, body, attrs)
         writer.unique_check(rmap, attrs)
+        allocate.fill(self.lookup, rmap, body, attrs)  # POSIX numbers and templates
         try:
             created = self._add(rmap, dn, attrs, bases)
         except DirectoryError as exc:
@@ -167,6 +168,7 @@ class Service:
                 raise writer.missing_on_add(rmap, exc) from None
             raise
         writer.unique_recheck(rmap, dn, attrs)
+        allocate.add_private_group(self.lookup.directory, rmap, dn, attrs)
         entry = created  # the entry as the create's last write left it (post-read)
         if entry is None:  # not asked for, or the directory sent none: read it back
             entry = self.lookup.read_dn(rmap, dn, tr.ldap_attributes(rmap))
@@ -238,7 +240,9 @@ class Service:
         found = self.lookup.find(rmap, rid, [rmap.id.ldap, rmap.version])
         assertion = self.writer.check_version(rmap, found.entry, if_match)
         # delete, or disable/strip groups/move: the mapping's deprovisioning policy says
+        private_group = allocate.private_group_of(self.lookup.directory, rmap, found.dn)
         deprovision.delete(self.writer, rmap, found, assertion)
+        allocate.drop_private_group(self.lookup.directory, private_group)
 
     # ------------------------------------------------------------------ patch
     def patch(

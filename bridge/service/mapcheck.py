@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bridge.directory.base import Directory
+from bridge.directory.base import Change, Directory
 from bridge.directory.connections import plain_dn
 from bridge.errors import DirectoryError, Problem
-from bridge.mapping.model import MappingConfig
+from bridge.mapping.model import MappingConfig, ResourceMap
+from bridge.mapping.posix import Allocation
 
 _NAME = re.compile(r"\bNAME\s+(?:\(\s*((?:'[^']*'\s*)+)\)|'([^']*)')", re.I)
 
@@ -43,16 +44,26 @@ def check(directory: Directory, mapping: MappingConfig) -> list[Problem]:
         where = f"resources.{name}"
         if directory.read(rmap.base_dn, ["1.1"]) is None:
             problems.append(Problem(f"{where}.base_dn", f"{rmap.base_dn} does not exist"))
+        pg = rmap.posix.private_group
+        if pg is not None and directory.read(pg.base_dn, ["1.1"]) is None:
+            problems.append(
+                Problem(f"{where}.private_group.base_dn", f"{pg.base_dn} does not exist")
+            )
+    problems += counters(directory, mapping)
     attrs, classes = _schema(directory, problems)
     if attrs is None or classes is None:
         return problems
     for name, rmap in mapping.resources.items():
         where = f"resources.{name}"
-        for i, oc in enumerate(rmap.object_classes):
+        wanted = [(f"object_classes[{i}]", oc) for i, oc in enumerate(rmap.object_classes)]
+        if rmap.posix.private_group is not None:
+            wanted += [
+                (f"private_group.object_classes[{i}]", oc)
+                for i, oc in enumerate(rmap.posix.private_group.object_classes)
+            ]
+        for path, oc in wanted:
             if oc.lower() not in classes:
-                problems.append(
-                    Problem(f"{where}.object_classes[{i}]", f"no object class {oc!r} in schema")
-                )
+                problems.append(Problem(f"{where}.{path}", f"no object class {oc!r} in schema"))
         named = [("id.ldap", rmap.id.ldap), ("rdn.ldap", rmap.rdn.ldap)]
         named += [
             (f"meta.{k}", v)
@@ -63,10 +74,64 @@ def check(directory: Directory, mapping: MappingConfig) -> list[Problem]:
             )
         ]
         named += [(f"attributes[{a.path!r}].ldap", a.ldap) for a in rmap.attributes]
+        named += _written(rmap)
         for path, attr in named:
             if attr.lower() not in attrs:
                 problems.append(Problem(f"{where}.{path}", f"no attribute type {attr!r} in schema"))
     return problems
+
+
+def _written(rmap: ResourceMap) -> list[tuple[str, str]]:
+    """LDAP attributes a create writes besides the mapped ones: constants, derived values,
+    templates and allocated numbers (with their counters' attributes), by YAML path."""
+    out = [(f"constants.{attr}", attr) for attr, _ in rmap.constants]
+    out += [(f"derived.{d.ldap}", d.ldap) for d in rmap.derived]
+    out += [(f"templates.{t.ldap}", t.ldap) for t in rmap.posix.templates]
+    for a in rmap.posix.allocations:
+        out += [(f"allocate.{a.ldap}", a.ldap), (f"allocate.{a.ldap}.counter_attr", a.counter_attr)]
+    pg = rmap.posix.private_group
+    if pg is not None:
+        out += [("private_group.gidNumber", "gidNumber")]
+        out += [("private_group.gidNumber.counter_attr", pg.gid.counter_attr)]
+    return out
+
+
+def counters(directory: Directory, mapping: MappingConfig) -> list[Problem]:
+    """Each ``allocate:`` counter exists, holds a number, and the bind account may write it.
+
+    The write probe changes nothing: a modify deleting a value the counter does not hold.  The
+    directory checks access before it looks at values (slapd, 389 DS), so it answers
+    noSuchAttribute (16) when the account may write the attribute and
+    insufficientAccessRights (50) when it may not."""
+    problems: list[Problem] = []
+    for name, rmap in mapping.resources.items():
+        found = [(f"allocate.{a.ldap}", a) for a in rmap.posix.allocations]
+        if rmap.posix.private_group is not None:
+            found.append(("private_group.gidNumber", rmap.posix.private_group.gid))
+        for path, a in found:
+            problem = _counter_problem(directory, a)
+            if problem:
+                problems.append(Problem(f"resources.{name}.{path}.counter", problem))
+    return problems
+
+
+def _counter_problem(directory: Directory, a: Allocation) -> str | None:
+    entry = directory.read(a.counter, [a.counter_attr])
+    if entry is None:
+        return f"the counter entry {a.counter} does not exist (or the bind account cannot read it)"
+    value = entry.text(a.counter_attr)
+    if value is not None and not value.lstrip("-").isdigit():
+        return f"{a.counter_attr} of {a.counter} is {value!r}, not a number"
+    absent = str(-1 - int(value or 0)).encode()  # a number it cannot hold (it holds one value)
+    try:
+        directory.modify(a.counter, [Change("delete", a.counter_attr, (absent,))])
+    except DirectoryError as exc:
+        if exc.code == "noSuchAttribute":
+            return None
+        if exc.code == "insufficientAccessRights":
+            return f"the bind account may not write {a.counter_attr} of {a.counter}"
+        return f"cannot tell whether {a.counter} is writable: {exc.code} {exc.message}"
+    return f"a probe deleted {a.counter_attr}: {absent!r} from {a.counter}, which should not exist"
 
 
 def _schema(

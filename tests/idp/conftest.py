@@ -1,7 +1,8 @@
-"""The seven backends of the IdP-shaped suite, each with the mapping exactly as shipped:
+"""The ten backends of the IdP-shaped suite, each with the mapping exactly as shipped:
 the embedded directory and slapd through ldap3 and python-ldap (mappings/openldap.yaml),
 389 DS through ldap3 and python-ldap (mappings/389ds.yaml), and Samba AD through ldap3 and
-python-ldap (mappings/active-directory.yaml).  Each yields the SCIM
+python-ldap (mappings/active-directory.yaml), and the embedded directory and slapd through both
+clients with mappings/openldap-posix.yaml (and its counter entries).  Each yields the SCIM
 client and an Inspector that reads the directory without the bridge."""
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ BACKENDS = [
     pytest.param("ds389-libldap", id="ds389-libldap", marks=pytest.mark.ds389),
     pytest.param("samba-ldap3", id="samba-ldap3", marks=pytest.mark.samba),
     pytest.param("samba-libldap", id="samba-libldap", marks=pytest.mark.samba),
+    # mappings/openldap-posix.yaml (posixAccount/posixGroup, allocated numbers): issue 18
+    pytest.param("posix-embedded", id="posix-embedded"),
+    pytest.param("posix-slapd-ldap3", id="posix-slapd-ldap3", marks=pytest.mark.slapd),
+    pytest.param("posix-slapd-libldap", id="posix-slapd-libldap", marks=pytest.mark.slapd),
 ]
 
 
@@ -66,6 +71,9 @@ def _openldap_inspector(mapping: MappingConfig, search: Any) -> Inspector:
 @pytest.fixture(params=BACKENDS)
 def idp_target(request: pytest.FixtureRequest, openldap_mapping: MappingConfig) -> Iterator[Target]:
     name = str(request.param)
+    if name.startswith("posix-"):
+        yield from _posix_target(request, name)
+        return
     if name == "embedded":
         embedded = EmbeddedDirectory()
         seed_structure(embedded, openldap_mapping)
@@ -115,3 +123,25 @@ def _ds389_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]
     yield Target(name, make_client(backend), Inspector(profile, ldap3_search(connect)))
     _empty(directory, mapping)
     directory.close()
+
+
+def _posix_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]:
+    """mappings/openldap-posix.yaml as shipped, with its counter entries."""
+    from tests.posix_support import posix_backend
+
+    kind = name.removeprefix("posix-").replace("slapd-ldap3", "slapd")
+    for backend in posix_backend(request, kind):
+        if backend.info is None:
+            search = directory_search(backend.directory)
+        else:
+
+            def connect(info: Any = backend.info) -> ldap3.Connection:
+                return ldap3.Connection(
+                    info.url, info.admin_dn, info.admin_password, auto_bind=True
+                )
+
+            search = ldap3_search(connect)
+        profile = openldap_profile(
+            backend.mapping.resource("User").base_dn, backend.mapping.resource("Group").base_dn, ""
+        )
+        yield Target(name, make_client(backend), Inspector(profile, search))
