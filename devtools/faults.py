@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from bridge.directory.base import (
     Add,
@@ -90,7 +91,8 @@ class Masked(FaultyDirectory):
 
     def __init__(self, inner: Directory, **off: bool):
         super().__init__(inner)
-        self.off = off
+        #: the Capabilities flags to turn off (bool values; Any for ``dataclasses.replace``)
+        self.off: dict[str, Any] = dict(off)
         self.asked: list[str] = []
 
     @property

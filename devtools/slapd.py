@@ -537,10 +537,9 @@ def generate_seed_ldif(
     if big_group_members > users:
         raise ValueError(f"big_group_members={big_group_members} > users={users}")
 
-    with_member_of = member_of
     people, groups_dn = PEOPLE_DN, GROUPS_DN
     udn = [f"uid=user{i:06d},{people}" for i in range(users)]
-    member_of: list[list[str]] = [[] for _ in range(users)]
+    groups_of: list[list[str]] = [[] for _ in range(users)]
     out: list[str] = []
 
     group_chunks: list[str] = []
@@ -550,7 +549,7 @@ def generate_seed_ldif(
             start = j * members_per_group
             idx = [(start + k) % users for k in range(members_per_group)]
             for i in idx:
-                member_of[i].append(gdn)
+                groups_of[i].append(gdn)
             members = "".join(f"member: {udn[i]}\n" for i in idx)
         else:
             members = f"member: {EMPTY_GROUP_MEMBER_DN}\n"
@@ -561,14 +560,14 @@ def generate_seed_ldif(
     if big_group_members:
         bdn = f"cn=biggroup,{groups_dn}"
         for i in range(big_group_members):
-            member_of[i].append(bdn)
+            groups_of[i].append(bdn)
         members = "".join(f"member: {udn[i]}\n" for i in range(big_group_members))
         group_chunks.append(f"dn: {bdn}\nobjectClass: groupOfNames\ncn: biggroup\n{members}\n")
 
     pw = _ssha(SEED_PASSWORD)
     for i in range(users):
         n = f"{i:06d}"
-        mo = "".join(f"memberOf: {g}\n" for g in member_of[i]) if with_member_of else ""
+        mo = "".join(f"memberOf: {g}\n" for g in groups_of[i]) if member_of else ""
         out.append(
             f"dn: {udn[i]}\nobjectClass: inetOrgPerson\nuid: user{n}\ncn: Test User{n}\n"
             f"sn: User{n}\ngivenName: Test\ndisplayName: Test User {n}\n"
