@@ -729,7 +729,7 @@ class Service:
 
     def _sort_keys(self, rmap: ResourceMap, query: ListQuery) -> tuple[SortKey, ...]:
         """The sort keys of a list, worked out once per (type, sortBy, order)."""
-        from bridge.translate.filter import sort_keys
+        from bridge.translate.sort import sort_keys
 
         reverse = query.sort_order.lower() == "descending"
         keys: tuple[SortKey, ...] = self._memo(
