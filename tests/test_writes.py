@@ -13,7 +13,7 @@ from bridge.directory.base import Change, Modify
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.errors import DirectoryError
 from bridge.runtime import seed_structure
-from bridge.scim.patch import MAX_OPERATIONS
+from bridge.scim.messages import MAX_OPERATIONS
 from tests.conftest import Backend, make_client
 from tests.helpers import (
     ENTERPRISE,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import InvalidSyntax, InvalidValue, PayloadTooLarge, ScimError
+from bridge.scim.schema import ci_get
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -72,32 +73,24 @@ class BulkRequest:
     fail_on_errors: int | None
 
 
-def _get(obj: Mapping[str, Any], key: str) -> Any:
-    """Case-insensitive member lookup (RFC 7643 §2.1)."""
-    if key in obj:
-        return obj[key]
-    low = key.lower()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == low), None)
-
-
 def parse_request(body: Any, limits: Limits) -> BulkRequest:
     """Whole-request checks (a 400 or 413 for the request, nothing runs); per-operation problems
     are kept on the operation so the others still run (§3.7)."""
     if not isinstance(body, Mapping):
         raise InvalidSyntax("the bulk request body must be a JSON object")
-    schemas = _get(body, "schemas")
+    schemas = ci_get(body, "schemas")
     if not isinstance(schemas, list) or not any(
         isinstance(s, str) and s.lower() == BULK_REQUEST.lower() for s in schemas
     ):
         raise InvalidSyntax(f"schemas must contain {BULK_REQUEST}")
-    ops = _get(body, "Operations")
+    ops = ci_get(body, "Operations")
     if not isinstance(ops, list):
         raise InvalidSyntax("Operations must be an array of operations")
     if len(ops) > limits.max_operations:
         raise PayloadTooLarge(
             f"The bulk request has {len(ops)} operations; maxOperations is {limits.max_operations}."
         )
-    fail_on_errors = _get(body, "failOnErrors")
+    fail_on_errors = ci_get(body, "failOnErrors")
     if fail_on_errors is not None and (
         isinstance(fail_on_errors, bool)
         or not isinstance(fail_on_errors, int)
@@ -124,8 +117,8 @@ def parse_operation(index: int, raw: Any) -> Operation:
 
     if not isinstance(raw, Mapping):
         return bad(InvalidSyntax(f"Operations[{index}] must be an object"))
-    method = _get(raw, "method")
-    bulk_id = _get(raw, "bulkId")
+    method = ci_get(raw, "method")
+    bulk_id = ci_get(raw, "bulkId")
     shown = method.upper() if isinstance(method, str) else ""
     if bulk_id is not None and (not isinstance(bulk_id, str) or not bulk_id.strip()):
         return bad(InvalidValue(f"Operations[{index}].bulkId must be a non-empty string"), shown)
@@ -138,7 +131,7 @@ def parse_operation(index: int, raw: Any) -> Operation:
             bulk_id,
         )
     method = method.upper()
-    path, data, version = _get(raw, "path"), _get(raw, "data"), _get(raw, "version")
+    path, data, version = ci_get(raw, "path"), ci_get(raw, "data"), ci_get(raw, "version")
     if method == "POST" and bulk_id is None:
         return bad(InvalidValue(f"Operations[{index}].bulkId is required for POST"), method)
     if not isinstance(path, str) or not path.strip():

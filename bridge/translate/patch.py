@@ -22,8 +22,9 @@ How a PATCH is planned, before anything is written (a PATCH is all-or-nothing):
    (carrying the If-Match assertion) and the rename after it, undoing the modify if the rename
    fails.
 
-The SCIM half (parsing operations, resolving paths, applying an operation to a resource dict,
-evaluating value filters) is :mod:`bridge.scim.patch`.
+The SCIM half is pure: parsing operations (:mod:`bridge.scim.messages`), resolving paths and
+evaluating value filters (:mod:`bridge.scim.valuepath`), applying an operation to a resource
+dict (:mod:`bridge.scim.patch`).
 
 Tolerated IdP shapes are commented where they are handled.
 """
@@ -51,20 +52,11 @@ from bridge.errors import (
 from bridge.mapping.model import AttributeMap, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.filter import Compare, Filter, Or
-from bridge.scim.patch import (
-    Op,
-    Target,
-    apply,
-    elements,
-    filter_paths,
-    is_empty,
-    matches,
-    named,
-    parse_ops,
-    resolve_target,
-)
+from bridge.scim.messages import Op, named, parse_ops
+from bridge.scim.patch import apply, elements, is_empty
 from bridge.scim.path import parse_path
 from bridge.scim.projection import Projection
+from bridge.scim.valuepath import Target, filter_paths, matches, resolve_target
 from bridge.translate import entry as tr
 
 if TYPE_CHECKING:
