@@ -477,7 +477,7 @@ class Service:
         """``POST /.search`` (RFC 7644 §3.4.3): every resource type, Users then Groups, paged as
         one list.  An attribute a type does not map is absent on it (``userName`` on a Group);
         one that no type maps is a 400 naming it."""
-        from bridge.scim.filter import parse
+        from bridge.scim.filter_parser import parse
         from bridge.translate.filter import to_ldap_lenient
 
         plans: list[tuple[ResourceMap, str]] = []

@@ -54,9 +54,9 @@ from bridge.scim.filter import (
     Present,
     Value,
     ValuePath,
-    parse,
     render_attr_path,
 )
+from bridge.scim.filter_parser import parse
 from bridge.translate.assertion import (
     Assertions,
     Expr,
