@@ -27,7 +27,8 @@ from bridge.mapping.load import load_mapping  # noqa: E402
 from bridge.service.facade import ListQuery, Service  # noqa: E402
 from bridge.translate import entry as tr  # noqa: E402
 from devtools.clients import slapd_directory  # noqa: E402
-from devtools.slapd import Slapd, generate_seed_ldif  # noqa: E402
+from devtools.slapd import Slapd  # noqa: E402
+from devtools.slapd_ldif import generate_seed_ldif  # noqa: E402
 
 BASE_URL = "https://scim.example.test/scim/v2"
 Case = tuple[str, Callable[[], object]]

@@ -68,7 +68,7 @@ def seed_ldif(seed: Seed) -> str:
     from the test suite's generator (``devtools/slapd.py``), the same shape the
     behaviour suites see: ``uid=user000042`` users, ``cn=group0042`` groups of
     ``users / GROUP_COUNT`` members each, ``cn=biggroup`` holding users ``0 .. big_group-1``."""
-    from devtools.slapd import generate_seed_ldif
+    from devtools.slapd_ldif import generate_seed_ldif
 
     base = [
         f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n",

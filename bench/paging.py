@@ -24,7 +24,8 @@ from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory  # 
 from bridge.mapping.load import load_mapping  # noqa: E402
 from bridge.scim.cursor import derive_key  # noqa: E402
 from bridge.service.facade import ListQuery, Service  # noqa: E402
-from devtools.slapd import Slapd, generate_seed_ldif  # noqa: E402
+from devtools.slapd import Slapd  # noqa: E402
+from devtools.slapd_ldif import generate_seed_ldif  # noqa: E402
 
 BASE_URL = "https://scim.example.test/scim/v2"
 

@@ -121,7 +121,8 @@ def slapd(args: argparse.Namespace) -> Iterator[tuple[Any, Names]]:
         seed(info, args.big, args.repeats)
         yield info, Names("bench{:06d}", "bench-big", "bench-small", args.big + 10)
         return
-    from devtools.slapd import Slapd, generate_seed_ldif
+    from devtools.slapd import Slapd
+    from devtools.slapd_ldif import generate_seed_ldif
 
     # slapadd seeding: users 0..big-1 in cn=biggroup, users 0..9 in cn=group0000, the rest
     # (2 * repeats) are added during the bench

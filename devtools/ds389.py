@@ -542,9 +542,11 @@ def _template_complete(tpl: Path, version: str) -> dict[str, str] | None:
         stamp = json.loads((tpl / _STAMP).read_text())
     except (OSError, ValueError):
         return None
-    if stamp.get("recipe") != TEMPLATE_VERSION or stamp.get("ns_slapd") != version:
+    if not isinstance(stamp, dict) or str(stamp.get("recipe")) != str(TEMPLATE_VERSION):
         return None
-    return stamp  # type: ignore[no-any-return]
+    if stamp.get("ns_slapd") != version:
+        return None
+    return {str(k): str(v) for k, v in stamp.items()}
 
 
 def ensure_template() -> tuple[Path, dict[str, str], float | None]:
@@ -570,7 +572,7 @@ def ensure_template() -> tuple[Path, dict[str, str], float | None]:
         build = Path(tempfile.mkdtemp(prefix=f"{tpl.name}.build-", dir=tpl.parent))
         try:
             _build(build)
-            stamp = {"recipe": TEMPLATE_VERSION, "ns_slapd": version, "prefix": str(build)}
+            stamp = {"recipe": str(TEMPLATE_VERSION), "ns_slapd": version, "prefix": str(build)}
             (build / _STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
             build.rename(tpl)
         except BaseException:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from bridge.directory.base import Capabilities, Change, Directory, Entry, Search, SearchResult
+from bridge.directory.base import (
+    Add,
+    Capabilities,
+    Delete,
+    Directory,
+    Entry,
+    Modify,
+    Rename,
+    Search,
+    SearchResult,
+)
 from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
 
@@ -54,21 +64,21 @@ class FaultyDirectory(Wrapper):
     #: a read is a search here (counted and failed as one), as the base class reads
     read = Directory.read
 
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
-        self._hit("add", dn)
-        return self.inner.add(dn, attributes, **kw)
+    def run_add(self, op: Add) -> Entry | None:
+        self._hit("add", op.dn)
+        return self.inner.run_add(op)
 
-    def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
-        self._hit("modify", dn)
-        return self.inner.modify(dn, changes, **kw)
+    def run_modify(self, op: Modify) -> Entry | None:
+        self._hit("modify", op.dn)
+        return self.inner.run_modify(op)
 
-    def rename(self, dn: str, new_rdn: str, new_superior: str | None = None, **kw: Any) -> str:
-        self._hit("rename", dn)
-        return self.inner.rename(dn, new_rdn, new_superior, **kw)
+    def run_rename(self, op: Rename) -> str:
+        self._hit("rename", op.dn)
+        return self.inner.run_rename(op)
 
-    def delete(self, dn: str, **kw: Any) -> None:
-        self._hit("delete", dn)
-        self.inner.delete(dn, **kw)
+    def run_delete(self, op: Delete) -> None:
+        self._hit("delete", op.dn)
+        self.inner.run_delete(op)
 
 
 class Masked(FaultyDirectory):
@@ -81,7 +91,8 @@ class Masked(FaultyDirectory):
 
     def __init__(self, inner: Directory, **off: bool):
         super().__init__(inner)
-        self.off = off
+        #: the Capabilities flags to turn off (bool values; Any for ``dataclasses.replace``)
+        self.off: dict[str, Any] = dict(off)
         self.asked: list[str] = []
 
     @property
@@ -93,15 +104,15 @@ class Masked(FaultyDirectory):
             self.asked.append("matched_values")
         return super().run(search)
 
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
-        if kw.get("post_read") is not None:
+    def run_add(self, op: Add) -> Entry | None:
+        if op.post_read is not None:
             self.asked.append("add_post_read")
-        return super().add(dn, attributes, **kw)
+        return super().run_add(op)
 
-    def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
-        if kw.get("post_read") is not None:
+    def run_modify(self, op: Modify) -> Entry | None:
+        if op.post_read is not None:
             self.asked.append("post_read")
-        return super().modify(dn, changes, **kw)
+        return super().run_modify(op)
 
     def ops(self) -> list[str]:
         """The operations so far, in order (a read is a search)."""

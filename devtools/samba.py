@@ -471,8 +471,8 @@ def _ensure_template(host: str, timeout: float) -> tuple[Path, dict, float | Non
         try:
             _provision(build, host)
             _customise(build, host, timeout)
-            for leftover in ("samba.log", "run/samba.pid"):
-                (build / leftover).unlink(missing_ok=True)
+            for name in ("samba.log", "run/samba.pid"):
+                (build / name).unlink(missing_ok=True)
             stamp = {
                 "version": TEMPLATE_VERSION,
                 "samba_version": samba_version,

@@ -1,4 +1,4 @@
-"""The pure parts of bridge/service/bulk.py: parsing, ordering, cycle splitting, substitution."""
+"""The pure parts of bulk (bridge/scim/bulk.py): parsing, ordering, cycle splitting, substitution."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import InvalidSyntax, InvalidValue, PayloadTooLarge
-from bridge.service.bulk import (
+from bridge.scim.bulk import (
     BULK_REQUEST,
     Limits,
     parse_request,

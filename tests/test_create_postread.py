@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import OID_EXTENDED_DN, Entry
+from bridge.directory.base import OID_EXTENDED_DN, Add, Entry
 from bridge.directory.syntax import normalize_dn
 from bridge.mapping.load import parse_mapping
 from bridge.service.facade import Service
@@ -218,9 +218,9 @@ def test_a_name_taken_after_the_check_fails_the_add_with_its_post_read(
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-        def add(self, dn: str, attributes: Any, **kw: Any) -> Entry | None:
-            real.add(dn, racer)
-            return real.add(dn, attributes, **kw)
+        def run_add(self, op: Add) -> Entry | None:
+            real.add(op.dn, racer)
+            return real.run_add(op)
 
     masked.inner = Racing()  # type: ignore[assignment]
     r = scim.post(f"{SCIM}/Users", json={"schemas": [USER_SCHEMA], "userName": "raced"})

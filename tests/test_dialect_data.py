@@ -11,7 +11,8 @@ from bridge.errors import InvalidFilter
 from bridge.mapping.dialects import DIALECTS
 from bridge.mapping.load import load_mapping
 from bridge.mapping.model import MappingConfig
-from bridge.translate.filter import sort_keys, to_ldap
+from bridge.translate.filter import to_ldap
+from bridge.translate.sort import sort_keys
 from tests.conftest import OPENLDAP_MAP
 
 

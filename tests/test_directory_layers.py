@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 
 from bridge.directory.base import (
+    Add,
     Capabilities,
     Change,
+    Delete,
     Deref,
     Directory,
+    Entry,
+    Modify,
+    Rename,
     Search,
     SearchResult,
     SortKey,
@@ -29,11 +34,28 @@ PEOPLE = "ou=people,dc=example,dc=org"
 
 
 class Seen(Wrapper):
-    """Notes every Search that reaches it, then passes it on."""
+    """Notes every Search and every write request that reaches it, then passes it on."""
 
     def __init__(self, inner: Directory):
         super().__init__(inner)
         self.searches: list[Search] = []
+        self.writes: list[Add | Modify | Rename | Delete] = []
+
+    def run_add(self, op: Add) -> Entry | None:
+        self.writes.append(op)
+        return super().run_add(op)
+
+    def run_modify(self, op: Modify) -> Entry | None:
+        self.writes.append(op)
+        return super().run_modify(op)
+
+    def run_rename(self, op: Rename) -> str:
+        self.writes.append(op)
+        return super().run_rename(op)
+
+    def run_delete(self, op: Delete) -> None:
+        self.writes.append(op)
+        super().run_delete(op)
 
     def run(self, search: Search) -> SearchResult:
         self.searches.append(search)
@@ -83,6 +105,29 @@ def test_every_search_keyword_reaches_the_directory_in_one_request(backend: Back
     ]
     assert sorted(e.text("uid") for e in result.entries) == ["layer0", "layer1"]
     assert result.total == 2
+
+
+def test_every_write_keyword_reaches_the_directory_in_one_request(backend: Backend) -> None:
+    """The keywords of ``add``, ``modify``, ``rename`` and ``delete`` are spelled once, in
+    the base: through the decorators the directory gets the very request they made, and each
+    write still does what it says."""
+    seen = Seen(backend.directory)
+    outer = InstrumentedDirectory(FaultyDirectory(seen))
+    dn = f"uid=writer,{PEOPLE}"
+    attrs = {"objectClass": [b"inetOrgPerson"], "uid": [b"writer"], "cn": [b"w"], "sn": [b"w"]}
+    changes = [Change("replace", "sn", (b"changed",))]
+    outer.add(dn, attrs, post_read=["sn"])
+    outer.modify(dn, changes, assertion="(sn=w)", post_read=["sn"])
+    new_dn = outer.rename(dn, "uid=writer2", PEOPLE, assertion="(sn=changed)")
+    outer.delete(new_dn, assertion="(sn=changed)")
+    assert seen.writes == [
+        Add(dn, attrs, ["sn"]),
+        Modify(dn, changes, "(sn=w)", ["sn"]),
+        Rename(dn, "uid=writer2", PEOPLE, "(sn=changed)"),
+        Delete(new_dn, "(sn=changed)"),
+    ]
+    assert new_dn == f"uid=writer2,{PEOPLE}"
+    assert backend.directory.read(new_dn, ["sn"]) is None
 
 
 def test_a_wrapper_changes_nothing(backend: Backend) -> None:

@@ -188,7 +188,7 @@ def test_mapping_reference_names_every_key_codec_and_dialect() -> None:
     names = {
         "top-level key": defined("_TOP_KEYS"),
         "resource key": defined("_RES_KEYS"),
-        "attribute key": defined("_ATTR_KEYS"),
+        "attribute key": defined("ATTR_KEYS"),
         "codec": defined("CODECS"),
         "dialect": defined("DIALECTS"),
     }

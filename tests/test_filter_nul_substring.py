@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 
 from bridge.errors import InvalidFilter
 from bridge.mapping.load import load_mapping
-from bridge.scim.filter import AttrPath, Compare, FilterSyntaxError, parse
+from bridge.scim.filter import AttrPath, Compare
+from bridge.scim.filter_parser import FilterSyntaxError, parse
 from bridge.translate.filter import to_ldap
 from tests.conftest import OPENLDAP_MAP, ROOT
 from tests.helpers import SCIM, create_group, create_user, patch

@@ -201,11 +201,11 @@ near_misses = st.builds(
 def test_the_plain_eq_fast_path_reads_what_the_parser_reads(text: str) -> None:
     """``parse`` reads ``attr eq "value"`` without the tokenizer: for every text, the same AST
     as the full parser, or the same refusal."""
-    from bridge.scim.filter import FilterParser, parse
+    from bridge.scim.filter_parser import FilterParser, parse
 
     def full(t: str) -> Filter:
         from bridge.scim._syntax import Problem
-        from bridge.scim.filter import FilterSyntaxError
+        from bridge.scim.filter_parser import FilterSyntaxError
 
         try:
             return FilterParser(t, "filter", max_depth=32, max_terms=128).whole()

@@ -12,7 +12,8 @@ from bridge.cli import main
 from bridge.errors import ScimError
 from bridge.mapping.load import load_mapping
 from bridge.mapping.model import MappingConfig
-from bridge.translate.filter import sort_attribute, sort_keys, to_ldap
+from bridge.translate.filter import to_ldap
+from bridge.translate.sort import sort_attribute, sort_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "corpus").glob("filters-*.txt"))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Search
+from bridge.directory.base import Modify, Search
 from bridge.errors import ConfigError
 from bridge.settings import Settings
 from devtools.faults import Masked
@@ -39,9 +39,9 @@ class Watched(Masked):
         self.wanted += [a.lower() for a in attributes]
         return super().read(dn, attributes)
 
-    def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
-        self.wanted += [a.lower() for a in kw.get("post_read") or ()]
-        return super().modify(dn, changes, **kw)
+    def run_modify(self, op: Modify) -> Any:
+        self.wanted += [a.lower() for a in op.post_read or ()]
+        return super().run_modify(op)
 
 
 @pytest.fixture(params=["offered", "no-post-read"])

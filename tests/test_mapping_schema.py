@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bridge.errors import ConfigError
-from bridge.mapping import load
+from bridge.mapping import attributes, load
 from bridge.mapping import policy as dp
 from bridge.mapping.codecs import CODECS
 
@@ -46,7 +46,7 @@ def test_schema_agrees_with_the_loader(schema: dict[str, Any]) -> None:
     attribute = schema["$defs"]["attribute"]["properties"]
     assert set(schema["properties"]) == load._TOP_KEYS
     assert set(resource) == load._RES_KEYS
-    assert set(attribute) == load._ATTR_KEYS
+    assert set(attribute) == attributes.ATTR_KEYS
     assert set(resource["id"]["properties"]) == {"ldap", "type"}
     assert set(resource["rdn"]["properties"]) == {"ldap", "from"}
     assert set(resource["meta"]["properties"]) == {"created", "last_modified", "version"}
@@ -59,8 +59,8 @@ def test_schema_agrees_with_the_loader(schema: dict[str, Any]) -> None:
     assert set(attribute["type"]["enum"]) == set(CODECS)
     assert set(resource["id"]["properties"]["type"]["enum"]) == set(CODECS)
     assert set(schema["properties"]["dialect"]["enum"]) == set(load.DIALECTS)
-    assert set(attribute["mutability"]["enum"]) == load._MUTABILITY
-    assert set(attribute["returned"]["enum"]) == load._RETURNED
+    assert set(attribute["mutability"]["enum"]) == attributes.MUTABILITY
+    assert set(attribute["returned"]["enum"]) == attributes.RETURNED
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Change, Entry
+from bridge.directory.base import Change, Entry, Modify
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
 from devtools.faults import FaultyDirectory
@@ -29,14 +29,8 @@ class WindowsMembers(FaultyDirectory):
 
     name = "windows"
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def run_modify(self, op: Modify) -> Entry | None:
+        dn, changes = op.dn, op.changes
         current = self.inner.read(dn, [c.attr for c in changes])
         for ch in changes:
             if ch.attr.lower() != "member" or ch.op == "replace" or current is None:
@@ -58,7 +52,7 @@ class WindowsMembers(FaultyDirectory):
                         dn=dn,
                         operation="modify",
                     )
-        return self.inner.modify(dn, changes, assertion=assertion, post_read=post_read)
+        return self.inner.run_modify(op)
 
     def read(self, dn: str, attributes: Sequence[str], **kw: Any) -> Entry | None:
         return self.inner.read(dn, attributes, **kw)
@@ -189,8 +183,8 @@ class Racing(FaultyDirectory):
     def secure(self) -> bool:
         return bool(self.inner.secure)
 
-    def modify(self, dn: str, changes: Sequence[Change], **kw: Any) -> Entry | None:
+    def run_modify(self, op: Modify) -> Entry | None:
         hook, self._hook = self._hook, None
         if hook is not None:
             hook()
-        return self.inner.modify(dn, changes, **kw)
+        return self.inner.run_modify(op)

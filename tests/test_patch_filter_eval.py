@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bridge.scim import schema as sch
-from bridge.scim.patch import matches
 from bridge.scim.path import parse_path
+from bridge.scim.valuepath import matches
 
 EMAILS = sch.attr_def(sch.USER, "emails")
 ELEMENT = {"value": "Babs@Example.com", "type": "work", "primary": True}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Change
+from bridge.directory.base import Change, Modify
 from bridge.directory.syntax import normalize_dn
 from devtools.faults import Masked
 from tests.conftest import Backend, make_client
@@ -97,13 +97,13 @@ def _endpoint(setup: dict[str, Any], al: Aliases) -> str:
 def recorder(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[Change]]]:
     """A thin wrapper around the directory's modify that records every call."""
     calls: list[list[Change]] = []
-    original = backend.directory.modify
+    original = backend.directory.run_modify
 
-    def modify(dn: str, changes: Any, **kw: Any) -> Any:
-        calls.append(list(changes))
-        return original(dn, changes, **kw)
+    def run_modify(op: Modify) -> Any:
+        calls.append(list(op.changes))
+        return original(op)
 
-    monkeypatch.setattr(backend.directory, "modify", modify)
+    monkeypatch.setattr(backend.directory, "run_modify", run_modify)
     yield calls
 
 

@@ -198,10 +198,10 @@ def test_always_losing_the_swap_is_a_503_and_writes_nothing(
     from bridge.service import allocate
 
     class Busy(Wrapper):
-        def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
-            if dn == UID_COUNTER:
-                raise DirectoryError("noSuchAttribute", "moved meanwhile", dn=dn)
-            return self.inner.modify(dn, changes, **kw)
+        def run_modify(self, op: Any) -> Any:
+            if op.dn == UID_COUNTER:
+                raise DirectoryError("noSuchAttribute", "moved meanwhile", dn=op.dn)
+            return self.inner.run_modify(op)
 
     monkeypatch.setattr(allocate, "ATTEMPTS", 3)
     client = make_client(dataclasses.replace(backend, directory=Busy(backend.directory)))

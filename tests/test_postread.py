@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Change, Entry, Search
+from bridge.directory.base import Change, Entry, Modify, Search
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError
 from bridge.mapping.load import parse_mapping
@@ -186,13 +186,13 @@ def test_if_match_lost_to_a_concurrent_change_writes_nothing(
     g = create_group(plain, "Raced")
     dn = _dn(backend, "Group", g["id"])
     etag = plain.get(f"{SCIM}/Groups/{g['id']}").headers["ETag"]
-    real = masked.inner.modify
+    real = masked.inner.run_modify
 
-    def modify(target: str, changes: Any, **kw: Any) -> Entry | None:
-        real(target, [Change("replace", "businessCategory", (b"sneaked-in",))])
-        return real(target, changes, **kw)
+    def run_modify(op: Modify) -> Entry | None:
+        real(Modify(op.dn, [Change("replace", "businessCategory", (b"sneaked-in",))]))
+        return real(op)
 
-    masked.inner = _Proxy(masked.inner, modify)
+    masked.inner = _Proxy(masked.inner, run_modify)
     r = patch(scim, f"/Groups/{g['id']}", {"op": "add", "path": "members", "value": [
         {"value": u}
     ]}, headers={"If-Match": etag})  # fmt: skip
@@ -203,8 +203,8 @@ def test_if_match_lost_to_a_concurrent_change_writes_nothing(
 class _Proxy:
     """``inner`` with another modify."""
 
-    def __init__(self, inner: Any, modify: Any):
-        self._inner, self.modify = inner, modify
+    def __init__(self, inner: Any, run_modify: Any):
+        self._inner, self.run_modify = inner, run_modify
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -407,10 +407,10 @@ class _JoinsMeanwhile(Masked):
         super().__init__(inner, **off)
         self.join = (group_dn, user_dn)
 
-    def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
-        if dn == self.join[1]:
+    def run_modify(self, op: Modify) -> Any:
+        if op.dn == self.join[1]:
             self.inner.modify(self.join[0], [Change("add", "member", (self.join[1].encode(),))])
-        return super().modify(dn, changes, **kw)
+        return super().run_modify(op)
 
 
 def test_a_group_joined_between_find_and_modify_is_in_the_response(

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from bridge.directory.base import Entry
+from bridge.directory.base import Add, Entry
 from bridge.mapping.load import parse_mapping
 from bridge.service.facade import Service
 from devtools.faults import FaultyDirectory
@@ -34,9 +33,9 @@ class BarrierDirectory(FaultyDirectory):
         super().__init__(inner)
         self.barrier = threading.Barrier(parties, timeout=20)
 
-    def add(self, dn: str, attributes: Mapping[str, Sequence[bytes]], **kw: Any) -> Entry | None:
+    def run_add(self, op: Add) -> Entry | None:
         self.barrier.wait()
-        return super().add(dn, attributes, **kw)
+        return super().run_add(op)
 
 
 def race(fn: Any, n: int) -> list[Any]:

@@ -26,9 +26,9 @@ from bridge.scim.filter import (
     Or,
     Present,
     ValuePath,
-    parse,
     render,
 )
+from bridge.scim.filter_parser import parse
 from tests.conftest import OPENLDAP_MAP, Backend, make_client
 from tests.helpers import ENTERPRISE, SCIM, USER_SCHEMA, create_group
 from tests.scim_eval import matches, values

@@ -15,8 +15,8 @@ from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import normalize_dn
 from bridge.errors import InvalidValue, NotFound
 from bridge.mapping.model import MappingConfig
-from bridge.scim import patch as scim_patch
-from bridge.scim.patch import parse_ops
+from bridge.scim import messages as scim_messages
+from bridge.scim.messages import parse_ops
 from bridge.service import facade
 from bridge.translate import entry as tr
 from bridge.translate import patch as translate_patch
@@ -136,13 +136,13 @@ def test_a_patch_body_is_parsed_once(client: TestClient, monkeypatch: pytest.Mon
     """The service parses the operations once and hands them to the planner (it used to
     parse them again to decide whether the find should probe for the placeholder)."""
     calls: list[int] = []
-    real = scim_patch.parse_ops
+    real = scim_messages.parse_ops
 
-    def counting(body: Any) -> list[scim_patch.Op]:
+    def counting(body: Any) -> list[scim_messages.Op]:
         calls.append(1)
         return real(body)
 
-    for module in (facade, translate_patch):
+    for module in (facade, translate_patch, scim_messages):
         monkeypatch.setattr(module, "parse_ops", counting, raising=False)
     user = create_user(client, "parsed.once")
     group = create_group(client, "Parsed")

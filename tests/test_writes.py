@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Change
+from bridge.directory.base import Change, Modify
 from bridge.directory.embedded import EmbeddedDirectory
 from bridge.errors import DirectoryError
 from bridge.runtime import seed_structure
-from bridge.scim.patch import MAX_OPERATIONS
+from bridge.scim.messages import MAX_OPERATIONS
 from tests.conftest import Backend, make_client
 from tests.helpers import (
     ENTERPRISE,
@@ -359,13 +359,13 @@ def test_resending_many_present_members_is_a_cheap_no_op(
     ids = [create_user(client, f"push{i:02d}")["id"] for i in range(30)]
     g = create_group(client, "Pushed", ids[:25])
     calls: list[list[Change]] = []
-    original = backend.directory.modify
+    original = backend.directory.run_modify
 
-    def modify(dn: str, changes: Any, **kw: Any) -> Any:
-        calls.append(list(changes))
-        return original(dn, changes, **kw)
+    def run_modify(op: Modify) -> Any:
+        calls.append(list(op.changes))
+        return original(op)
 
-    monkeypatch.setattr(backend.directory, "modify", modify)
+    monkeypatch.setattr(backend.directory, "run_modify", run_modify)
     r = patch(
         client,
         f"/Groups/{g['id']}",

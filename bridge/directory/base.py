@@ -104,6 +104,44 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Add:
+    """One add request as it travels through the layers, built once by :meth:`Directory.add`
+    (the fields are its arguments)."""
+
+    dn: str
+    attributes: Mapping[str, Sequence[bytes]]
+    post_read: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Modify:
+    """One modify request, built once by :meth:`Directory.modify`."""
+
+    dn: str
+    changes: Sequence[Change]
+    assertion: str | None = None
+    post_read: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Rename:
+    """One modify-DN request, built once by :meth:`Directory.rename`."""
+
+    dn: str
+    new_rdn: str
+    new_superior: str | None = None
+    assertion: str | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """One delete request, built once by :meth:`Directory.delete`."""
+
+    dn: str
+    assertion: str | None = None
+
+
+@dataclass(frozen=True)
 class SearchResult:
     entries: list[Entry]
     #: the server's count of all matches (VLV contentCount), when known
@@ -223,7 +261,7 @@ class Directory(ABC):
             raise
         return found[0] if found else None
 
-    @abstractmethod
+    @final
     def add(
         self,
         dn: str,
@@ -237,9 +275,12 @@ class Directory(ABC):
         attributes, operational ones the server set included (entryUUID, createTimestamp),
         read atomically with the add (RFC 4527 post-read, not critical); None when not asked,
         when the directory has no post-read (``capabilities.post_read``) or returned none:
-        the caller reads the entry instead."""
+        the caller reads the entry instead.
 
-    @abstractmethod
+        The one spelling of these keywords: implementations override :meth:`run_add`."""
+        return self.run_add(Add(dn, attributes, post_read))
+
+    @final
     def modify(
         self,
         dn: str,
@@ -254,9 +295,12 @@ class Directory(ABC):
         With ``post_read`` (attribute names) the entry as this modify left it, with those
         attributes, read atomically with the change (RFC 4527 post-read, not critical);
         None when not asked, when the directory has no post-read
-        (``capabilities.post_read``) or returned none: the caller reads the entry instead."""
+        (``capabilities.post_read``) or returned none: the caller reads the entry instead.
 
-    @abstractmethod
+        Implementations override :meth:`run_modify`."""
+        return self.run_modify(Modify(dn, changes, assertion, post_read))
+
+    @final
     def rename(
         self,
         dn: str,
@@ -266,11 +310,31 @@ class Directory(ABC):
         assertion: str | None = None,
     ) -> str:
         """modify_dn with deleteoldrdn; returns the new DN.  With ``assertion`` only if the
-        entry still matches it (RFC 4528), else DirectoryError('assertionFailed')."""
+        entry still matches it (RFC 4528), else DirectoryError('assertionFailed').
+        Implementations override :meth:`run_rename`."""
+        return self.run_rename(Rename(dn, new_rdn, new_superior, assertion))
+
+    @final
+    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+        """Delete a leaf; with ``assertion`` only if the entry still matches it (RFC 4528).
+        Implementations override :meth:`run_delete`."""
+        self.run_delete(Delete(dn, assertion))
 
     @abstractmethod
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
-        """Delete a leaf; with ``assertion`` only if the entry still matches it (RFC 4528)."""
+    def run_add(self, op: Add) -> Entry | None:
+        """Carry out ``op`` (see :meth:`add`)."""
+
+    @abstractmethod
+    def run_modify(self, op: Modify) -> Entry | None:
+        """Carry out ``op`` (see :meth:`modify`)."""
+
+    @abstractmethod
+    def run_rename(self, op: Rename) -> str:
+        """Carry out ``op`` (see :meth:`rename`); the new DN."""
+
+    @abstractmethod
+    def run_delete(self, op: Delete) -> None:
+        """Carry out ``op`` (see :meth:`delete`)."""
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise DirectoryError if the directory cannot be reached and bound (readiness)."""

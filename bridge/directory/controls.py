@@ -20,8 +20,6 @@ from pyasn1.type import namedtype, tag, univ
 
 from bridge.directory.base import (
     OID_ASSERTION,
-    OID_MATCHED_VALUES,
-    OID_POST_READ,
     OID_SORT,
     OID_VLV,
     Deref,
@@ -143,42 +141,18 @@ def decode_vlv(raw: bytes | bytearray) -> tuple[int, int, int]:
     )
 
 
+def _ldap3(oid: str, critical: bool, value: bytes) -> Any:
+    """An ldap3 request control carrying the BER ``value`` as it is."""
+    return build_control(oid, critical, value, encode_control_value=False)
+
+
 def sort_control(keys: Sequence[SortKey], critical: bool = True) -> Any:
-    return build_control(OID_SORT, critical, sort_value(keys), encode_control_value=False)
+    return _ldap3(OID_SORT, critical, sort_value(keys))
 
 
 def vlv_control(offset: int, count: int) -> Any:
     """A VLV request for ``count`` entries starting at 1-based ``offset``."""
-    return build_control(OID_VLV, True, vlv_value(offset, count), encode_control_value=False)
-
-
-def vlv_total(result_controls: Mapping[str, Any]) -> int | None:
-    """contentCount from a VLV response control (ldap3 leaves unknown controls as raw bytes)."""
-    ctrl = result_controls.get(OID_VLV_RESPONSE)
-    if not ctrl:
-        return None
-    raw = ctrl.get("value")
-    if not isinstance(raw, bytes | bytearray):
-        return None
-    _pos, total, result = decode_vlv(raw)
-    return total if result == 0 else None
-
-
-def vlv_response(result_controls: Mapping[str, Any]) -> tuple[int, int, int] | None:
-    """``(targetPosition, contentCount, virtualListViewResult)`` of a VLV response control."""
-    ctrl = result_controls.get(OID_VLV_RESPONSE)
-    raw = ctrl.get("value") if ctrl else None
-    if not isinstance(raw, bytes | bytearray):
-        return None
-    return decode_vlv(raw)
-
-
-def vlv_result_code(result_controls: Mapping[str, Any]) -> int | None:
-    ctrl = result_controls.get(OID_VLV_RESPONSE)
-    raw = ctrl.get("value") if ctrl else None
-    if not isinstance(raw, bytes | bytearray):
-        return None
-    return decode_vlv(raw)[2]
+    return _ldap3(OID_VLV, True, vlv_value(offset, count))
 
 
 def assertion_control(ldap_filter: str) -> Any:
@@ -186,12 +160,7 @@ def assertion_control(ldap_filter: str) -> Any:
     node = parse_filter(
         ldap_filter, None, auto_escape=False, auto_encode=True, validator=None, check_names=False
     )
-    return build_control(
-        OID_ASSERTION,
-        True,
-        encoder.encode(compile_filter(node.elements[0])),
-        encode_control_value=False,
-    )
+    return _ldap3(OID_ASSERTION, True, encoder.encode(compile_filter(node.elements[0])))
 
 
 # ---------------------------------------------------------------------------- dereference
@@ -411,18 +380,3 @@ def with_matched(attributes: Sequence[str], only: Mapping[str, Sequence[bytes]])
     requests the attributes it filters)."""
     have = {a.lower() for a in attributes}
     return [*attributes, *(a for a in only if a.lower() not in have)]
-
-
-def post_read_control(attributes: Sequence[str]) -> Any:
-    return build_control(
-        OID_POST_READ, False, post_read_value(attributes), encode_control_value=False
-    )
-
-
-def matched_values_control(attributes: Sequence[str], only: Mapping[str, Sequence[bytes]]) -> Any:
-    return build_control(
-        OID_MATCHED_VALUES,
-        True,
-        matched_values_value(attributes, only),
-        encode_control_value=False,
-    )

@@ -30,10 +30,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from bridge.directory.base import (
+    Add,
     Capabilities,
-    Change,
+    Delete,
     Directory,
     Entry,
+    Modify,
+    Rename,
     Scope,
     Search,
     SearchResult,
@@ -234,14 +237,9 @@ class DryRunDirectory(Wrapper):
         return self.inner.read(dn, attributes)
 
     # ------------------------------------------------------------------ writes (planned)
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def run_add(self, op: Add) -> Entry | None:
         """Planned, not sent; ``post_read`` is not offered (see capabilities): None."""
+        dn, attributes = op.dn, op.attributes
         with self._lock:
             if self._exists(dn):
                 raise DirectoryError("entryAlreadyExists", "", dn=dn, operation="add")
@@ -258,15 +256,9 @@ class DryRunDirectory(Wrapper):
         self._plan("add", dn, [*attributes], body)
         return None
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def run_modify(self, op: Modify) -> Entry | None:
         """Planned, not sent; ``post_read`` is not offered (see capabilities): None."""
+        dn, changes, assertion = op.dn, op.changes, op.assertion
         if not changes:
             return None
         with self._lock:
@@ -284,14 +276,8 @@ class DryRunDirectory(Wrapper):
         self._plan("modify", dn, list(dict.fromkeys(c.attr for c in changes)), body)
         return None
 
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
+    def run_rename(self, op: Rename) -> str:
+        dn, new_rdn, new_superior, assertion = op.dn, op.new_rdn, op.new_superior, op.assertion
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="rename")
@@ -317,7 +303,8 @@ class DryRunDirectory(Wrapper):
         self._plan("modrdn", dn, [], body)
         return new_dn
 
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+    def run_delete(self, op: Delete) -> None:
+        dn, assertion = op.dn, op.assertion
         with self._lock:
             if not self._materialize(dn):
                 raise DirectoryError("noSuchObject", "", dn=dn, operation="delete")

@@ -27,10 +27,14 @@ from bridge.directory.base import (
     OID_PAGED,
     OID_SORT,
     OID_VLV,
+    Add,
     Capabilities,
     Change,
+    Delete,
     Directory,
     Entry,
+    Modify,
+    Rename,
     Scope,
     Search,
     SearchResult,
@@ -219,14 +223,9 @@ class EmbeddedDirectory(Directory):
                     del entry[name]
 
     # ------------------------------------------------------------------ writes
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def run_add(self, op: Add) -> Entry | None:
         """As slapd; ``post_read`` is ignored (no post-read control here): returns None."""
+        dn, attributes = op.dn, op.attributes
         with self._lock:
             self._injected("add", dn)
             key = normalize_dn(dn)
@@ -279,15 +278,9 @@ class EmbeddedDirectory(Directory):
             entry.setdefault("entrydn", [dn.encode()])
             self._dit[normalize_dn(dn)] = entry
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
+    def run_modify(self, op: Modify) -> Entry | None:
         """As slapd; ``post_read`` is ignored (no post-read control here): returns None."""
+        dn, changes, assertion = op.dn, op.changes, op.assertion
         with self._lock:
             self._injected("modify", dn)
             entry = self._get(dn)
@@ -350,14 +343,8 @@ class EmbeddedDirectory(Directory):
         else:
             work.pop(name, None)
 
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
+    def run_rename(self, op: Rename) -> str:
+        dn, new_rdn, new_superior, assertion = op.dn, op.new_rdn, op.new_superior, op.assertion
         with self._lock:
             self._injected("rename", dn)
             entry = self._get(dn)
@@ -412,7 +399,8 @@ class EmbeddedDirectory(Directory):
             for e in self._dit.values()
         )
 
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
+    def run_delete(self, op: Delete) -> None:
+        dn, assertion = op.dn, op.assertion
         with self._lock:
             self._injected("delete", dn)
             key = normalize_dn(dn)

@@ -11,10 +11,19 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from bridge.directory.base import Change, Directory, Entry, Search, SearchResult
+from bridge.directory.base import (
+    Add,
+    Delete,
+    Directory,
+    Entry,
+    Modify,
+    Rename,
+    Search,
+    SearchResult,
+)
 from bridge.directory.wrapper import Wrapper
 from bridge.errors import DirectoryError
 from bridge.observability import context, metrics
@@ -118,60 +127,24 @@ class InstrumentedDirectory(Wrapper):
         return self._measure("read", dn, lambda: self.inner.read(dn, attributes))
 
     # ------------------------------------------------------------------ writes
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        names = tuple(k for k, v in attributes.items() if v)
+    def run_add(self, op: Add) -> Entry | None:
+        names = tuple(k for k, v in op.attributes.items() if v)
         return self._measure(
-            "add",
-            dn,
-            lambda: self.inner.add(dn, attributes, post_read=post_read),
-            write=context.LdapOp("add", dn, names),
+            "add", op.dn, lambda: self.inner.run_add(op), write=context.LdapOp("add", op.dn, names)
         )
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        names = tuple(dict.fromkeys(c.attr for c in changes))
-        return self._measure(
-            "modify",
-            dn,
-            lambda: self.inner.modify(dn, changes, assertion=assertion, post_read=post_read),
-            write=context.LdapOp("modify", dn, names),
-        )
+    def run_modify(self, op: Modify) -> Entry | None:
+        names = tuple(dict.fromkeys(c.attr for c in op.changes))
+        write = context.LdapOp("modify", op.dn, names)
+        return self._measure("modify", op.dn, lambda: self.inner.run_modify(op), write=write)
 
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
-        op = context.LdapOp("rename", dn, new_rdn=new_rdn)
-        return self._measure(
-            "rename",
-            dn,
-            lambda: self.inner.rename(dn, new_rdn, new_superior, assertion=assertion),
-            write=op,
-        )
+    def run_rename(self, op: Rename) -> str:
+        write = context.LdapOp("rename", op.dn, new_rdn=op.new_rdn)
+        return self._measure("rename", op.dn, lambda: self.inner.run_rename(op), write=write)
 
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
-        self._measure(
-            "delete",
-            dn,
-            lambda: self.inner.delete(dn, assertion=assertion),
-            write=context.LdapOp("delete", dn),
-        )
+    def run_delete(self, op: Delete) -> None:
+        write = context.LdapOp("delete", op.dn)
+        self._measure("delete", op.dn, lambda: self.inner.run_delete(op), write=write)
 
     # ------------------------------------------------------------------ lifecycle
     def check(self) -> None:

@@ -32,11 +32,14 @@ from bridge.directory.base import (
     OID_POST_READ,
     OID_SORT,
     OID_VLV,
+    Add,
     Capabilities,
-    Change,
+    Delete,
     Directory,
     Entry,
+    Modify,
     PoolStats,
+    Rename,
     Search,
     SearchResult,
     SortKey,
@@ -405,50 +408,28 @@ class PooledDirectory(Directory, Generic[C]):
         return found[0][1]
 
     # ------------------------------------------------------------------ writes
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        attrs = {k: list(v) for k, v in attributes.items() if v}
-        ctrls = _post_read(post_read)
-        w = Write(dn, ctrls, attrs=attrs)
-        raw = self._run("add", dn, lambda c: self._add(c, w))
-        return _post_read_entry(raw) if post_read is not None else None
+    def run_add(self, op: Add) -> Entry | None:
+        attrs = {k: list(v) for k, v in op.attributes.items() if v}
+        w = Write(op.dn, _post_read(op.post_read), attrs=attrs)
+        raw = self._run("add", op.dn, lambda c: self._add(c, w))
+        return _post_read_entry(raw) if op.post_read is not None else None
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        if not changes:
+    def run_modify(self, op: Modify) -> Entry | None:
+        if not op.changes:
             return None
-        ctrls = _post_read(post_read)
-        w = Write(dn, ctrls, assertion, changes=changes)
-        raw = self._run("modify", dn, lambda c: self._modify(c, w))
-        return _post_read_entry(raw) if post_read is not None else None
+        w = Write(op.dn, _post_read(op.post_read), op.assertion, changes=op.changes)
+        raw = self._run("modify", op.dn, lambda c: self._modify(c, w))
+        return _post_read_entry(raw) if op.post_read is not None else None
 
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
-        w = Write(dn, assertion=assertion, new_rdn=new_rdn, new_superior=new_superior)
-        self._run("rename", dn, lambda c: self._rename(c, w))
-        parent = new_superior or parent_dn(dn)
-        return f"{new_rdn},{parent}" if parent else new_rdn
+    def run_rename(self, op: Rename) -> str:
+        w = Write(op.dn, assertion=op.assertion, new_rdn=op.new_rdn, new_superior=op.new_superior)
+        self._run("rename", op.dn, lambda c: self._rename(c, w))
+        parent = op.new_superior or parent_dn(op.dn)
+        return f"{op.new_rdn},{parent}" if parent else op.new_rdn
 
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
-        w = Write(dn, assertion=assertion)
-        self._run("delete", dn, lambda c: self._delete(c, w))
+    def run_delete(self, op: Delete) -> None:
+        w = Write(op.dn, assertion=op.assertion)
+        self._run("delete", op.dn, lambda c: self._delete(c, w))
 
 
 def _op(search: Search, attrs: list[str], ctrls: list[Ctrl], **kw: Any) -> SearchOp:

@@ -5,14 +5,17 @@ operations' signatures stay written once, in :mod:`bridge.directory.base`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 from bridge.directory.base import (
+    Add,
     Capabilities,
-    Change,
+    Delete,
     Directory,
     Entry,
+    Modify,
     PoolStats,
+    Rename,
     Search,
     SearchResult,
 )
@@ -41,37 +44,17 @@ class Wrapper(Directory):
     def read(self, dn: str, attributes: Sequence[str]) -> Entry | None:
         return self.inner.read(dn, attributes)
 
-    def add(
-        self,
-        dn: str,
-        attributes: Mapping[str, Sequence[bytes]],
-        *,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        return self.inner.add(dn, attributes, post_read=post_read)
+    def run_add(self, op: Add) -> Entry | None:
+        return self.inner.run_add(op)
 
-    def modify(
-        self,
-        dn: str,
-        changes: Sequence[Change],
-        *,
-        assertion: str | None = None,
-        post_read: Sequence[str] | None = None,
-    ) -> Entry | None:
-        return self.inner.modify(dn, changes, assertion=assertion, post_read=post_read)
+    def run_modify(self, op: Modify) -> Entry | None:
+        return self.inner.run_modify(op)
 
-    def rename(
-        self,
-        dn: str,
-        new_rdn: str,
-        new_superior: str | None = None,
-        *,
-        assertion: str | None = None,
-    ) -> str:
-        return self.inner.rename(dn, new_rdn, new_superior, assertion=assertion)
+    def run_rename(self, op: Rename) -> str:
+        return self.inner.run_rename(op)
 
-    def delete(self, dn: str, *, assertion: str | None = None) -> None:
-        self.inner.delete(dn, assertion=assertion)
+    def run_delete(self, op: Delete) -> None:
+        self.inner.run_delete(op)
 
     def check(self) -> None:
         self.inner.check()

@@ -1,9 +1,9 @@
 """PATCH operations on a SCIM resource, pure (RFC 7644 §3.5.2): no mapping, no LDAP.
 
-``parse_ops`` validates a PatchOp body; ``resolve_target`` resolves a parsed path against the
-resource's schemas; ``apply`` performs one operation on a resource held as a dict (core
-attributes at the top, extension attributes under their schema URN).  ``matches`` evaluates a
-value filter against one element of a multi-valued attribute.  The mapping-aware planning that
+``apply`` performs one operation on a resource held as a dict (core attributes at the top,
+extension attributes under their schema URN).  The PatchOp body is parsed into operations by
+:mod:`bridge.scim.messages`; their paths are resolved, and value filters evaluated, by
+:mod:`bridge.scim.valuepath`.  The mapping-aware planning that
 turns the result into an LDAP modify lives in :mod:`bridge.translate.patch`.
 
 Tolerated IdP shapes are commented where they are handled.
@@ -11,261 +11,19 @@ Tolerated IdP shapes are commented where they are handled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from bridge.errors import BadRequest, InvalidPath, InvalidSyntax, InvalidValue, NoTarget, ScimError
+from bridge.errors import InvalidValue, NoTarget
 from bridge.scim import schema as sch
-from bridge.scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
-from bridge.scim.path import PatchPath, parse_path
+from bridge.scim.valuepath import Target, constructive, matches
 from bridge.scim.values import parse_bool
 
-__all__ = [
-    "MAX_OPERATIONS",
-    "MAX_VALUES",
-    "OPS",
-    "Op",
-    "Target",
-    "apply",
-    "check_count",
-    "constructive",
-    "elements",
-    "filter_paths",
-    "is_empty",
-    "matches",
-    "named",
-    "parse_ops",
-    "resolve_target",
-]
+__all__ = ["MAX_VALUES", "apply", "check_count", "elements", "is_empty"]
 
-MAX_OPERATIONS = 1000
 #: values one request may give one multi-valued attribute (documented in docs/limits; RFC 7644
 #: ServiceProviderConfig has no field for it)
 MAX_VALUES = 10_000
-OPS = ("add", "replace", "remove")
-
-
-def _ci_get(obj: Mapping[str, Any], key: str) -> Any:
-    """Case-insensitive key lookup (attribute names are case-insensitive, RFC 7643 §2.1)."""
-    if key in obj:
-        return obj[key]
-    low = key.lower()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == low), None)
-
-
-# ---------------------------------------------------------------------------- operations
-@dataclass(frozen=True)
-class Op:
-    index: int
-    op: str
-    path_text: str | None
-    path: PatchPath | None
-    value: Any
-    has_value: bool
-
-    def label(self) -> str:
-        text = self.path_text
-        if text is not None and len(text) > 80:
-            text = text[:77] + "..."
-        where = f" {text!r}" if text is not None else ""
-        return f"Operations[{self.index}] ({self.op}{where})"
-
-
-def parse_ops(body: Mapping[str, Any]) -> list[Op]:
-    """RFC 7644 §3.5.2: ``schemas`` names PatchOp and ``Operations`` is a non-empty array."""
-    schemas = _ci_get(body, "schemas")
-    if not isinstance(schemas, list) or not any(
-        isinstance(s, str) and s.lower() == sch.PATCH_OP.lower() for s in schemas
-    ):
-        raise InvalidSyntax(f"a PATCH body must have schemas [{sch.PATCH_OP!r}]")
-    raw_ops = _ci_get(body, "Operations")
-    if not isinstance(raw_ops, list) or not raw_ops:
-        raise InvalidSyntax("a PATCH body needs a non-empty 'Operations' array")
-    if len(raw_ops) > MAX_OPERATIONS:
-        raise InvalidSyntax(f"at most {MAX_OPERATIONS} operations per PATCH")
-    return [_parse_op(i, raw) for i, raw in enumerate(raw_ops)]
-
-
-def _parse_op(index: int, raw: Any) -> Op:
-    if not isinstance(raw, Mapping):
-        raise InvalidSyntax(f"Operations[{index}] must be an object with 'op'")
-    name = _ci_get(raw, "op")
-    # Entra ID (apps without the aadOptscim062020 flag) sends "Add"/"Replace"/"Remove".
-    op = name.strip().lower() if isinstance(name, str) else None
-    if op not in OPS:
-        raise InvalidSyntax(
-            f"Operations[{index}]: unknown op {name!r} (expected add, replace or remove)"
-        )
-    path_text = _ci_get(raw, "path")
-    if path_text is not None and not isinstance(path_text, str):
-        raise InvalidPath(f"Operations[{index}] ({op}): path must be a string")
-    if isinstance(path_text, str) and not path_text.strip():
-        path_text = None  # some clients send "path": "" for the resource itself
-    has_value = any(isinstance(k, str) and k.lower() == "value" for k in raw)
-    value = _ci_get(raw, "value")
-    o = Op(index, op, path_text, None, value, has_value)
-    path: PatchPath | None = None
-    if path_text is not None:
-        try:
-            path = parse_path(path_text)
-        except ScimError as exc:
-            raise named(o, exc) from None
-    o = Op(index, op, path_text, path, value, has_value)
-    if op != "remove" and not has_value:
-        raise InvalidValue(f"{o.label()}: a 'value' is required")
-    # "value": null is kept (RFC 7643 §2.5: null is unassigned): with a path, a replace removes
-    # the attribute and an add adds nothing (translate.patch); Entra ID's validator sends it.
-    if op == "remove" and path is None:
-        raise NoTarget(f"{o.label()}: remove needs a 'path'")
-    if path is None and not isinstance(value, Mapping):
-        raise InvalidValue(f"{o.label()}: without a path the value must be an object")
-    return o
-
-
-def named(op: Op, exc: ScimError) -> ScimError:
-    """The same error, its detail prefixed with the operation it belongs to."""
-    if not exc.detail.startswith("Operations["):
-        exc.detail = f"{op.label()}: {exc.detail}"
-        exc.args = (exc.detail,)
-    return exc
-
-
-# ---------------------------------------------------------------------------- targets
-@dataclass(frozen=True)
-class Target:
-    """A resolved PATCH target: one top-level attribute of one schema, maybe narrowed."""
-
-    schema: str
-    defn: sch.AttrDef
-    sub: str | None = None
-    filter: Filter | None = None
-
-    @property
-    def name(self) -> str:
-        return self.defn.name
-
-    @property
-    def sub_def(self) -> sch.AttrDef | None:
-        return self.defn.sub(self.sub) if self.sub else None
-
-
-def resolve_target(
-    schemas: tuple[str, ...], path: PatchPath, resource: str = "the resource"
-) -> Target:
-    """The attribute ``path`` addresses in a resource of ``schemas`` (core schema first)."""
-    attr = path.attr
-    schema: str | None = None
-    if attr.schema is not None:
-        schema = sch.canonical_schema(attr.schema)
-        if schema is None or schema not in schemas:
-            raise InvalidPath(f"schema {attr.schema} is not used by {resource}")
-    defn, schema = _lookup(schemas, schema, attr.attr, resource)
-    sub = attr.sub or path.sub
-    if sub is not None:
-        sd = defn.sub(sub) if defn.type == "complex" else None
-        if sd is None:
-            raise InvalidPath(f"{defn.name} has no sub-attribute {sub!r}")
-        sub = sd.name
-    if path.filter is not None:
-        if not defn.multi_valued:
-            raise InvalidPath(f"a value filter needs a multi-valued attribute, not {defn.name}")
-        for p in filter_paths(path.filter):
-            if p.sub is not None or defn.sub(p.attr) is None:
-                raise InvalidPath(f"{defn.name} has no sub-attribute {p.attr!r} to filter on")
-    return Target(schema, defn, sub, path.filter)
-
-
-def _lookup(
-    schemas: tuple[str, ...], schema: str | None, name: str, resource: str
-) -> tuple[sch.AttrDef, str]:
-    """An attribute by name; unqualified names belong to the core schema (RFC 7644 §3.10),
-    falling back to an extension that alone defines the name."""
-    for urn in (schema,) if schema else schemas:
-        defn = sch.attr_def(urn, name)
-        if defn is not None:
-            return defn, urn
-    raise InvalidPath(f"{name!r} is not an attribute of {resource}")
-
-
-def filter_paths(f: Filter) -> Iterator[AttrPath]:
-    match f:
-        case Compare(path=p) | Present(path=p):
-            yield p
-        case And(left=a, right=b) | Or(left=a, right=b):
-            yield from filter_paths(a)
-            yield from filter_paths(b)
-        case Not(inner=i):
-            yield from filter_paths(i)
-        case ValuePath(path=p):
-            yield p
-
-
-# ---------------------------------------------------------------------------- value filters
-def matches(f: Filter, element: Mapping[str, Any], defn: sch.AttrDef) -> bool:
-    """Evaluate a value filter (RFC 7644 §3.4.2.2, relative paths) against one element of the
-    multi-valued attribute ``defn``; strings compare case-insensitively unless caseExact."""
-    match f:
-        case And(left=a, right=b):
-            return matches(a, element, defn) and matches(b, element, defn)
-        case Or(left=a, right=b):
-            return matches(a, element, defn) or matches(b, element, defn)
-        case Not(inner=i):
-            return not matches(i, element, defn)
-        case Present(path=p):
-            v = _ci_get(element, p.attr)
-            return v not in (None, "", [], {})
-        case Compare(path=p, op=op, value=want):
-            sd = defn.sub(p.attr)
-            return _compare(_ci_get(element, p.attr), op, want, bool(sd and sd.case_exact))
-    return False
-
-
-def _compare(have: Any, op: str, want: Any, case_exact: bool) -> bool:
-    if op == "eq" and want is None:
-        return have is None
-    if have is None:
-        return op == "ne"
-    if isinstance(want, bool) or isinstance(have, bool):
-        try:
-            equal = parse_bool(have) == parse_bool(want)
-        except BadRequest:
-            equal = False
-        return equal if op == "eq" else (not equal if op == "ne" else False)
-    a, b = have, want
-    if isinstance(a, str) and isinstance(b, str) and not case_exact:
-        a, b = a.lower(), b.lower()
-    if isinstance(a, str) != isinstance(b, str):
-        a, b = str(a), str(b)
-    tests: dict[str, Callable[[Any, Any], bool]] = {
-        "eq": lambda x, y: x == y,
-        "ne": lambda x, y: x != y,
-        "co": lambda x, y: isinstance(x, str) and y in x,
-        "sw": lambda x, y: isinstance(x, str) and x.startswith(y),
-        "ew": lambda x, y: isinstance(x, str) and x.endswith(y),
-        "gt": lambda x, y: x > y,
-        "ge": lambda x, y: x >= y,
-        "lt": lambda x, y: x < y,
-        "le": lambda x, y: x <= y,
-    }
-    try:
-        return tests[op](a, b)
-    except TypeError:
-        return False
-
-
-def constructive(f: Filter | None) -> dict[str, Any] | None:
-    """The element a filter describes when it is only ``eq`` tests joined by ``and``
-    (``phoneNumbers[type eq "mobile"]``), else None."""
-    match f:
-        case Compare(path=p, op="eq", value=v) if v is not None:
-            return {p.attr: v}
-        case And(left=a, right=b):
-            left, right = constructive(a), constructive(b)
-            if left is None or right is None:
-                return None
-            return {**left, **right}
-    return None
 
 
 # ---------------------------------------------------------------------------- value shapes
@@ -277,7 +35,7 @@ def _scalar(defn: sch.AttrDef, value: Any) -> Any:
             raise InvalidValue(f"{defn.name} takes a single value, got {len(value)}")
         value = value[0] if value else None
     if isinstance(value, Mapping):
-        inner = _ci_get(value, "value")
+        inner = sch.ci_get(value, "value")
         if len(value) == 1 and inner is not None and not isinstance(inner, Mapping | list):
             value = inner  # {"value": x} wrapping a simple value: unwrapped (client tolerance)
         else:

@@ -3,7 +3,7 @@
     PATH = attrPath / valuePath [subAttr]
 
 with ``attrPath``, ``valuePath`` and ``subAttr`` as in the filter grammar (§3.4.2.2, Figure 1;
-see :mod:`bridge.scim.filter`, whose tokenizer and value-filter parser this module reuses, so
+see :mod:`bridge.scim.filter_parser`, whose tokenizer and value-filter parser this module reuses, so
 the same decisions hold: case-insensitive keywords, whitespace between tokens ignored, paths
 inside ``[...]`` relative).
 
@@ -33,16 +33,8 @@ from string import ascii_letters, digits
 
 from bridge.errors import InvalidPath
 from bridge.scim._syntax import Kind, Problem, check_length, report, show
-from bridge.scim.filter import (
-    AttrPath,
-    Filter,
-    FilterParser,
-    attr_path_at,
-    check_name,
-    check_schema_uri,
-    render,
-    render_attr_path,
-)
+from bridge.scim.filter import AttrPath, Filter, render, render_attr_path
+from bridge.scim.filter_parser import FilterParser, attr_path_at, check_name, check_schema_uri
 
 __all__ = ["PatchPath", "PathSyntaxError", "is_schema_urn", "parse_path", "render_path"]
 

@@ -7,7 +7,9 @@ attribute names are (RFC 7643 §2.1).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -182,3 +184,11 @@ def canonical_schema(urn: str) -> str | None:
         if known.lower() == urn.lower():
             return known
     return None
+
+
+def ci_get(obj: Mapping[str, Any], key: str) -> Any:
+    """Case-insensitive key lookup (attribute names are case-insensitive, RFC 7643 §2.1)."""
+    if key in obj:
+        return obj[key]
+    low = key.lower()
+    return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == low), None)

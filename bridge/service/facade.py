@@ -36,7 +36,7 @@ from bridge.errors import (
     Uniqueness,
 )
 from bridge.mapping.model import MappingConfig, ResourceMap
-from bridge.scim.patch import Op, parse_ops
+from bridge.scim.messages import Op, parse_ops
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.service import allocate, create, deprovision
 from bridge.service.listing import Lister, ListQuery, ListResult

@@ -14,13 +14,13 @@ from bridge.directory.syntax import normalize_dn
 from bridge.errors import DirectoryError, InvalidFilter, InvalidValue, TooMany
 from bridge.mapping.model import MappingConfig, ResourceMap
 from bridge.scim.cursor import Cursors, derive_key, fingerprint
-from bridge.scim.filter import parse
+from bridge.scim.filter_parser import parse
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.service.lookup import REF_BATCH, Lookup
 from bridge.service.render import Renderer
 from bridge.translate import entry as tr
-from bridge.translate.filter import any_of, of_type, sort_keys, to_ldap, to_ldap_lenient
-from bridge.translate.sort import sort_entries
+from bridge.translate.filter import any_of, of_type, to_ldap, to_ldap_lenient
+from bridge.translate.sort import sort_entries, sort_keys
 
 log = logging.getLogger("bridge.service")
 #: entries per VLV request: slapd applies the bind account's size limit (often 500) to a window

@@ -27,8 +27,9 @@ the current resource rendered from it) and :func:`plan` reaches the directory on
 :class:`Lookups` it is given (references resolved in batched searches, the member list read at
 most once).  Uniqueness of the new values is checked by the service after planning.
 
-The SCIM half (parsing operations, resolving paths, applying an operation to a resource dict,
-evaluating value filters) is :mod:`bridge.scim.patch`.
+The SCIM half is pure: parsing operations (:mod:`bridge.scim.messages`), resolving paths and
+evaluating value filters (:mod:`bridge.scim.valuepath`), applying an operation to a resource
+dict (:mod:`bridge.scim.patch`).
 
 Tolerated IdP shapes are commented where they are handled.
 """
@@ -55,19 +56,11 @@ from bridge.errors import (
 from bridge.mapping.model import AttributeMap, ResourceMap
 from bridge.scim import schema as sch
 from bridge.scim.filter import Compare, Filter, Or
-from bridge.scim.patch import (
-    Op,
-    Target,
-    apply,
-    elements,
-    filter_paths,
-    is_empty,
-    matches,
-    named,
-    resolve_target,
-)
+from bridge.scim.messages import Op, named
+from bridge.scim.patch import apply, elements, is_empty
 from bridge.scim.path import parse_path
 from bridge.scim.projection import Projection
+from bridge.scim.valuepath import Target, filter_paths, matches, resolve_target
 from bridge.translate import entry as tr
 
 __all__ = [

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bridge.errors import Forbidden, PayloadTooLarge, ScimError, Unauthorized
 from bridge.observability import audit, context
 from bridge.observability.logs import Budget
-from bridge.service.bulk import payload_too_large
+from bridge.scim.bulk import payload_too_large
 from bridge.settings import Settings, Token
 from bridge.web.responses import error_response
 from bridge.web.telemetry import is_search

@@ -20,6 +20,7 @@ from bridge import concurrency
 from bridge.errors import BadRequest, InvalidSyntax, InvalidValue, NotFound
 from bridge.mapping.model import ResourceMap
 from bridge.scim import schema as sch
+from bridge.scim.bulk import Limits, payload_too_large
 from bridge.scim.projection import Projection
 from bridge.service import bulk
 from bridge.service.facade import RESERVED_IDS, ListQuery, ListResult, Service
@@ -347,11 +348,12 @@ async def delete_resource(request: Request) -> Response:
 
 
 async def bulk_request(request: Request) -> Response:
-    """POST /Bulk (RFC 7644 §3.7): one service call runs every operation (service/bulk.py)."""
+    """POST /Bulk (RFC 7644 §3.7): parsed and ordered by scim/bulk.py, one
+    service call runs every operation (service/bulk.py)."""
     settings = request.app.state.settings
-    limits = bulk.Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
+    limits = Limits(settings.bulk_max_operations, settings.bulk_max_payload_bytes)
     if len(await request.body()) > limits.max_payload_bytes:  # a body sent without a length
-        raise bulk.payload_too_large(limits.max_payload_bytes)
+        raise payload_too_large(limits.max_payload_bytes)
     body = await json_body(request)
     caller = bulk.Caller(
         token=request.scope.get("state", {}).get("token"),

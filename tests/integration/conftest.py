@@ -14,7 +14,7 @@ import ldap3
 import pytest
 from starlette.testclient import TestClient
 
-from bridge.directory.base import Change
+from bridge.directory.base import Change, Modify
 from bridge.directory.ldap3_client import ConnectionSettings, Ldap3Directory
 from bridge.mapping.load import parse_mapping
 from bridge.mapping.model import MappingConfig
@@ -31,9 +31,9 @@ class RecordingDirectory(Ldap3Directory):
         super().__init__(settings)
         self.modifies: list[tuple[str, list[Change]]] = []
 
-    def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
-        self.modifies.append((dn, list(changes)))
-        return super().modify(dn, changes, **kw)
+    def run_modify(self, op: Modify) -> Any:
+        self.modifies.append((op.dn, list(op.changes)))
+        return super().run_modify(op)
 
 
 def _recording_libldap(settings: ConnectionSettings) -> Any:
@@ -50,9 +50,9 @@ def _recording_libldap(settings: ConnectionSettings) -> Any:
             super().__init__(settings)
             self.modifies: list[tuple[str, list[Change]]] = []
 
-        def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
-            self.modifies.append((dn, list(changes)))
-            return super().modify(dn, changes, **kw)
+        def run_modify(self, op: Modify) -> Any:
+            self.modifies.append((op.dn, list(op.changes)))
+            return super().run_modify(op)
 
     return RecordingLibldap(settings)
 

@@ -12,7 +12,7 @@ from typing import Any
 import ldap3
 import pytest
 
-from bridge.directory.base import Change
+from bridge.directory.base import Add, Change, Modify
 from devtools.faults import FaultyDirectory
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user, patch
 from tests.integration.conftest import AD
@@ -301,13 +301,13 @@ class _Racing(FaultyDirectory):
             hook, self._hook = self._hook, None
             hook()
 
-    def add(self, dn: str, attrs: Any, **kw: Any) -> Any:
+    def run_add(self, op: Add) -> Any:
         self._fire("add")
-        return self.inner.add(dn, attrs, **kw)
+        return self.inner.run_add(op)
 
-    def modify(self, dn: str, changes: Any, **kw: Any) -> Any:
+    def run_modify(self, op: Modify) -> Any:
         self._fire("modify")
-        return self.inner.modify(dn, changes, **kw)
+        return self.inner.run_modify(op)
 
 
 def _client(ad: AD, directory: Any) -> Any:

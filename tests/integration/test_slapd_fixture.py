@@ -18,14 +18,13 @@ from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import namedtype, tag, univ
 
-from devtools.slapd import (
+from devtools.slapd import Slapd, require_slapd
+from devtools.slapd_ldif import (
     EMPTY_GROUP_MEMBER_DN,
     LOCKED_FOREVER,
     SEED_PASSWORD,
     SIZE_LIMIT,
-    Slapd,
     generate_seed_ldif,
-    require_slapd,
 )
 
 pytestmark = pytest.mark.slapd

@@ -15,17 +15,16 @@ from bridge.scim.filter import (
     AttrPath,
     Compare,
     Filter,
-    FilterSyntaxError,
     Not,
     Or,
     Present,
     Value,
     ValuePath,
     attr_paths,
-    parse,
     render,
     render_value,
 )
+from bridge.scim.filter_parser import FilterSyntaxError, parse
 from tests.scim.strategies import depth, filters, typed
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
