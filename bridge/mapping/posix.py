@@ -14,12 +14,18 @@ the allocated attribute itself); the bridge moves it forward with a compare-and-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bridge.mapping.model import AttributeMap
+
+class Mapped(Protocol):
+    """What the templates' check reads of a mapped attribute (mapping.model.AttributeMap):
+    a Protocol, so this module, which the model imports, does not import the model back."""
+
+    @property
+    def path(self) -> str: ...
+
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _LDAP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
@@ -70,9 +76,7 @@ KEYS = ("allocate", "templates", "private_group")
 Add = Callable[[str, str], None]
 
 
-def parse(
-    data: Mapping[str, Any], here: str, attributes: list[AttributeMap], add: Add
-) -> PosixSpec:
+def parse(data: Mapping[str, Any], here: str, attributes: Sequence[Mapped], add: Add) -> PosixSpec:
     """The ``allocate:`` and ``templates:`` keys of a resource; problems go to ``add`` with
     their YAML path."""
     allocations = _allocations(data.get("allocate"), f"{here}.allocate", add)
@@ -169,7 +173,7 @@ def _allocation(attr: str, spec: Any, where: str, add: Add) -> Allocation | None
 
 
 def _templates(
-    data: Any, here: str, attributes: list[AttributeMap], add: Add
+    data: Any, here: str, attributes: Sequence[Mapped], add: Add
 ) -> tuple[Template, ...]:
     if data is None:
         return ()
