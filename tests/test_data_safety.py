@@ -348,7 +348,7 @@ def test_too_many_values_for_one_attribute(client: TestClient) -> None:
 
 
 def test_too_many_member_filters(client: TestClient) -> None:
-    from bridge.translate.patch import MAX_MEMBER_FILTERS
+    from bridge.translate.members import MAX_MEMBER_FILTERS
 
     gid = create_group(client, "f")["id"]
     ops = [

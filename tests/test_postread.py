@@ -320,7 +320,7 @@ def test_a_patch_adding_no_member_does_not_ask_for_the_placeholder(
 )  # fmt: skip
 def test_which_patches_may_add_members(ops: list[dict[str, Any]], adds: bool) -> None:
     from bridge.service.facade import _parse
-    from bridge.translate.patch import may_add_members
+    from bridge.translate.members import may_add_members
 
     # the body is parsed once, by the service; one that does not parse adds nothing
     parsed, _refused = _parse({"schemas": [PATCH_SCHEMA], "Operations": ops})

@@ -33,7 +33,7 @@ from bridge.errors import DirectoryError, NotFound, Unavailable
 from bridge.service.lookup import Found
 from bridge.service.writes import Writer
 from bridge.translate.filter import equals, of_type
-from bridge.translate.patch import member_changes
+from bridge.translate.members import member_changes
 
 if TYPE_CHECKING:
     from bridge.directory.base import Entry

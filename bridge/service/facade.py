@@ -44,9 +44,9 @@ from bridge.service.lookup import RESERVED_IDS, Found, Lookup
 from bridge.service.render import Renderer
 from bridge.service.writes import Writer, Written
 from bridge.translate import entry as tr
+from bridge.translate.members import may_add_members
 from bridge.translate.patch import (
     WORKING_VIEW,
-    may_add_members,
     patch_size,
     plan,
     read_attributes,

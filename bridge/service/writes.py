@@ -30,7 +30,7 @@ from bridge.service import create, integrity
 from bridge.service.lookup import RESERVED_IDS, Found, Lookup
 from bridge.translate import entry as tr
 from bridge.translate.filter import equals, of_type
-from bridge.translate.patch import member_changes
+from bridge.translate.members import member_changes
 
 log = logging.getLogger("bridge.service")
 NOOP_PROBES = 20  # above this many values, a no-op retry reads the attribute once instead
