@@ -31,7 +31,7 @@ PEOPLE = "ou=people,dc=example,dc=org"
 
 
 class FakeLookups:
-    """An in-memory :class:`bridge.translate.patch.Lookups`: what the planner may ask, and a
+    """An in-memory :class:`bridge.translate.lookups.Lookups`: what the planner may ask, and a
     record of what it asked (no directory anywhere)."""
 
     def __init__(self, ids: dict[str, str], values: dict[tuple[str, str], list[str]]):

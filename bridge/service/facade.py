@@ -15,7 +15,7 @@ collaborators, each of one job: :class:`~bridge.service.lookup.Lookup` (find, id
 :class:`~bridge.service.listing.Lister` (list, search, paging) and
 :class:`~bridge.service.writes.Writer` (modify, rename, undo, uniqueness).  A PATCH is planned
 purely (:func:`bridge.translate.patch.plan`) from what the service found first, with the
-:class:`Lookup` as its :class:`~bridge.translate.patch.Lookups`.
+:class:`Lookup` as its :class:`~bridge.translate.lookups.Lookups`.
 """
 
 from __future__ import annotations

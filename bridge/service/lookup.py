@@ -2,7 +2,7 @@
 what to dereference with a read (RFC 4511 searches; the dereference control where offered).
 
 :class:`Lookup` is the small collaborator the other service modules share: it holds the
-mapping and the directory, and implements :class:`bridge.translate.patch.Lookups`, so the
+mapping and the directory, and implements :class:`bridge.translate.lookups.Lookups`, so the
 PATCH planner can resolve references and read a member list without knowing the service.
 """
 

@@ -14,7 +14,7 @@ service when the find should ask).
 
 Pure, as :mod:`bridge.translate.patch` (the planner, whose per-operation dispatch calls
 :func:`apply_members`): the directory is reached only through its
-:class:`~bridge.translate.patch.Lookups`.  :func:`member_changes` is also what the service's
+:class:`~bridge.translate.lookups.Lookups`.  :func:`member_changes` is also what the service's
 writer and deprovisioning use to change a member list.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.directory.base import Change, Entry
 from bridge.directory.syntax import normalize_dn
@@ -33,9 +33,7 @@ from bridge.scim.messages import Op
 from bridge.scim.patch import elements, is_empty
 from bridge.scim.valuepath import Target, matches
 from bridge.translate import entry as tr
-
-if TYPE_CHECKING:  # the planner's Protocol, for annotations only: patch imports this module
-    from bridge.translate.patch import Lookups
+from bridge.translate.lookups import Lookups
 
 __all__ = [
     "MAX_MEMBER_FILTERS",

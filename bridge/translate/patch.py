@@ -30,9 +30,9 @@ Tolerated IdP shapes are commented where they are handled.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -47,6 +47,7 @@ from bridge.scim.path import parse_path
 from bridge.scim.projection import Projection
 from bridge.scim.valuepath import Target, filter_paths, resolve_target
 from bridge.translate import entry as tr
+from bridge.translate.lookups import Lookups
 from bridge.translate.members import Members, apply_members, plan_members
 
 __all__ = [
@@ -57,32 +58,6 @@ __all__ = [
     "read_attributes",
     "unique_candidates",
 ]
-
-
-class Lookups(Protocol):
-    """What planning a PATCH may need to know of the directory beyond the entry and the
-    current resource, which the caller gathered first: references resolved in batched
-    searches, the member list (read only for a replace, a remove-all or a general member
-    filter), whether a value is there.  The service passes an object implementing it, so
-    the planner itself stays pure."""
-
-    def resolve_ids(
-        self, ids: Iterable[str], targets: Sequence[str], what: str, *, missing_ok: bool = False
-    ) -> dict[str, str]:
-        """SCIM id -> DN (an unknown id is a 400 naming it, unless ``missing_ok``)."""
-        ...
-
-    def resolve_dns(self, dns: Iterable[str], targets: Sequence[str]) -> dict[str, tr.Ref]:
-        """normalized DN -> Ref for every DN that is a mapped resource of ``targets``."""
-        ...
-
-    def values_of(self, dn: str, attr: str) -> list[str]:
-        """The values of ``attr`` of the entry ``dn`` (none if it is gone)."""
-        ...
-
-    def has_value(self, dn: str, attr: str, value: str) -> bool:
-        """Whether the entry ``dn`` holds ``value`` in ``attr``."""
-        ...
 
 
 #: the working view of a resource: no member list (never read), no read-only groups
