@@ -63,7 +63,6 @@ import contextlib
 import fcntl
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -78,6 +77,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ldap3
+
+from devtools.slapd import find_binary, pick_ports
 
 __all__ = [
     "ADMIN_DN",
@@ -160,19 +161,9 @@ class DS389Info:
 # --------------------------------------------------------------------------- environment
 
 
-def _binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        if os.access(os.path.join(d, name), os.X_OK):
-            return os.path.join(d, name)
-    return None
-
-
 def require_389ds() -> None:
     """Raise RuntimeError (with an install hint) unless a 389 DS instance can be made here."""
-    missing = [b for b in ("dscreate", "ns-slapd") if _binary(b) is None]
+    missing = [b for b in ("dscreate", "ns-slapd") if find_binary(b) is None]
     if missing or not _DEFAULTS_INF.is_file() or not _SYSCONF.is_dir():
         what = ", ".join(missing) or f"{_DEFAULTS_INF} or {_SYSCONF}"
         raise RuntimeError(f"389 Directory Server unavailable: {what} not found; {_INSTALL_HINT}")
@@ -185,33 +176,15 @@ def template_dir() -> Path:
 
 def _version() -> str:
     proc = subprocess.run(
-        [_binary("ns-slapd") or "ns-slapd", "-v"], capture_output=True, text=True, check=False
+        [find_binary("ns-slapd") or "ns-slapd", "-v"], capture_output=True, text=True, check=False
     )
     return (proc.stdout + proc.stderr).strip().splitlines()[0] if proc.stdout else "unknown"
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _pick_ports() -> tuple[int, int]:
-    """Two free ports on 127.0.0.1 below the ephemeral range (as the slapd fixture does)."""
-    try:
-        lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        lo = 32768
-    ports: list[int] = []
-    while len(ports) < 2:
-        p = random.randint(10000, lo - 1)
-        if p not in ports and _port_is_free(p):
-            ports.append(p)
-    return ports[0], ports[1]
+    """Two free ports on 127.0.0.1 below the ephemeral range, as the slapd fixture picks them."""
+    ldap_port, ldaps_port = pick_ports(2)
+    return ldap_port, ldaps_port
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
@@ -276,7 +249,7 @@ class _Process:
         with log:
             self.proc = subprocess.Popen(
                 [
-                    _binary("ns-slapd") or "ns-slapd",
+                    find_binary("ns-slapd") or "ns-slapd",
                     "-D",
                     str(self.prefix / _CONF),
                     "-i",
@@ -514,7 +487,7 @@ def _build(build: Path) -> None:
     port, ldaps_port = _pick_ports()
     (build / "inst.inf").write_text(_inf(port, ldaps_port))
     env = {**os.environ, "PREFIX": str(build)}
-    out = _run([_binary("dscreate") or "dscreate", "-v", "from-file", str(build / "inst.inf")],
+    out = _run([find_binary("dscreate") or "dscreate", "-v", "from-file", str(build / "inst.inf")],
                "dscreate", env)  # fmt: skip
     (build / "dscreate.log").write_text(out)
     _relocate(build, str(build), port, ldaps_port)

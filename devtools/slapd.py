@@ -140,7 +140,7 @@ class SlapdInfo:
 # --------------------------------------------------------------------------- binaries
 
 
-def _find_binary(name: str) -> str | None:
+def find_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
@@ -160,7 +160,7 @@ def _find_dir(candidates: tuple[str, ...], marker: str) -> str | None:
 
 def require_slapd() -> None:
     """Raise RuntimeError (with an install hint) unless slapd can be run here."""
-    missing = [b for b in ("slapd", "slapadd", "openssl") if _find_binary(b) is None]
+    missing = [b for b in ("slapd", "slapadd", "openssl") if find_binary(b) is None]
     if missing:
         raise RuntimeError(
             f"OpenLDAP test server unavailable: {', '.join(missing)} not found in PATH or "
@@ -221,7 +221,7 @@ _instances: set[Slapd] = set()
 
 def _make_certs(tls: Path) -> None:
     tls.mkdir(parents=True, exist_ok=True)
-    openssl = _find_binary("openssl") or "openssl"
+    openssl = find_binary("openssl") or "openssl"
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _run(
         [
@@ -296,7 +296,7 @@ def _make_certs(tls: Path) -> None:
 
 def _build_template(profile: str = "tuned", config_readable: bool = False) -> Path:
     require_slapd()
-    slapadd = _find_binary("slapadd")
+    slapadd = find_binary("slapadd")
     assert slapadd
     moddir = _find_dir(_MODULE_DIRS, "memberof.so")
     schemadir = _find_dir(_SCHEMA_DIRS, "inetorgperson.ldif")
@@ -361,7 +361,7 @@ def _template_dir(
         d = Path(tempfile.mkdtemp(prefix="slapd-template-seeded-", dir="/tmp"))
         try:
             _copy_tree(template, d)
-            slapadd = _find_binary("slapadd")
+            slapadd = find_binary("slapadd")
             assert slapadd
             _run(
                 [slapadd, "-q", "-n1", "-F", "slapd.d"],
@@ -420,7 +420,7 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _pick_ports(n: int) -> list[int]:
+def pick_ports(n: int) -> list[int]:
     """n distinct free ports on 127.0.0.1, preferably outside the ephemeral range (so no
     outgoing connection grabs them while an instance is stopped for a restart)."""
     lo, _hi = _ephemeral_range()
@@ -516,7 +516,7 @@ class Slapd:
         if self._info is None:
             self._create()
             for attempt in range(5):
-                port, ldaps_port = _pick_ports(2)
+                port, ldaps_port = pick_ports(2)
                 self._info = self._make_info(port, ldaps_port)
                 try:
                     self._launch()
@@ -648,7 +648,7 @@ class Slapd:
     def _launch(self) -> None:
         info, d = self.info, self._dir
         assert d is not None
-        slapd = _find_binary("slapd")
+        slapd = find_binary("slapd")
         if slapd is None:
             require_slapd()
             raise RuntimeError("slapd not found")
