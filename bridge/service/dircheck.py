@@ -80,6 +80,8 @@ def _needs(rmap: ResourceMap) -> list[tuple[str, str, str]]:
             out.append((a.ldap, "sub", f"{a.path} sw/co filters"))
         if a.attr.lower() in ("members", "groups") and a.is_reference:
             out.append((a.ldap, "eq", f"finding the groups of a member ({kind} {a.path})"))
+    for n in rmap.posix.allocations:  # a candidate number is searched for in the naming context
+        out.append((n.ldap, "eq", f"checking that a new {n.ldap} is held by no entry"))
     for d in rmap.derived:
         if d.unique:  # numbered until free: one search of candidates per create
             out.append((d.ldap, "eq", f"finding a free {d.ldap} for a new {kind}"))
