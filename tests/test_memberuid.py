@@ -326,3 +326,30 @@ def test_a_retried_large_add_reads_the_values_once(mb: Backend) -> None:
     assert_members(mb, "mu-big", {f"mu-u{i:03d}" for i in range(25)})
     probes = [dn for op, dn in faulty.calls if op == "search" and dn.lower() == group_dn]
     assert len(probes) <= 4, probes
+
+
+def test_values_are_never_dereferenced(mb: Backend) -> None:
+    """The dereference control follows DNs: a memberUid is not asked for with it."""
+    from bridge.service.lookup import Lookup
+
+    specs = Lookup(mb.mapping, mb.directory).derefs(mb.mapping.resources["Group"])
+    assert all(d.attr.lower() != "memberuid" for d in specs), specs
+
+
+def test_delete_keeps_a_groupofnames_placeholder_in_step(posix: Backend) -> None:
+    """RFC 2307bis with groupOfNames (a MUST member): when taking the last member out is
+    refused (objectClassViolation, injected here), the placeholder goes in with the same
+    modify that deletes the DN and the uid."""
+    placeholder = "cn=empty-placeholder,dc=example,dc=org"
+    text = POSIX_MAP.read_text()
+    marker = "    base_filter: (objectClass=posixGroup)\n"
+    assert marker in text
+    mapping = parse_mapping(text.replace(marker, f"{marker}    empty_member: {placeholder}\n"))
+    b = dataclasses.replace(posix, mapping=mapping)
+    faulty, client = _faulty(b)
+    a = create_user(client, "mu-ada")["id"]
+    create_group(client, "mu-one", [a])
+    faulty.fail("modify", "objectClassViolation", nth=1)
+    assert client.delete(f"{SCIM}/Users/{a}").status_code == 204
+    members, values = held(b, "mu-one")
+    assert members == {placeholder} and values == set()
