@@ -23,6 +23,7 @@ from tests.posix_support import POSIX_BACKENDS, POSIX_MAP, posix_backend, pure_m
 
 GROUPS = "ou=groups,dc=example,dc=org"
 PEOPLE = "ou=people,dc=example,dc=org"
+OUTSIDE = "cn=svc-backup,dc=example,dc=org"  # outside every mapped base
 
 
 @pytest.fixture(params=POSIX_BACKENDS)
@@ -166,19 +167,24 @@ def test_values_naming_no_visible_user_are_hidden_and_kept(mb: Backend) -> None:
     a, b = (create_user(client, n)["id"] for n in ("mu-ada", "mu-bob"))
     gid = create_group(client, "mu-one", [a])["id"]
     _add_raw_value(mb, "mu-one", "legacy-nobody")
+    hidden_dn = {OUTSIDE} if dual(mb) else set()
+    if dual(mb):  # and a DN member outside every mapped base
+        mb.directory.modify(f"cn=mu-one,{GROUPS}", [Change("add", "member", (OUTSIDE.encode(),))])
     assert shown(client, gid) == {a}
     body = {"schemas": [GROUP_SCHEMA], "displayName": "mu-one", "members": [{"value": b}]}
     assert client.put(f"{SCIM}/Groups/{gid}", json=body).status_code == 200
     assert held(mb, "mu-one")[1] == {"mu-bob", "legacy-nobody"}
     r = patch(client, f"/Groups/{gid}", {"op": "replace", "path": "members", "value": []})
     ok(r)
-    assert held(mb, "mu-one")[1] == {"legacy-nobody"}
+    assert held(mb, "mu-one") == (hidden_dn, {"legacy-nobody"})
     r = patch(client, f"/Groups/{gid}", {"op": "add", "path": "members", "value": [{"value": a}]})
     ok(r)
     r = patch(client, f"/Groups/{gid}", {"op": "remove", "path": "members"})
     ok(r)
-    assert held(mb, "mu-one")[1] == {"legacy-nobody"}
+    assert held(mb, "mu-one") == (hidden_dn, {"legacy-nobody"})
     assert shown(client, gid) == set()
+    listed = client.get(f"{SCIM}/Groups", params={"filter": 'displayName eq "mu-one"'}).json()
+    assert "members" not in listed["Resources"][0]
 
 
 def test_filters_both_ways_and_user_groups(mb: Backend) -> None:
@@ -193,6 +199,11 @@ def test_filters_both_ways_and_user_groups(mb: Backend) -> None:
         return {x["id"] for x in r.json()["Resources"]}
 
     assert ids("Groups", f'members.value eq "{a}"') == {g1, g2}
+    listed = client.get(f"{SCIM}/Groups", params={"filter": 'displayName sw "mu-"'}).json()
+    assert {g["id"]: {m["value"] for m in g["members"]} for g in listed["Resources"]} == {
+        g1: {a, b},
+        g2: {a},
+    }
     assert ids("Groups", f'members.value eq "{b}"') == {g1}
     assert ids("Users", f'groups.value eq "{g2}"') == {a}
     assert ids("Users", f'userName sw "mu-" and not (groups.value eq "{g2}")') == {b}
