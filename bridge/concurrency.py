@@ -25,6 +25,7 @@ Anything slow that is not an LDAP wait (connecting) is awaited in the threadpool
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import threading
@@ -141,14 +142,18 @@ class Watch:
     Which Watch holds a descriptor on a loop is recorded, so a descriptor number reused by a
     new connection is taken over cleanly (the old registration removed first), and
     :meth:`close` — which the owner calls *before* closing the socket — removes only its own.
-    Registration changes run on the loop's thread; :meth:`close` from another thread hands
-    the removal to the loop and waits for it."""
 
-    __slots__ = ("fd", "loop", "waiter")
+    A server runs one loop per process, but a connection pool can serve several loops (one
+    per thread, as Starlette's test client makes per request): each loop's registration is
+    its own, touched only on that loop's thread, and answers only a wait made on that loop.
+    :meth:`close` from another thread hands each removal to its loop and waits for it."""
+
+    __slots__ = ("fd", "loops", "waiter")
 
     def __init__(self, fd: int):
         self.fd = fd
-        self.loop: asyncio.AbstractEventLoop | None = None
+        #: the loops this descriptor is registered on (one, unless the pool serves several)
+        self.loops: list[asyncio.AbstractEventLoop] = []
         self.waiter: asyncio.Future[bool] | None = None
 
     async def wait(self, timeout: float) -> bool:
@@ -163,9 +168,10 @@ class Watch:
         if held.get(self.fd) is not self:
             if self.fd in held:  # the number's last holder is gone without closing its watch
                 loop.remove_reader(self.fd)
-            loop.add_reader(self.fd, self._fire)
+            loop.add_reader(self.fd, self._fire, loop)
             held[self.fd] = self
-            self.loop = loop
+            self.loops = [x for x in self.loops if x is not loop and not x.is_closed()]
+            self.loops.append(loop)
         ready: asyncio.Future[bool] = loop.create_future()
         self.waiter = ready
         timer = loop.call_later(timeout, _expire, ready)
@@ -175,18 +181,20 @@ class Watch:
             timer.cancel()
             self.waiter = None
 
-    def _fire(self) -> None:
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``'s thread: the socket is readable."""
         ready = self.waiter
-        if ready is not None:
+        if ready is not None and ready.get_loop() is loop:
             if not ready.done():
                 ready.set_result(True)
             return
-        self._drop()  # readable, nobody waiting: stop watching until the next wait
+        self._drop(loop)  # readable, nobody waiting here: stop watching until the next wait
 
-    def _drop(self) -> None:
-        """On the loop's thread (or with the loop stopped): unregister, if still the holder."""
-        loop, self.loop = self.loop, None
-        if loop is None or loop.is_closed():
+    def _drop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``'s thread (or with it stopped): unregister there, if still the holder."""
+        with contextlib.suppress(ValueError):
+            self.loops.remove(loop)
+        if loop.is_closed():
             return
         held = _held(loop)
         if held.get(self.fd) is self:
@@ -194,29 +202,34 @@ class Watch:
             loop.remove_reader(self.fd)
 
     def close(self) -> None:
-        """Stop watching; call it before the socket is closed (from any thread)."""
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            self.loop = None
+        """Stop watching on every loop; call it before the socket is closed (any thread)."""
+        for loop in list(self.loops):
+            self._close_on(loop)
+
+    def _close_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop.is_closed():
+            self._drop(loop)
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop or not loop.is_running():
-            self._drop()
+            self._drop(loop)
             return
         done = threading.Event()
 
         def drop() -> None:
             try:
-                self._drop()
+                self._drop(loop)
             finally:
                 done.set()
 
         try:
             loop.call_soon_threadsafe(drop)
         except RuntimeError:  # closed meanwhile: its registrations went with it
+            with contextlib.suppress(ValueError):
+                self.loops.remove(loop)
             return
         done.wait(5.0)
 

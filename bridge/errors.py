@@ -213,6 +213,11 @@ _AD_CODES: dict[int, tuple[type[ScimError], str]] = {
     ),
     0x524: (Uniqueness, "an account with this sAMAccountName already exists in the domain"),
     0x2071: (Uniqueness, "an account with this sAMAccountName already exists in the domain"),
+    # Windows Server 2012 R2 and later keep UPNs and SPNs unique in the whole forest (MS-ADTS
+    # 3.1.1.5.1.3), also outside the bridge's base_dn, where its own check does not look:
+    # ERROR_DS_UPN_VALUE_NOT_UNIQUE_IN_FOREST (8648) and ..._SPN_... (8647).
+    0x21C8: (Uniqueness, "another account in the forest already has this userPrincipalName"),
+    0x21C7: (Uniqueness, "another account in the forest already has this servicePrincipalName"),
     0x5: (Forbidden, "the bridge's service account lacks the permission for this change"),
     0x57: (InvalidValue, "AD rejected a value as invalid"),
     0x202F: (InvalidValue, "AD's constraints reject a value"),

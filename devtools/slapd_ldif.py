@@ -176,6 +176,9 @@ def config_ldif(
         "member",
         "memberOf",
         "employeeNumber",
+        "uidNumber",
+        "gidNumber",
+        "memberUid",
     ]
     sub = {"uid", "cn", "mail", "displayName"}
     if bare:

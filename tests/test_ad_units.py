@@ -143,6 +143,19 @@ def test_duplicate_sam_account_name_is_409() -> None:
     assert err.status == 409 and err.scim_type == "uniqueness"
 
 
+@pytest.mark.parametrize(
+    ("code", "attr"), [("000021C8", "userPrincipalName"), ("000021C7", "servicePrincipalName")]
+)
+def test_windows_forest_wide_upn_and_spn_clashes_are_409(code: str, attr: str) -> None:
+    """Windows 2012 R2+ refuses a UPN/SPN held anywhere in the forest (MS-ADTS 3.1.1.5.1.3),
+    with constraintViolation and ERROR_DS_UPN/SPN_VALUE_NOT_UNIQUE_IN_FOREST in front."""
+    err = DirectoryError(
+        "constraintViolation", f"{code}: AtrErr: DSID-03200BBA, #1:", operation="add"
+    ).to_scim()
+    assert err.status == 409 and err.scim_type == "uniqueness"
+    assert attr in err.detail
+
+
 def test_non_ad_messages_are_unchanged() -> None:
     err = DirectoryError("constraintViolation", "some slapd text", operation="add").to_scim()
     assert err.status == 400 and err.detail == (

@@ -268,13 +268,13 @@ def test_a_watch_stops_when_readable_with_nobody_waiting(run_loop: Any) -> None:
         a.recv(1)
         b.send(b"unasked")  # readable, nobody waiting
         await asyncio.sleep(0.02)
-        stopped = watch.loop
+        stopped = list(watch.loops)
         ready = await watch.wait(1.0)  # still readable: registers again, answers at once
         watch.close()
         return stopped, ready
 
     try:
-        assert run_loop(main()) == (None, True)
+        assert run_loop(main()) == ([], True)
     finally:
         a.close()
         b.close()
@@ -330,10 +330,87 @@ def test_a_watch_closed_from_another_thread_is_removed_by_its_loop(run_loop: Any
         t.start()
         while t.is_alive():  # the loop must keep running to do the removal
             await asyncio.sleep(0.005)
-        return watch.loop
+        return watch.loops
 
     try:
-        assert run_loop(main()) is None
+        assert run_loop(main()) == []
     finally:
         a.close()
         b.close()
+
+
+def test_a_watch_shared_by_two_loops_keeps_each_registration_on_its_own_loop() -> None:
+    """A pooled connection can serve requests on several loops (Starlette's test client runs
+    each request on a loop of its own, in its own thread).  Each loop's registration answers
+    only that loop's waits and is changed only on that loop's thread; close() removes it from
+    every loop.  Before, the watch remembered only the last loop: the first loop's reader
+    stayed behind, fired into the other loop's future from the wrong thread, and a later
+    registration on that loop found the descriptor already in its epoll set (FileExistsError,
+    seen in CI)."""
+    a, b = socket.socketpair()
+    loops = [asyncio.new_event_loop(), asyncio.new_event_loop()]
+    threads = [threading.Thread(target=lp.run_forever, daemon=True) for lp in loops]
+    for t in threads:
+        t.start()
+    watch = concurrency.Watch(a.fileno())
+    fired_on: list[tuple[int, bool]] = []
+    wrong_thread: list[str] = []  # registration changes made off the loop's own thread
+    for i, lp in enumerate(loops):
+
+        def guarded(real: Any, i: int = i) -> Any:
+            def call(*args: Any) -> Any:
+                if threading.current_thread() is not threads[i]:
+                    wrong_thread.append(f"{real.__name__} on loop {i}")
+                return real(*args)
+
+            return call
+
+        lp.add_reader = guarded(lp.add_reader)  # type: ignore[method-assign]
+        lp.remove_reader = guarded(lp.remove_reader)  # type: ignore[method-assign]
+
+    async def one_wait(i: int) -> bool:
+        b.send(b"x")
+        got = await watch.wait(2.0)
+        fired_on.append((i, threading.current_thread() is threads[i]))
+        a.recv(10)
+        return got
+
+    try:
+        results = []
+        for n in range(40):  # alternate, and now and then twice on the same loop
+            i = (n // 3) % 2 if n % 5 else n % 2
+            fut = asyncio.run_coroutine_threadsafe(one_wait(i), loops[i])
+            results.append(fut.result(5.0))
+            # readable with nobody waiting: each registration drops itself on its own loop
+            if n % 7 == 0:
+                b.send(b"idle")
+                time.sleep(0.02)
+                a.recv(10)
+        assert results == [True] * 40
+        # the last two waits on different loops, with nothing to read: both loops keep their
+        # registration until close()
+        for lp in loops:
+            asyncio.run_coroutine_threadsafe(watch.wait(0.05), lp).result(5.0)
+        assert all(here for _, here in fired_on)
+        assert wrong_thread == []
+        assert set(watch.loops) <= set(loops)
+        watch.close()  # from a third thread: each loop removes its own registration
+        assert watch.loops == []
+        for lp in loops:
+            maps = asyncio.run_coroutine_threadsafe(_registered(), lp).result(5.0)
+            assert a.fileno() not in maps
+    finally:
+        for lp in loops:
+            lp.call_soon_threadsafe(lp.stop)
+        for t in threads:
+            t.join(5.0)
+        for lp in loops:
+            lp.close()
+        a.close()
+        b.close()
+
+
+async def _registered() -> set[int]:
+    """The descriptors asyncio's selector holds on the running loop."""
+    loop = asyncio.get_running_loop()
+    return set(loop._selector.get_map())  # type: ignore[attr-defined]

@@ -164,3 +164,40 @@ def test_setting_from_the_environment() -> None:
     assert Settings.from_env(env).group_patch_response == "full"
     with pytest.raises(ConfigError, match="BRIDGE_GROUP_PATCH_RESPONSE"):
         Settings.from_env({"BRIDGE_GROUP_PATCH_RESPONSE": "204"})
+
+
+@pytest.mark.parametrize("shape", [_okta, _entra], ids=["okta", "entra"])
+def test_bulk_group_patch_reads_no_members_either(
+    idp: TestClient, watched: Watched, backend: Backend, shape: Any
+) -> None:
+    """A bulk PATCH's result carries only location, version and status (RFC 7644 §3.7.3), so a
+    group PATCH inside /Bulk costs what the 204 PATCH costs: the member list is not read."""
+    ids = [create_user(idp, f"bm{i}")["id"] for i in range(3)]
+    g = create_group(idp, "Bulk patched", ids[:2])
+    watched.wanted.clear()
+    r = idp.post(
+        f"{SCIM}/Bulk",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [
+                {
+                    "method": "PATCH",
+                    "path": f"/Groups/{g['id']}",
+                    "data": {
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": shape(ids[2], "bm2"),
+                    },
+                }
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    [result] = r.json()["Operations"]
+    member = backend.mapping.resource("Group").member_map
+    assert member is not None
+    assert member.ldap.lower() not in watched.wanted, watched.wanted
+    after = idp.get(f"{SCIM}/Groups/{g['id']}").json()
+    assert sorted(m["value"] for m in after["members"]) == sorted(ids)
+    assert result["status"] == "200" and "response" not in result
+    assert result["location"] == after["meta"]["location"]
+    assert result["version"] == after["meta"]["version"]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ldap3.operation.search import parse_filter
@@ -70,7 +71,14 @@ _rdn = st.builds(
 def test_simple_dn_fast_path_normalizes_like_the_parser(dn: str) -> None:
     """dn_path lower-cases DNs with nothing to (un)escape instead of parsing them: the same
     normalized RDNs as the full RFC 4514 parse, for every DN the fast path accepts."""
-    from bridge.directory.syntax import _SIMPLE_DN, _parsed_path, _rdns, dn_path, parent_dn
+    from bridge.directory.syntax import (
+        _SIMPLE_DN,
+        _parsed_path,
+        _rdns,
+        dn_path,
+        normalize_dn,
+        parent_dn,
+    )
     from bridge.errors import InvalidValue
 
     try:
@@ -79,8 +87,42 @@ def test_simple_dn_fast_path_normalizes_like_the_parser(dn: str) -> None:
         assert not _SIMPLE_DN.fullmatch(dn)
         return
     assert dn_path(dn) == expected
+    assert normalize_dn(dn) == ",".join(expected[::-1])  # also when its fast path skips dn_path
     if _SIMPLE_DN.fullmatch(dn):
         assert dn_path(dn) == tuple(p.lower() for p in reversed(dn.split(",")))
         assert parent_dn(dn) == ",".join(text for _, _, text in _rdns(dn)[1:])
         attr, value, _ = _rdns(dn)[0]
         assert split_rdn(dn) == (attr, value, ",".join(text for _, _, text in _rdns(dn)[1:]))
+
+
+_simple_rdn = st.builds(
+    lambda a, v: f"{a}={v}",
+    st.sampled_from(["cn", "OU", "dc", "uid"]),
+    st.sampled_from(["a", "B", "x y", "é"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    dn=st.lists(_simple_rdn | _rdn, min_size=1, max_size=4).map(",".join),
+    base=st.lists(_simple_rdn | _rdn, min_size=1, max_size=3).map(",".join),
+    scope=st.sampled_from(["one", "sub"]),
+    below=st.booleans(),
+)
+def test_in_scope_fast_path_answers_like_the_rdn_comparison(
+    dn: str, base: str, scope: str, below: bool
+) -> None:
+    """in_scope compares simple DNs as strings; the answer is the RDN-by-RDN one."""
+    from bridge.directory.syntax import dn_path, in_scope
+    from bridge.errors import InvalidValue
+
+    if below:  # often a DN below (or equal to) the base, with the base's case changed
+        dn = f"{dn},{base.upper()}" if dn != base else base.swapcase()
+    try:
+        pd, pb = dn_path(dn), dn_path(base)
+    except InvalidValue:  # NUL: refused either way
+        with pytest.raises(InvalidValue):
+            in_scope(dn, base, scope)
+        return
+    expected = pd[: len(pb)] == pb and (len(pd) == len(pb) + 1 if scope == "one" else True)
+    assert in_scope(dn, base, scope) is expected
