@@ -1,7 +1,8 @@
-"""POSIX accounts from mappings/openldap-posix.yaml (issue 18 items 1 and 2): uidNumber and
+"""POSIX accounts from the shipped POSIX mappings (issue 18 items 1 and 2): uidNumber and
 gidNumber allocated from the mapping's ranges through a counter entry, homeDirectory from a
 template, loginShell and gidNumber constants, gecos folded to ASCII -- on the embedded
-directory and slapd with both clients.  The two-process proof is in
+directory and slapd with both clients, and with mappings/389ds-posix.yaml on 389 DS with both
+clients (tests/posix_support.py).  The two-process proof is in
 tests/integration/test_posix_allocation.py."""
 
 from __future__ import annotations
