@@ -42,6 +42,14 @@ def test_openldap_mapping_needs_id_username_unique_membership_and_class_indexes(
     }
 
 
+def test_posix_mappings_need_the_allocated_numbers_indexed() -> None:
+    """Each create searches the naming context for candidate numbers some entry holds."""
+    for name in ("openldap-posix", "389ds-posix"):
+        needs = _needs(ROOT / "mappings" / f"{name}.yaml")
+        assert needs["uidNumber"] == ("eq",) and needs["gidNumber"] == ("eq",), name
+    assert "uidNumber" not in _needs(OPENLDAP_MAP)
+
+
 def test_bare_mapping_needs_no_memberof_index() -> None:
     assert "memberOf" not in _needs(BARE_MAP)
 

@@ -83,6 +83,12 @@ def _needs(rmap: ResourceMap) -> list[tuple[str, str, str]]:
     for d in rmap.derived:
         if d.unique:  # numbered until free: one search of candidates per create
             out.append((d.ldap, "eq", f"finding a free {d.ldap} for a new {kind}"))
+    # POSIX numbers: one search of candidates over the whole naming context per create
+    allocations = list(rmap.posix.allocations)
+    if rmap.posix.private_group is not None:
+        allocations.append(rmap.posix.private_group.gid)
+    for n in allocations:
+        out.append((n.ldap, "eq", f"allocating a {n.ldap} for a new {kind}"))
     return out
 
 
