@@ -334,7 +334,7 @@ def _group_line(line: str | None) -> tuple[str, str, int, set[str]] | None:
 
 def test_getent_and_id_through_nslcd(site: Site, nslcd: Any) -> None:
     """getent passwd/group and id, run by glibc through libnss_ldap and nslcd with nslcd's
-    defaults, see what the searches above see; and nslcd sent only filters that
+    defaults, after create + group push, rename and delete; and nslcd sent only filters that
     tests/linux_host.py sends for the same lookups."""
     scim, host = site.scim, site.host
     barbara_name, megan_name = "Barbara.Jensen@example.test", "Megan.Bowen@example.test"
@@ -387,11 +387,23 @@ def test_getent_and_id_through_nslcd(site: Site, nslcd: Any) -> None:
         in nslcd.searches()
     )
 
+    # rename (Entra changes the UPN): the member lists name the new login, never the old one
+    new_name = "Megan.Bowen-Li@example.test"
+    ops = [{"op": "Replace", "path": "userName", "value": new_name}]
+    _send(scim, "PATCH", f"/Users/{megan['id']}", ENTRA, {"schemas": [PATCH], "Operations": ops})
+    assert nslcd.getent("passwd", megan_name) is None
+    renamed_line = megan_line.replace(f"{megan_name}:", f"{new_name}:", 1)
+    assert nslcd.getent("passwd", str(FIRST_UID + 1)) == renamed_line
+    want = ("linux-devs", "*", FIRST_GID + 1, {new_name})
+    assert eventually(lambda: _group_line(nslcd.getent("group", "linux-devs")), want) == want
+    groups = {PRIMARY_GID, FIRST_GID, FIRST_GID + 1}
+    assert {int(g) for g in nslcd.run("id", "-G", new_name).stdout.split()} == groups
+
     # delete: the user is gone for the host, and from the group's member list
     _send(scim, "DELETE", f"/Users/{megan['id']}", ENTRA)
-    assert nslcd.getent("passwd", megan_name) is None
+    assert nslcd.getent("passwd", new_name) is None
     assert nslcd.getent("passwd", str(FIRST_UID + 1)) is None
-    assert nslcd.run("id", megan_name).returncode != 0
+    assert nslcd.run("id", new_name).returncode != 0
     want = ("Linux Admins", "*", FIRST_GID, {barbara_name})
     got = eventually(lambda: _group_line(nslcd.getent("group", "Linux Admins")), want)
     assert got == want
