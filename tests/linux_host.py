@@ -48,7 +48,6 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 PASSWD_ATTRS = ["uid", "uidNumber", "gidNumber", "gecos", "cn", "homeDirectory", "loginShell"]
-GROUP_ATTRS = ["cn", "gidNumber", "memberUid", "member"]
 
 
 @dataclass(frozen=True)
@@ -93,11 +92,19 @@ def _all(attrs: dict[str, list[Any]], name: str) -> list[str]:
 class LinuxHost:
     """nslcd's and sssd's default searches through ``connect()`` (a bound ldap3
     Connection, e.g. the directory's administrator), below ``base``.  Every search sent is
-    recorded in ``sent`` as (base, scope, filter)."""
+    recorded in ``sent`` as (base, scope, filter).
 
-    def __init__(self, connect: Callable[[], ldap3.Connection], base: str) -> None:
+    ``member_attr``: the attribute holding members' DNs, ``member`` by default in both
+    clients; a directory whose groups hold them in another (389 DS's ``uniqueMember``) needs
+    ``map group member uniqueMember`` in nslcd.conf and ``ldap_group_member = uniqueMember``
+    in sssd.conf, which this models."""
+
+    def __init__(
+        self, connect: Callable[[], ldap3.Connection], base: str, member_attr: str = "member"
+    ) -> None:
         self._connect = connect
         self.base = base
+        self.member_attr = member_attr
         self.sent: list[tuple[str, str, str]] = []
         self._open: ldap3.Connection | None = None
 
@@ -143,9 +150,10 @@ class LinuxHost:
         else:
             flt = f"(&(objectClass=posixGroup)(cn={escape_filter_chars(key)}))"
         out = []
-        for _, attrs in self.search(flt, GROUP_ATTRS):
+        for _, attrs in self.search(flt, self._group_attrs()):
             names = set(_all(attrs, "memberUid"))
-            names |= {n for n in (self._dn2uid(dn) for dn in _all(attrs, "member")) if n}
+            dns = _all(attrs, self.member_attr)
+            names |= {n for n in (self._dn2uid(dn) for dn in dns) if n}
             out.append(
                 Group(_first(attrs, "cn"), int(_first(attrs, "gidNumber")), tuple(sorted(names)))
             )
@@ -158,7 +166,7 @@ class LinuxHost:
         found = self.search(f"(&(objectClass=posixAccount)(uid={safe}))", ["uid", "uidNumber"])
         if found:
             dn = escape_filter_chars(found[0][0])
-            flt = f"(&(objectClass=posixGroup)(|(memberUid={safe})(member={dn})))"
+            flt = f"(&(objectClass=posixGroup)(|(memberUid={safe})({self.member_attr}={dn})))"
         else:
             flt = f"(&(objectClass=posixGroup)(memberUid={safe}))"
         return {_first(attrs, "cn") for _, attrs in self.search(flt, ["cn", "gidNumber"])}
@@ -193,12 +201,12 @@ class LinuxHost:
         memberUid names (rfc2307) or member DNs resolved to users' names (rfc2307bis)."""
         flt = f"(&(gidNumber={gid})(objectClass=posixGroup)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))"
         out = []
-        for _, attrs in self.search(flt, GROUP_ATTRS):
+        for _, attrs in self.search(flt, self._group_attrs()):
             if schema == "rfc2307":
                 names = set(_all(attrs, "memberUid"))
             else:
                 names = set()
-                for dn in _all(attrs, "member"):
+                for dn in _all(attrs, self.member_attr):
                     found = self.search(
                         "(objectclass=posixAccount)", PASSWD_ATTRS, base=dn, scope="base"
                     )
@@ -221,7 +229,8 @@ class LinuxHost:
             users = self.sssd_user_dns(name)
             if not users:
                 return set()
-            flt = f"(&(member={escape_filter_chars(users[0])})(objectClass=posixGroup)(cn=*))"
+            dn = escape_filter_chars(users[0])
+            flt = f"(&({self.member_attr}={dn})(objectClass=posixGroup)(cn=*))"
         return {_first(attrs, "cn") for _, attrs in self.search(flt, ["cn", "gidNumber"])}
 
     def sssd_user_dns(self, name: str) -> list[str]:
@@ -230,6 +239,9 @@ class LinuxHost:
         return [dn for dn, _ in self.search(flt, ["uid"])]
 
     # ------------------------------------------------------------------------------ both
+    def _group_attrs(self) -> list[str]:
+        return ["cn", "gidNumber", "memberUid", self.member_attr]
+
     @staticmethod
     def _passwd(attrs: dict[str, list[Any]], *, gecos_fallback: bool) -> Passwd:
         gecos = _first(attrs, "gecos") or (_first(attrs, "cn") if gecos_fallback else "")

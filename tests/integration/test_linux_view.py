@@ -15,6 +15,7 @@ nslcd sent the same filters as tests/linux_host.py does.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -351,6 +352,9 @@ def test_getent_and_id_through_nslcd(site: Site, nslcd: Any) -> None:
     )
     assert nslcd.getent("passwd", barbara_name) == barbara_line
     assert nslcd.getent("passwd", str(FIRST_UID)) == barbara_line
+    # ... and only inside nslcd's namespace: this machine's own NSS does not know the user
+    host_nss = subprocess.run(["getent", "passwd", barbara_name], capture_output=True, check=False)
+    assert host_nss.returncode == 2, host_nss
     assert nslcd.getent("passwd", megan_name) == megan_line
     admins = ("Linux Admins", "*", FIRST_GID, {barbara_name, megan_name})
     assert _group_line(nslcd.getent("group", "Linux Admins")) == admins
