@@ -43,9 +43,8 @@ PASSWORD = "t1meMa$heen"  # the Okta reference flow's
 PRIMARY_GID = 100
 SHELL = "/bin/bash"
 FIRST_UID = FIRST_GID = 10000  # where the counters start (tests/posix_support.py)
-#: sssd's ldap_schema values checked: rfc2307bis reads member DNs, rfc2307 (sssd's default)
-#: memberUid values -- the groups of mappings/openldap-posix.yaml hold both, kept in step
-SSSD_SCHEMAS = ("rfc2307bis",)
+#: sssd's ldap_schema values a server kind's groups must serve whatever its mapping says
+INTENDED_SCHEMAS: dict[str, set[str]] = {}
 
 BACKENDS = [
     pytest.param("slapd", id="slapd-ldap3", marks=pytest.mark.slapd),
@@ -60,6 +59,8 @@ class Site:
     backend: Backend
     scim: TestClient
     host: LinuxHost
+    #: the sssd ldap_schema values checked (sssd_schemas)
+    schemas: tuple[str, ...]
 
     def bind_as(self, dn: str, password: str) -> bool:
         """What nslcd's PAM module (pam_authc_search default) and sssd's auth provider do to
@@ -80,9 +81,27 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         def connect(info: Any = info) -> ldap3.Connection:
             return ldap3.Connection(info.url, info.admin_dn, info.admin_password, auto_bind=True)
 
-        host = LinuxHost(connect, info.base_dn)
-        yield Site(backend, make_client(backend), host)
+        members = backend.mapping.resource("Group").member_map
+        assert members is not None
+        dn_attr = members.ldap if members.member_value == "dn" else "member"
+        host = LinuxHost(connect, info.base_dn, member_attr=dn_attr)
+        schemas = sssd_schemas(request.param, backend.mapping)
+        yield Site(backend, make_client(backend), host, schemas)
         host.close()
+
+
+def sssd_schemas(kind: str, mapping: Any) -> tuple[str, ...]:
+    """Which sssd ``ldap_schema`` the groups serve: rfc2307bis when they hold DN members,
+    rfc2307 when they hold memberUid values (as the members attribute or its mirror), plus
+    what INTENDED_SCHEMAS asks of the server kind."""
+    members = mapping.resource("Group").member_map
+    out = set(INTENDED_SCHEMAS.get(kind.split("-")[0], ()))
+    if members.member_value == "dn":
+        out.add("rfc2307bis")
+    mirror = getattr(members, "mirror", None)
+    if members.ldap.lower() == "memberuid" or (mirror and mirror.ldap.lower() == "memberuid"):
+        out.add("rfc2307")
+    return tuple(sorted(out))
 
 
 def eventually(read: Callable[[], T], expected: T, timeout: float = 5.0) -> T:
@@ -186,21 +205,22 @@ def assert_no_user(host: LinuxHost, name: str, uid: int | None = None) -> None:
         assert host.sssd_user(uid) == []
 
 
-def assert_group(host: LinuxHost, name: str, gid: int, members: set[str]) -> None:
+def assert_group(site: Site, name: str, gid: int, members: set[str]) -> None:
     """getgrgid/getgrnam through nslcd, and getgrgid through sssd with each schema --
     polled for slapd's refint, which rewrites member values just after a rename/delete."""
-    want = [Group(name, gid, tuple(sorted(members)))]
+    host, want = site.host, [Group(name, gid, tuple(sorted(members)))]
     assert eventually(lambda: host.nslcd_group(gid), want) == want
     assert host.nslcd_group(name) == want
-    for schema in SSSD_SCHEMAS:
+    for schema in site.schemas:
         assert eventually(lambda s=schema: host.sssd_group(gid, s), want) == want, schema
 
 
-def assert_groups_of(host: LinuxHost, name: str, groups: set[str]) -> None:
+def assert_groups_of(site: Site, name: str, groups: set[str]) -> None:
     """initgroups (``id``, login's supplementary groups): nslcd's member-or-memberUid filter
     and sssd's filter for each schema."""
+    host = site.host
     assert eventually(lambda: host.nslcd_groups_of(name), groups) == groups
-    for schema in SSSD_SCHEMAS:
+    for schema in site.schemas:
         got = eventually(lambda s=schema: host.sssd_groups_of(name, s), groups)
         assert got == groups, schema
 
@@ -223,20 +243,20 @@ def test_lifecycle_as_a_linux_host_sees_it(site: Site) -> None:
     admins = okta_group_push(scim, "Linux Admins", [barbara["id"], megan["id"]])
     admins_gid = FIRST_GID
     both = {barbara_name, megan_name}
-    assert_group(host, "Linux Admins", admins_gid, both)
-    assert_groups_of(host, barbara_name, {"Linux Admins"})
-    assert_groups_of(host, megan_name, {"Linux Admins"})
+    assert_group(site, "Linux Admins", admins_gid, both)
+    assert_groups_of(site, barbara_name, {"Linux Admins"})
+    assert_groups_of(site, megan_name, {"Linux Admins"})
 
     # -- a member removed
     remove_member(scim, admins, barbara["id"], OKTA)
-    assert_group(host, "Linux Admins", admins_gid, {megan_name})
-    assert_groups_of(host, barbara_name, set())
-    assert_groups_of(host, megan_name, {"Linux Admins"})
+    assert_group(site, "Linux Admins", admins_gid, {megan_name})
+    assert_groups_of(site, barbara_name, set())
+    assert_groups_of(site, megan_name, {"Linux Admins"})
     okta_patch = {"op": "add", "path": "members", "value": [{"value": barbara["id"]}]}
     _send(
         scim, "PATCH", f"/Groups/{admins}", OKTA, {"schemas": [PATCH], "Operations": [okta_patch]}
     )
-    assert_group(host, "Linux Admins", admins_gid, both)
+    assert_group(site, "Linux Admins", admins_gid, both)
 
     # -- rename (Entra changes the UPN): the old name is gone everywhere, the new one has the
     # same numbers and groups; homeDirectory is set on create only, so it stays
@@ -246,9 +266,9 @@ def test_lifecycle_as_a_linux_host_sees_it(site: Site) -> None:
     renamed = _passwd(new_name, megan_pw.uid, megan_pw.gecos, home=megan_pw.home)
     assert_no_user(host, megan_name)
     assert_user(host, renamed)
-    assert_group(host, "Linux Admins", admins_gid, {barbara_name, new_name})
-    assert_groups_of(host, new_name, {"Linux Admins"})
-    assert_groups_of(host, megan_name, set())
+    assert_group(site, "Linux Admins", admins_gid, {barbara_name, new_name})
+    assert_groups_of(site, new_name, {"Linux Admins"})
+    assert_groups_of(site, megan_name, set())
 
     # -- deactivate (Okta): NSS still resolves the account (files stay owned by the same uid,
     # the groups are kept), but the password no longer works: the bind nslcd's PAM module and
@@ -264,7 +284,7 @@ def test_lifecycle_as_a_linux_host_sees_it(site: Site) -> None:
         {"schemas": [PATCH], "Operations": deactivate},
     )
     assert_user(host, barbara_pw)
-    assert_groups_of(host, barbara_name, {"Linux Admins"})
+    assert_groups_of(site, barbara_name, {"Linux Admins"})
     assert not site.bind_as(user_dn, PASSWORD)
     reactivate = [{"op": "replace", "value": {"active": True}}]
     _send(
@@ -279,15 +299,15 @@ def test_lifecycle_as_a_linux_host_sees_it(site: Site) -> None:
     # -- delete (Entra): gone by name and number, and out of the group
     _send(scim, "DELETE", f"/Users/{megan['id']}", ENTRA)
     assert_no_user(host, new_name, renamed.uid)
-    assert_group(host, "Linux Admins", admins_gid, {barbara_name})
-    assert_groups_of(host, new_name, set())
+    assert_group(site, "Linux Admins", admins_gid, {barbara_name})
+    assert_groups_of(site, new_name, set())
 
     # -- the group deleted (Okta unlinks a pushed group with DELETE)
     _send(scim, "DELETE", f"/Groups/{admins}", OKTA)
     assert host.nslcd_group(admins_gid) == []
-    for schema in SSSD_SCHEMAS:
+    for schema in site.schemas:
         assert host.sssd_group(admins_gid, schema) == []
-    assert_groups_of(host, barbara_name, set())
+    assert_groups_of(site, barbara_name, set())
 
 
 def entra_group(scim: TestClient, name: str, member_ids: list[str]) -> str:
