@@ -14,9 +14,12 @@ The key is ANDed to the map filter as nslcd's sources write it (nslcd/passwd.c
 ``(&(objectClass=posixAccount)(uidNumber=N))``, ``(&(objectClass=posixGroup)(cn=NAME))``,
 ``(&(objectClass=posixGroup)(gidNumber=N))``, and for a user's groups (initgroups, what ``id``
 uses) ``(&(objectClass=posixGroup)(|(memberUid=NAME)(member=USER-DN)))`` once the user's DN is
-known (else the memberUid half alone).  A group's members are its memberUid values plus its
-member DNs turned into names (the uid in the RDN, else a base search of the DN with
-``(objectClass=posixAccount)``).  gecos is mapped to ``"${gecos:-$cn}"`` (nslcd.conf(5)
+known (else the memberUid half alone).  A group's members are its memberUid values plus, for
+each member DN, the uid of that entry, which nslcd reads with the dereference control
+(nslcd/group.c getmembers, myldap_get_deref_values) when the server offers it -- slapd's deref
+overlay and 389 DS both do; without it nslcd would take the uid from the member DN's RDN
+(nslcd/passwd.c dn2uid), which on 389 DS after a rename is the lowercased name its Referential
+Integrity plugin wrote, not the login.  gecos is mapped to ``"${gecos:-$cn}"`` (nslcd.conf(5)
 "ATTRIBUTE MAPPING EXPRESSIONS"; nslcd/passwd.c).  The private nslcd of devtools/nslcd.py logs
 these filters, and the getent test compares them with the ones below.
 
@@ -153,7 +156,7 @@ class LinuxHost:
         for _, attrs in self.search(flt, self._group_attrs()):
             names = set(_all(attrs, "memberUid"))
             dns = _all(attrs, self.member_attr)
-            names |= {n for n in (self._dn2uid(dn) for dn in dns) if n}
+            names |= {n for n in (self._deref_uid(dn) for dn in dns) if n}
             out.append(
                 Group(_first(attrs, "cn"), int(_first(attrs, "gidNumber")), tuple(sorted(names)))
             )
@@ -171,18 +174,18 @@ class LinuxHost:
             flt = f"(&(objectClass=posixGroup)(memberUid={safe}))"
         return {_first(attrs, "cn") for _, attrs in self.search(flt, ["cn", "gidNumber"])}
 
-    def _dn2uid(self, dn: str) -> str | None:
-        """nslcd/passwd.c dn2uid: the uid in the RDN, else a base search of the entry."""
-        try:
-            rdn = parse_dn(dn)[0]
-        except Exception:
-            return None
-        if rdn[0].lower() == "uid":
-            return str(rdn[1])
-        found = self.search(
-            "(objectClass=posixAccount)", ["uid", "uidNumber"], base=dn, scope="base"
-        )
-        return _first(found[0][1], "uid") if found else None
+    def _deref_uid(self, dn: str) -> str | None:
+        """What the dereference control returns for one member DN: the entry's uid (none
+        for a DN naming no entry or an entry without uid, e.g. a nested group)."""
+        found = self.search("(objectClass=*)", ["uid"], base=dn, scope="base")
+        return (_first(found[0][1], "uid") or None) if found else None
+
+    @staticmethod
+    def rdn_uid(dn: str) -> str | None:
+        """nslcd/passwd.c dn2uid's first step, its way without the dereference control: the
+        uid in the member DN's RDN, as written in the DN."""
+        rdn = parse_dn(dn)[0]
+        return str(rdn[1]) if rdn[0].lower() == "uid" else None
 
     # ------------------------------------------------------------------------------ sssd
     def sssd_user(self, key: str | int) -> list[Passwd]:
