@@ -63,3 +63,24 @@ def posix_backend(request: pytest.FixtureRequest, kind: str) -> Iterator[Backend
         _empty(directory, mapping)
         drop_counters(directory)
         directory.close()
+
+
+# RFC 2307(bis) membership (tests/test_memberuid*.py): the shipped mapping's lines and its
+# commented pure memberUid variant
+DUAL_MEMBERS = "{ldap: member, to: [User, Group], mirror: {ldap: memberUid, member_value: uid}}"
+PURE_MEMBERS = "{ldap: memberUid, member_value: uid, to: [User]}"
+DN_GROUPS = "groups:                       {from_member: member, to: [Group]}"
+VALUE_GROUPS = (
+    "groups:                       {from_member: memberUid, member_value: uid, to: [Group]}"
+)
+
+
+def pure_mapping_text() -> str:
+    """The shipped mapping with its commented RFC 2307 variant switched on."""
+    text = POSIX_MAP.read_text()
+    assert DUAL_MEMBERS in text and DN_GROUPS in text
+    return (
+        text.replace(DUAL_MEMBERS, PURE_MEMBERS)
+        .replace(DN_GROUPS, VALUE_GROUPS)
+        .replace("[top, posixGroup, extensibleObject]", "[top, posixGroup]")
+    )

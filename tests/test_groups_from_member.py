@@ -105,10 +105,10 @@ BASE = OPENLDAP_MAP.read_text()
     ("spec", "where", "message"),
     [
         ("{from_member: member, ldap: memberOf, to: [Group]}", "groups:", "not both"),
-        (
+        (  # the groups hold DNs in member, not uids: memberUid needs a value mapping
             "{from_member: member, member_value: uid, to: [Group]}",
-            "groups.member_value:",
-            "memberUid",
+            "groups.from_member:",
+            "not held as uid values in member",
         ),
         ("{from_member: member}", "groups.to:", "to: [Group]"),
         ("{from_member: 7, to: [Group]}", "groups.from_member:", "member attribute"),

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from bridge.mapping.codecs import CODECS, ReferenceCodec
-from bridge.mapping.model import AttributeMap
+from bridge.mapping.model import AttributeMap, Mirror
 from bridge.mapping.problems import Collector, at, codec_of
 from bridge.scim import schema as sch
 
@@ -34,9 +34,11 @@ ATTR_KEYS = {
     "fallback",
     "from_member",
     "member_value",
+    "mirror",
 }
-#: what a ``from_member`` member attribute may hold of the member (memberUid's uid: later)
-MEMBER_VALUES = ("dn",)
+#: ``member_value``: ``dn``, or the LDAP attribute of the member whose value the member
+#: attribute holds (RFC 2307 memberUid holds the uid)
+_LDAP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 MUTABILITY = {"readWrite", "readOnly", "immutable", "writeOnly"}
 RETURNED = {"default", "always", "never", "request"}
 
@@ -100,6 +102,10 @@ def _attribute(
     c.unknown(spec, ATTR_KEYS, here)
     if spec.get("from_member") and m["attr"] != "groups":
         c.add(at(here, "from_member"), "only groups can be read from the group side")
+        return None
+    member_value = _member_value(spec, m["attr"], here, c)
+    mirror = _mirror(spec.get("mirror"), m["attr"], member_value, at(here, "mirror"), c)
+    if member_value is None or isinstance(mirror, bool):
         return None
     urn = m["urn"]
     if urn is not None:
@@ -196,27 +202,75 @@ def _attribute(
         to=tuple(to),
         fallback=tuple(fallback),
         from_member=bool(spec.get("from_member")),
-        member_value=spec.get("member_value", "dn"),
+        member_value=member_value,
+        mirror=mirror,
     )
+
+
+def _member_value(spec: dict[str, Any], attr: str, here: str, c: Collector) -> str | None:
+    """``member_value``: ``dn`` (the default), or the LDAP attribute of the member (``uid``)
+    whose value the member attribute holds: on ``members`` (RFC 2307 memberUid) and on
+    ``groups`` read ``from_member`` such an attribute.  Checked against the target
+    resources by :func:`bridge.mapping.members.check`."""
+    value = spec.get("member_value", "dn")
+    if "member_value" in spec and attr not in ("members", "groups"):
+        c.add(at(here, "member_value"), "only members and groups hold members by value")
+        return None
+    if attr == "groups" and "member_value" in spec and not spec.get("from_member"):
+        c.add(at(here, "member_value"), "member_value on groups goes with from_member")
+        return None
+    if not isinstance(value, str) or not (value == "dn" or _LDAP_NAME.match(value)):
+        c.add(
+            at(here, "member_value"),
+            f"expected dn or the LDAP attribute of the member whose value is held (uid), "
+            f"got {value!r}",
+        )
+        return None
+    return value
+
+
+def _mirror(
+    data: Any, attr: str, member_value: str | None, here: str, c: Collector
+) -> Mirror | bool | None:
+    """``mirror: {ldap: memberUid, member_value: uid}`` (RFC 2307bis): None when absent, False
+    when refused (the problem is reported)."""
+    if data is None:
+        return None
+    if attr != "members":
+        c.add(here, "only members can have a mirror")
+        return False
+    if member_value != "dn":
+        c.add(here, "the mirror goes with a DN member attribute (member_value: dn)")
+        return False
+    if not isinstance(data, dict):
+        c.add(here, "expected {ldap: memberUid, member_value: uid}")
+        return False
+    c.unknown(data, {"ldap", "member_value"}, here)
+    ldap, value = data.get("ldap"), data.get("member_value")
+    ok = True
+    if not isinstance(ldap, str) or not _LDAP_NAME.match(ldap):
+        c.add(at(here, "ldap"), f"expected the value member attribute (memberUid), got {ldap!r}")
+        ok = False
+    if not isinstance(value, str) or value == "dn" or not _LDAP_NAME.match(value):
+        c.add(
+            at(here, "member_value"),
+            f"expected the LDAP attribute of the member whose value is held (uid), got {value!r}",
+        )
+        ok = False
+    return Mirror(str(ldap), str(value)) if ok else False
 
 
 def _from_member(spec: dict[str, Any], here: str, c: Collector) -> dict[str, Any] | None:
     """``groups: {from_member: member, to: [Group]}``: a user's groups are the groups whose
-    ``member`` holds the user's DN (a directory without the memberof overlay).  Normalised to
+    ``member`` holds the user's DN (a directory without the memberof overlay); with
+    ``member_value: uid``, the groups whose ``memberUid`` holds the user's uid.  Normalised to
     an attribute spec whose ``ldap`` is the member attribute, flagged ``from_member``."""
-    attr, value = spec["from_member"], spec.get("member_value", "dn")
+    attr = spec["from_member"]
     if "ldap" in spec:
         c.add(here, "give either ldap (read from this entry) or from_member, not both")
         return None
     if not isinstance(attr, str) or not attr:
         c.add(at(here, "from_member"), f"expected the groups' member attribute, got {attr!r}")
-        return None
-    if value not in MEMBER_VALUES:
-        c.add(
-            at(here, "member_value"),
-            f"expected one of {list(MEMBER_VALUES)}, got {value!r} (memberUid is not supported "
-            f"yet: use groupOfNames/member)",
-        )
         return None
     if "to" not in spec:
         c.add(at(here, "to"), "from_member needs 'to: [Group]': the resources holding the member")

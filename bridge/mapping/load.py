@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from bridge.errors import ConfigError, Problem
+from bridge.mapping import members as member_values
 from bridge.mapping import policy as dp
 from bridge.mapping import posix
 from bridge.mapping.attributes import attribute_maps
@@ -113,6 +114,7 @@ def _build(data: Any, c: Collector, source: str) -> MappingConfig | None:
             )
         endpoints[res.endpoint.lower()] = name
         resources[name] = res
+    resources = member_values.check(resources, c)
     return MappingConfig(dialect, resources, source)
 
 

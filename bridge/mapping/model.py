@@ -18,6 +18,17 @@ from bridge.scim import schema as sch
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """RFC 2307bis: besides the DN member attribute, ``ldap`` (memberUid) holds the
+    ``member_value`` attribute (uid) of each member of a ``targets`` type (the user-like ones
+    among the members' ``to``; groups go to the DN attribute only)."""
+
+    ldap: str
+    member_value: str
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AttributeMap:
     """One SCIM path <-> one LDAP attribute."""
 
@@ -41,9 +52,12 @@ class AttributeMap:
     #: ``ldap`` attribute holds this entry's ``member_value`` (a user's groups where nothing
     #: maintains memberOf); never requested from this entry, never written
     from_member: bool = False
-    #: what the member attribute holds of this entry: ``dn`` (member, uniqueMember); an LDAP
-    #: attribute name (memberUid holds the uid) is reserved for later
+    #: what the member attribute holds of a member: ``dn`` (member, uniqueMember), or the name
+    #: of an LDAP attribute of the member whose value it holds (RFC 2307 memberUid: ``uid``)
     member_value: str = "dn"
+    #: ``members`` only (RFC 2307bis): a second member attribute holding the member_value of
+    #: every user-like member, kept in step with the DN attribute on every write
+    mirror: Mirror | None = None
     # derived once (read for every attribute of every rendered entry)
     is_reference: bool = field(init=False, repr=False, compare=False)
     extension: bool = field(init=False, repr=False, compare=False)
@@ -57,6 +71,11 @@ class AttributeMap:
     @property
     def multi(self) -> bool:
         return self.parent.multi_valued
+
+    @property
+    def by_value(self) -> bool:
+        """The attribute holds an attribute value of each member (memberUid), not its DN."""
+        return self.member_value != "dn"
 
     @property
     def writable(self) -> bool:

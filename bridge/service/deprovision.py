@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.directory.base import Change
 from bridge.directory.syntax import normalize_dn, parent_dn, rdn_of, split_rdn
 from bridge.errors import DirectoryError, NotFound, Unavailable
+from bridge.service import valuemembers
 from bridge.service.lookup import Found
 from bridge.service.writes import Writer
 from bridge.translate.filter import equals, of_type
@@ -46,6 +47,9 @@ def delete(writer: Writer, rmap: ResourceMap, found: Found, assertion: str | Non
     """DELETE /{resource}/{id} under the resource's policy; ``assertion`` (If-Match, RFC 4528)
     makes the delete atomic with the version check."""
     if rmap.deprovision.deletes:
+        # no refint follows a value (memberUid): taken out first, so no stale value could
+        # grant a future user of the same uid this one's groups
+        valuemembers.drop_values(writer, rmap, found.dn)
         try:
             if assertion:
                 writer.directory.delete(found.dn, assertion=assertion)
@@ -99,6 +103,7 @@ def _run(
         if action.kind == "disable" and disable:
             _disable(writer, rmap, dn)
         elif action.kind == "remove_groups":
+            valuemembers.drop_values(writer, rmap, dn)  # memberUid (and a mirror's DN)
             remove_groups(writer, dn)
         elif action.kind == "move" and action.target and not _inside(dn, action.target):
             dn = _move(writer, dn, action.target)

@@ -151,6 +151,9 @@ class Service:
             ]
         attrs["objectClass"] = [oc.encode() for oc in rmap.object_classes]
         member = rmap.member_map
+        mirror = self.lookup.mirror_values(rmap, body)  # RFC 2307bis: memberUid in step
+        if member is not None and member.mirror is not None and mirror:
+            attrs[member.mirror.ldap] = mirror
         if member is not None and rmap.empty_member and not attrs.get(member.ldap):
             attrs[member.ldap] = [rmap.empty_member.encode()]
         bases = create.add_extras(rmap, body, attrs)
@@ -215,12 +218,18 @@ class Service:
             for a in rmap.attributes
             if tr.readable(a)  # never a password hash
         ]
+        member = rmap.member_map
+        if member is not None and member.mirror is not None:
+            read.append(member.mirror.ldap)  # kept in step with the members
         linked = self._find_deref(rmap)
         found = self.lookup.find(rmap, rid, list(dict.fromkeys(read)), linked)
         assertion = self.writer.check_version(rmap, found.entry, if_match)
         tr.check_required(rmap, body)
         ref_dns = self.lookup.ref_dns_for(rmap, body)
         new = tr.to_attributes(rmap, body, ref_dns, current=found.entry)
+        mirror = self.lookup.mirror_values(rmap, body)
+        if member is not None and member.mirror is not None and mirror is not None:
+            new[member.mirror.ldap] = mirror
         changes = self.writer.replace_changes(rmap, found.entry, new)
         new_rdn = tr.rdn_value(rmap, body)
         _attr, old_rdn, _parent = split_rdn(found.dn)

@@ -21,6 +21,7 @@ from bridge.mapping.model import MappingConfig, ResourceMap
 from bridge.scim.projection import DEFAULT, Projection
 from bridge.translate import entry as tr
 from bridge.translate.filter import any_of, equals, id_filter, of_type
+from bridge.translate.lookups import Member
 
 REF_BATCH = 200
 #: path segments no id (nor the RDN value an id may be) can take: ``.search`` is the search
@@ -139,8 +140,32 @@ class Lookup:
     ) -> dict[str, str]:
         """SCIM id -> DN; unknown ids are a 400 that names them (never silently dropped), or
         with ``missing_ok`` left out (removing a member that no longer exists is a no-op)."""
+        found = self._resolve(ids, targets, what, None, missing_ok)
+        return {rid: r.dn for rid, r in found.items()}
+
+    def resolve_members(
+        self,
+        ids: Iterable[str],
+        targets: Sequence[str],
+        what: str,
+        value_attr: str,
+        *,
+        missing_ok: bool = False,
+    ) -> dict[str, Member]:
+        """SCIM id -> the member's DN, resource type and value of ``value_attr`` (its uid, for
+        a memberUid), in the same batched searches as :meth:`resolve_ids`."""
+        return self._resolve(ids, targets, what, value_attr, missing_ok)
+
+    def _resolve(
+        self,
+        ids: Iterable[str],
+        targets: Sequence[str],
+        what: str,
+        value_attr: str | None,
+        missing_ok: bool,
+    ) -> dict[str, Member]:
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        out: dict[str, str] = {}
+        out: dict[str, Member] = {}
         for name in targets:
             rmap = self.rmap(name)
             todo = []
@@ -151,27 +176,78 @@ class Lookup:
                     todo.append((rid, rmap.id.codec.assertion(rid)))
                 except ScimError:
                     continue
+            attrs = [rmap.id.ldap] + ([value_attr] if value_attr else [])
             for i in range(0, len(todo), REF_BATCH):
                 chunk = todo[i : i + REF_BATCH]
                 flt = of_type(rmap, any_of(rmap.id.ldap, (v for _, v in chunk)))
                 found = self.directory.search(  # one entry per id at most: no paging
-                    rmap.base_dn, flt, [rmap.id.ldap], scope=rmap.scope, size_limit=len(chunk)
+                    rmap.base_dn, flt, attrs, scope=rmap.scope, size_limit=len(chunk)
                 )
                 for e in found.entries:
-                    out[tr.id_of(rmap, e)] = e.dn
+                    value = e.text(value_attr) if value_attr else None
+                    out[tr.id_of(rmap, e)] = Member(e.dn, name, value or None)
         missing = [i for i in wanted if i not in out]
         if missing and not missing_ok:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise InvalidValue(f"{what}: no {' or '.join(targets)} with id {shown}")
         return out
 
+    def resolve_values(
+        self, values: Iterable[str], targets: Sequence[str], attr: str
+    ) -> dict[str, tr.Ref]:
+        """Member values (memberUid's uids) -> Ref, keyed by :func:`tr.value_key`, for every
+        value that names a mapped resource of ``targets`` by its ``attr``: batched equality
+        ORs of REF_BATCH values under each target's base and filter (a 50,000-value memberUid
+        is 250 searches, never one per value).  A value naming nobody visible is left out."""
+        pending = {tr.value_key(attr, v): v for v in values}
+        out: dict[str, tr.Ref] = {}
+        for name in targets:
+            if not pending:
+                break
+            rmap = self.rmap(name)
+            display = display_attr(rmap)
+            attrs = [rmap.id.ldap, attr] + ([display] if display else [])
+            chunk_all = list(pending.values())
+            for i in range(0, len(chunk_all), REF_BATCH):
+                chunk = chunk_all[i : i + REF_BATCH]
+                flt = of_type(rmap, any_of(attr, chunk))
+                found = self.directory.search(rmap.base_dn, flt, attrs, scope=rmap.scope)
+                for e in found.entries:
+                    ref = tr.Ref(tr.id_of(rmap, e), name, e.text(display) if display else None)
+                    for v in e.get(attr):
+                        key = tr.value_key(attr, v.decode("utf-8", "replace"))
+                        if key in pending:
+                            out[key] = ref
+            pending = {k: v for k, v in pending.items() if k not in out}
+        return out
+
     def ref_dns_for(self, rmap: ResourceMap, body: Mapping[str, Any]) -> dict[str, str]:
-        """The DN of every id a create/replace body references (members, manager)."""
+        """The DN of every id a create/replace body references (members, manager); for
+        members held by value (memberUid), the member's value (its uid) instead."""
         out: dict[str, str] = {}
         for path, ids in tr.reference_ids(rmap, body).items():
             amap = next(a for a in rmap.attributes if a.path == path)
-            out.update(self.resolve_ids(ids, amap.to, amap.attr))
+            if amap.by_value:
+                found = self.resolve_members(ids, amap.to, amap.attr, amap.member_value)
+                out.update({rid: m.value for rid, m in found.items() if m.value})
+            else:
+                out.update(self.resolve_ids(ids, amap.to, amap.attr))
         return out
+
+    def mirror_values(self, rmap: ResourceMap, body: Mapping[str, Any]) -> list[bytes] | None:
+        """For a group whose DN members are mirrored (RFC 2307bis), the mirror attribute's
+        values for a create/replace body: the member_value of each user-like member.  None
+        when the mapping has no mirror."""
+        a = rmap.member_map
+        if a is None or a.mirror is None:
+            return None
+        ids = [str(v) for v in tr.scim_values(rmap, a, body)]
+        if not ids:
+            return []
+        found = self.resolve_members(ids, a.to, a.attr, a.mirror.member_value)
+        mirrored = a.mirror.targets
+        values = [m.value for m in found.values() if m.value and m.resource in mirrored]
+        return [v.encode() for v in dict.fromkeys(values)]
 
     def linked_refs(
         self, entries: Sequence[Entry], per_entry: Sequence[list[str]], targets: Sequence[str]
@@ -214,16 +290,22 @@ class Lookup:
                 )
         return out
 
-    def reference_dn(self, targets: Sequence[str], rid: str) -> str | None:
-        """The DN of the resource with SCIM id ``rid`` among ``targets`` (filter resolver)."""
+    def reference_dn(
+        self, targets: Sequence[str], rid: str, value_attr: str | None = None
+    ) -> str | None:
+        """The DN of the resource with SCIM id ``rid`` among ``targets`` (filter resolver);
+        with ``value_attr``, its value of that attribute (the uid a memberUid holds)."""
         for name in targets:
             rmap = self.rmap(name)
             try:
                 flt = id_filter(rmap, rid)
             except NotFound:
                 continue
-            res = self.directory.search(rmap.base_dn, flt, ["1.1"], scope=rmap.scope, size_limit=2)
+            attrs = [value_attr] if value_attr else ["1.1"]
+            res = self.directory.search(rmap.base_dn, flt, attrs, scope=rmap.scope, size_limit=2)
             if res.entries:
+                if value_attr:
+                    return res.entries[0].text(value_attr) or None
                 return res.entries[0].dn
         return None
 

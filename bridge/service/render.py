@@ -54,6 +54,10 @@ class Renderer:
             refs.update(lookup.linked_refs(entries, per_entry, targets))
             rest = [d for d in dns if normalize_dn(d) not in refs]
             refs.update(lookup.resolve_dns(rest, targets))
+        for a in tr.value_references(rmap, projection):  # memberUid: batched value searches
+            values = [v.decode("utf-8", "replace") for e in entries for v in e.get(a.key)]
+            if values:
+                refs.update(lookup.resolve_values(values, a.to, a.member_value))
         out = [tr.to_resource(rmap, e, refs, base_url, projection) for e in entries]
         nested.add_indirect_groups(lookup, rmap, entries, out, base_url, projection)
         return out
@@ -87,30 +91,51 @@ class Renderer:
         self, gmap: ResourceMap, a: AttributeMap, entries: Sequence[Entry], refs: dict[str, tr.Ref]
     ) -> Iterable[tuple[str, list[str]]]:
         """(group DN, normalized member DNs among ``entries``) of each ``gmap`` group holding
-        one of them in ``a.ldap``; REF_BATCH entries per search."""
+        one of them in ``a.ldap`` (their DN, or with ``member_value`` their value of that
+        attribute: memberUid's uid); REF_BATCH entries per search."""
         directory = self.lookup.directory
         display = display_attr(gmap)
         for i in range(0, len(entries), REF_BATCH):
             chunk = entries[i : i + REF_BATCH]
-            mine = {normalize_dn(e.dn) for e in chunk}
+            # what a group holds of each entry (its comparison key) -> that entry's DN
+            mine: dict[str, str] = {}
+            for e in chunk:
+                if a.by_value:
+                    for v in e.get(a.member_value):
+                        mine[v.decode("utf-8", "replace").lower()] = normalize_dn(e.dn)
+                else:
+                    mine[normalize_dn(e.dn)] = normalize_dn(e.dn)
+            held = list(dict.fromkeys(mine.values()))
+            if not mine:
+                continue
+            wanted = (
+                [v.decode("utf-8", "replace") for e in chunk for v in e.get(a.member_value)]
+                if a.by_value
+                else [e.dn for e in chunk]
+            )
             attrs = [gmap.id.ldap] + ([display] if display else [])
             kw: dict[str, Any] = {}
-            if len(chunk) > 1:
+            if len(held) > 1:
                 attrs.append(a.ldap)
                 if directory.capabilities.matched_values:
-                    kw["matched_values"] = {a.ldap: [e.dn.encode() for e in chunk]}
-            flt = of_type(gmap, any_of(a.ldap, (e.dn for e in chunk)))
+                    kw["matched_values"] = {a.ldap: [w.encode() for w in wanted]}
+            flt = of_type(gmap, any_of(a.ldap, wanted))
             found = directory.search(gmap.base_dn, flt, attrs, scope=gmap.scope, **kw)
             for g in found.entries:
                 refs[normalize_dn(g.dn)] = tr.Ref(
                     tr.id_of(gmap, g), gmap.name, g.text(display) if display else None
                 )
-                if len(chunk) == 1:
-                    members = list(mine)
+                if len(held) == 1:
+                    members = held
                 else:
-                    have = {normalize_dn(v.decode("utf-8", "replace")) for v in g.get(a.ldap)}
-                    members = sorted(have & mine)
+                    have = {_key(a, v) for v in g.get(a.ldap)}
+                    members = sorted({dn for k, dn in mine.items() if k in have})
                 yield g.dn, members
+
+
+def _key(a: AttributeMap, raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    return text.lower() if a.by_value else normalize_dn(text)
 
 
 def _with_values(entry: Entry, extra: Mapping[str, list[str]]) -> Entry:

@@ -26,9 +26,10 @@ from bridge.errors import (
     Uniqueness,
 )
 from bridge.mapping.model import AttributeMap, MappingConfig, ResourceMap
-from bridge.service import create, integrity
+from bridge.service import create, integrity, valuemembers
 from bridge.service.lookup import RESERVED_IDS, Found, Lookup
 from bridge.translate import entry as tr
+from bridge.translate import membervalues as mv
 from bridge.translate.filter import equals, of_type
 from bridge.translate.members import member_changes
 
@@ -143,7 +144,23 @@ class Writer:
             if a.codec.keep_when_absent and not want:
                 continue  # e.g. AD's userAccountControl: a PUT without active leaves it
             if a.attr == "members":
-                changes += self._member_delta(rmap, a, have, want)
+                if a.by_value:  # memberUid: the visible values become the body's
+                    changes += mv.replace_values(
+                        self.lookup, entry, a.ldap, a.member_value, a.to, _texts(want), _texts(have)
+                    )
+                else:
+                    changes += self._member_delta(rmap, a, have, want)
+                if a.mirror is not None:  # RFC 2307bis: in step, in the same modify
+                    m = a.mirror
+                    changes += mv.replace_values(
+                        self.lookup,
+                        entry,
+                        m.ldap,
+                        m.member_value,
+                        m.targets,
+                        _texts(new.get(m.ldap, [])),
+                        _texts(entry.get(m.ldap)),
+                    )
                 continue
             if a.is_reference and (a.multi or not want):
                 want = want + self._hidden_refs(a, have)
@@ -250,10 +267,14 @@ class Writer:
                 out.append(ch)
                 continue
             keep = []
-            current = self._dn_values(dn, ch) if len(ch.values) > NOOP_PROBES else None
+            many = len(ch.values) > NOOP_PROBES
+            current = self._dn_values(dn, ch) if many else None
+            exact = self._member_values(dn, ch) if many and current is None else None
             for v in ch.values:
                 if current is not None:
                     present = normalize_dn(v.decode("utf-8", "replace")) in current
+                elif exact is not None:
+                    present = v in exact
                 else:
                     present = self.lookup.has_value(dn, ch.attr, v.decode("utf-8", "replace"))
                 if present != (ch.op == "add"):
@@ -262,11 +283,25 @@ class Writer:
                 out.append(Change(ch.op, ch.attr, tuple(keep)))
         return out
 
+    def _member_values(self, dn: str, ch: Change) -> set[bytes] | None:
+        """The same for a value member attribute (memberUid, a mirror), read once and compared
+        exactly as the directory does (caseExactIA5Match); None for any other attribute."""
+        if not any(
+            (a.by_value and not a.from_member and a.ldap.lower() == ch.attr.lower())
+            or (a.mirror is not None and a.mirror.ldap.lower() == ch.attr.lower())
+            for r in self.mapping.resources.values()
+            for a in r.attributes
+        ):
+            return None
+        entry = self.directory.read(dn, [ch.attr])
+        return set(entry.get(ch.attr)) if entry is not None else set()
+
     def _dn_values(self, dn: str, ch: Change) -> set[str] | None:
         """For a retry of many DN values (an IdP re-sending 5,000 members): the attribute's
-        current values, read once, instead of one probe per value; None if not DN-valued."""
+        current values, read once, instead of one probe per value; None if not DN-valued
+        (a value member attribute, memberUid, is probed: its values are not DNs)."""
         if not any(
-            a.is_reference and a.ldap.lower() == ch.attr.lower()
+            a.is_reference and not a.by_value and a.ldap.lower() == ch.attr.lower()
             for r in self.mapping.resources.values()
             for a in r.attributes
         ):
@@ -299,13 +334,16 @@ class Writer:
         if changes:
             changes = create.with_password_policy(self.mapping.dialect, rmap, changes)
             create.check_transport(self.directory, rmap, (c.attr for c in changes))
+        # a member value (uid) that changes: the groups holding it follow (valuemembers)
+        renames = valuemembers.renamed(self.mapping, rmap, found.entry, changes, new_rdn_value)
         if new_rdn_value is not None:
             changes = [c for c in changes if c.attr.lower() != rmap.rdn.ldap.lower()]
             self._check_free(rmap, dn, new_rdn_value)
         before = None
         secret = _write_only(rmap)
-        if new_rdn_value is not None:
-            post_read = None  # the rename changes the entry after the modify
+        if new_rdn_value is not None or renames:
+            if new_rdn_value is not None:
+                post_read = None  # the rename changes the entry after the modify
             if changes:
                 before = integrity.before_image(self.directory, dn, _readable(changes, secret))
         done = Modified([])
@@ -316,13 +354,15 @@ class Writer:
                 if exc.code != "objectClassViolation" or when_emptied is None:
                     raise
                 changes = when_emptied
-                if new_rdn_value is not None:
+                if new_rdn_value is not None or renames:
                     before = integrity.before_image(self.directory, dn, _readable(changes, secret))
                 done = self.modify(dn, changes, assertion, post_read)
         if new_rdn_value is None:
+            if renames:
+                self._follow(rmap, dn, None, renames, _readable(done.applied, secret), before)
             return Written(dn, done.entry)
         try:
-            return Written(self.rename(rmap, dn, new_rdn_value, None if changes else assertion))
+            new_dn = self.rename(rmap, dn, new_rdn_value, None if changes else assertion)
         except (ScimError, DirectoryError) as exc:
             # a write-only attribute (a password) cannot be read into the before-image, so its
             # undo would be ``replace attr ()``, deleting it: it is left out of the undo, and
@@ -331,6 +371,51 @@ class Writer:
             if undo and before is not None:
                 self._undo(dn, undo, before, exc)
             raise
+        if renames:
+            self._follow(rmap, dn, new_dn, renames, _readable(done.applied, secret), before)
+        return Written(new_dn)
+
+    def _follow(
+        self,
+        rmap: ResourceMap,
+        dn: str,
+        new_dn: str | None,
+        renames: list[valuemembers.Renamed],
+        applied: list[Change],
+        before: Entry | None,
+    ) -> None:
+        """The groups holding a changed member value follow it; when one fails, the groups done
+        are put back, then the rename and the modify undone, and the error says what was left
+        if an undo failed as well."""
+        try:
+            valuemembers.fan_out(self, rmap, renames)
+            return
+        except valuemembers.FanOutFailed as failed:
+            cause, steps = failed.cause, failed.done
+        left = valuemembers.undo_steps(self, steps)
+        notes = [valuemembers.left_detail(dn, renames, left)] if left else []
+        if new_dn is not None:
+            try:
+                self.directory.rename(new_dn, rdn_of(rmap.rdn.ldap, split_rdn(dn)[1]))
+            except DirectoryError as exc:
+                notes.append(f"renaming {new_dn} back to {dn} failed ({exc.code})")
+                dn = new_dn
+        if applied and before is not None:
+            try:
+                self.directory.modify(dn, integrity.inverse(applied, before))
+            except DirectoryError as exc:
+                notes.append(
+                    f"undoing the modify of {dn} failed ({exc.code}): "
+                    f"{integrity.describe(applied)} remain applied"
+                )
+        err = cause.to_scim() if isinstance(cause, DirectoryError) else cause
+        err.detail = f"{err.detail}. Updating the groups that hold the member value failed" + (
+            f"; what was left: {'; '.join(notes)}" if notes else "; the change was undone"
+        )
+        err.args = (err.detail,)
+        if notes:
+            log.error("partial write left behind", extra={"dn": dn, "cause": err.detail})
+        raise err from None
 
     def _check_free(self, rmap: ResourceMap, dn: str, new_rdn_value: str) -> None:
         """A rename onto a taken name is refused before anything is written (409); the undo
@@ -355,6 +440,10 @@ class Writer:
             self.directory.modify(dn, integrity.inverse(applied, before))
         except DirectoryError as undo_error:
             raise integrity.left_behind(cause, dn, applied, undo_error) from None
+
+
+def _texts(values: Sequence[bytes]) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in values]
 
 
 def _write_only(rmap: ResourceMap) -> frozenset[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from bridge.directory.syntax import escape_filter
 from bridge.errors import InvalidFilter, InvalidValue, ScimError
@@ -20,8 +20,15 @@ from bridge.scim.filter import AttrPath, Value, render_attr_path
 TRUE = "(objectClass=*)"
 FALSE = "(!(objectClass=*))"
 
-#: ``(target resource names, SCIM id) -> DN`` or None when no such resource exists
-Resolver: TypeAlias = Callable[[Sequence[str], str], str | None]
+
+class Resolver(Protocol):
+    """``(target resource names, SCIM id) -> DN`` or None when no such resource exists; with
+    a value attribute (the uid a memberUid holds), that resource's value of it instead."""
+
+    def __call__(
+        self, targets: Sequence[str], rid: str, value_attr: str | None = None, /
+    ) -> str | None: ...
+
 
 #: ``(target resource names, SCIM id, member attribute) -> the member DNs`` of that resource,
 #: or None when no such resource exists (``from_member`` attributes: a user's groups read from
@@ -341,7 +348,9 @@ class Assertions:
         if self.resolver is None:
             eq = f"({m.ldap}=<DN of {_value(rid)}>)"
         else:
-            dn = self.resolver(m.to, rid)
+            # a value member attribute (memberUid) holds the member's uid, not its DN
+            resolve = self.resolver
+            dn = resolve(m.to, rid, m.member_value) if m.by_value else resolve(m.to, rid)
             if dn is None:
                 return op == "ne" and present  # no such resource: nobody refers to it
             eq = f"({m.ldap}={_value(dn)})"
@@ -362,7 +371,9 @@ class Assertions:
             eq: Expr = f"({dn_attr}=<{m.ldap} of {_value(rid)}>)"
         else:
             dns = self.members(m.to, rid, m.ldap) or []
-            eq = or_([f"({dn_attr}={_value(d)})" for d in dns]) if dns else False
+            # held by value (memberUid): the entries whose member_value (uid) is among them
+            key = m.member_value if m.by_value else dn_attr
+            eq = or_([f"({key}={_value(d)})" for d in dns]) if dns else False
         return eq if op == "eq" else not_(eq)
 
 

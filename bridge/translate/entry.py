@@ -48,8 +48,10 @@ def ldap_attributes(rmap: ResourceMap, projection: Projection = DEFAULT) -> list
     """The LDAP attributes a response needs — nothing more (``excludedAttributes=members`` must
     not read ``member`` at all)."""
     out = [rmap.id.ldap, rmap.created, rmap.last_modified, rmap.version]
-    out += [a.ldap for a in rendered(rmap, projection) if not a.from_member]
-    return list(dict.fromkeys(out))
+    for a in rendered(rmap, projection):
+        # a user's groups read from the group side by value: the user's own value is needed
+        out.append(a.member_value if a.from_member and a.by_value else a.ldap)
+    return [x for x in dict.fromkeys(out) if x != "dn"]
 
 
 def readable(a: AttributeMap) -> bool:
@@ -97,12 +99,36 @@ def ref_dn(a: AttributeMap, value: bytes | str) -> str:
     return a.codec.dn(text) if isinstance(a.codec, ReferenceCodec) else text
 
 
+def value_key(attr: str, value: str) -> str:
+    """The key of a member value (a memberUid's uid) among resolved references: never equal
+    to a normalized DN; case-folded, as the uid it names matches (caseIgnoreMatch)."""
+    return f"\x00{attr.lower()}\x00{value.lower()}"
+
+
+def ref_key(a: AttributeMap, value: bytes | str) -> str:
+    """The key under which a stored value of reference attribute ``a`` is resolved: the
+    normalized DN, or for a value member attribute (memberUid) :func:`value_key`."""
+    if a.by_value and not a.from_member:  # from_member values are the groups' DNs
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return value_key(a.member_value, text)
+    return normalize_dn(ref_dn(a, value))
+
+
 def reference_dns(rmap: ResourceMap, entry: Entry, projection: Projection = DEFAULT) -> list[str]:
+    """The DNs the entry's rendered reference attributes hold (not the values of a value
+    member attribute: :func:`reference_values`)."""
     out: list[str] = []
     for a in rendered(rmap, projection):
-        if a.is_reference:
+        if a.is_reference and (a.from_member or not a.by_value):
             out.extend(ref_dn(a, v) for v in entry.get(a.ldap))
     return out
+
+
+def value_references(rmap: ResourceMap, projection: Projection = DEFAULT) -> list[AttributeMap]:
+    """The rendered attributes that hold members by value (memberUid), read from the entry."""
+    return [
+        a for a in rendered(rmap, projection) if a.is_reference and a.by_value and not a.from_member
+    ]
 
 
 def version_of(rmap: ResourceMap, entry: Entry) -> str | None:
@@ -167,7 +193,7 @@ def _ref_values(
 ) -> list[Any]:
     out: list[Any] = []
     for value in raw:
-        ref = refs.get(normalize_dn(ref_dn(a, value)))
+        ref = refs.get(ref_key(a, value))
         if ref is None:
             continue
         if a.attr == "manager":

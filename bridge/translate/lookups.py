@@ -5,9 +5,20 @@ service, no LDAP library)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.translate import entry as tr
+
+
+@dataclass(frozen=True)
+class Member:
+    """A resolved member: its DN, resource type and, when asked for, its value of the
+    attribute a value member attribute holds (the uid of a memberUid); None if it has none."""
+
+    dn: str
+    resource: str
+    value: str | None = None
 
 
 class Lookups(Protocol):
@@ -21,6 +32,25 @@ class Lookups(Protocol):
         self, ids: Iterable[str], targets: Sequence[str], what: str, *, missing_ok: bool = False
     ) -> dict[str, str]:
         """SCIM id -> DN (an unknown id is a 400 naming it, unless ``missing_ok``)."""
+        ...
+
+    def resolve_members(
+        self,
+        ids: Iterable[str],
+        targets: Sequence[str],
+        what: str,
+        value_attr: str,
+        *,
+        missing_ok: bool = False,
+    ) -> dict[str, Member]:
+        """SCIM id -> Member with its value of ``value_attr`` (as :meth:`resolve_ids`)."""
+        ...
+
+    def resolve_values(
+        self, values: Iterable[str], targets: Sequence[str], attr: str
+    ) -> dict[str, tr.Ref]:
+        """tr.value_key(attr, value) -> Ref for every member value (a memberUid's uid) that
+        names a mapped resource of ``targets`` by its ``attr``."""
         ...
 
     def resolve_dns(self, dns: Iterable[str], targets: Sequence[str]) -> dict[str, tr.Ref]:

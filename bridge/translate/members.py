@@ -33,6 +33,7 @@ from bridge.scim.messages import Op
 from bridge.scim.patch import elements, is_empty
 from bridge.scim.valuepath import Target, matches
 from bridge.translate import entry as tr
+from bridge.translate import membervalues as mv
 from bridge.translate.lookups import Lookups
 
 __all__ = [
@@ -87,7 +88,10 @@ class Members:
             a = rmap.member_map
             assert a is not None
             dns = lookups.values_of(entry.dn, a.ldap)
-            self._listed = (dns, lookups.resolve_dns([tr.ref_dn(a, d) for d in dns], a.to))
+            if a.by_value:  # memberUid: the values, resolved by value
+                self._listed = (dns, lookups.resolve_values(dns, a.to, a.member_value))
+            else:
+                self._listed = (dns, lookups.resolve_dns([tr.ref_dn(a, d) for d in dns], a.to))
         return self._listed
 
     def add(self, ids: list[str]) -> None:
@@ -193,12 +197,23 @@ def plan_members(
 ) -> tuple[list[Change], list[Change] | None]:
     a = rmap.member_map
     assert a is not None
+    if a.by_value:
+        return _plan_values(lookups, rmap, entry, m), None
     placeholder = rmap.empty_member
     if m.final is not None:
         return _replace_members(lookups, rmap, entry, m), None
-    add_dns = lookups.resolve_ids(list(m.adds), a.to, a.attr) if m.adds else {}
-    # Removing a member that no longer exists (deleted, refint already dropped it) is a no-op.
-    del_dns = lookups.resolve_ids(list(m.dels), a.to, a.attr, missing_ok=True) if m.dels else {}
+    mirror = a.mirror
+    if mirror is not None:  # RFC 2307bis: the users' values too, from the same searches
+        added = lookups.resolve_members(list(m.adds), a.to, a.attr, mirror.member_value)
+        gone = lookups.resolve_members(
+            list(m.dels), a.to, a.attr, mirror.member_value, missing_ok=True
+        )
+        add_dns = {i: r.dn for i, r in added.items()}
+        del_dns = {i: r.dn for i, r in gone.items()}
+    else:
+        add_dns = lookups.resolve_ids(list(m.adds), a.to, a.attr) if m.adds else {}
+        # Removing a member that no longer exists (deleted, refint already dropped it): no-op.
+        del_dns = lookups.resolve_ids(list(m.dels), a.to, a.attr, missing_ok=True) if m.dels else {}
     changes: list[Change] = []
     if add_dns:
         changes.append(Change("add", a.ldap, tuple(d.encode() for d in add_dns.values())))
@@ -209,10 +224,29 @@ def plan_members(
     dels = tuple(d.encode() for d in _as_stored(lookups, rmap, entry, m, del_dns.values()))
     if dels:
         changes.append(Change("delete", a.ldap, dels))
+    if mirror is not None:  # in the same modify: both attributes change atomically
+        changes += mv.value_changes(mirror.ldap, mv.mirrored(a, added), mv.mirrored(a, gone))
     when_emptied = None
     if dels and placeholder and not add_dns:
         when_emptied = [Change("add", a.ldap, (placeholder.encode(),)), *changes]
     return changes, when_emptied
+
+
+def _plan_values(lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members) -> list[Change]:
+    """A member attribute holding values (RFC 2307 memberUid): the members' values added or
+    deleted, or after a replace / remove-all the visible values made exactly the new set."""
+    a = rmap.member_map
+    assert a is not None
+    if m.final is not None:
+        found = lookups.resolve_members(list(m.final), a.to, a.attr, a.member_value)
+        want = mv.values_of(a, found, strict=True)
+        have = m.listed(lookups, rmap, entry)[0] if m._listed is not None else None
+        return mv.replace_values(lookups, entry, a.ldap, a.member_value, a.to, want, have)
+    added = lookups.resolve_members(list(m.adds), a.to, a.attr, a.member_value)
+    gone = lookups.resolve_members(list(m.dels), a.to, a.attr, a.member_value, missing_ok=True)
+    return mv.value_changes(
+        a.ldap, mv.values_of(a, added, strict=True), mv.values_of(a, gone, strict=False)
+    )
 
 
 def _replace_members(lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Members) -> list[Change]:
@@ -220,10 +254,16 @@ def _replace_members(lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Membe
     members become exactly the new set; a value SCIM does not show (a member outside the
     mapped bases, scope or filters — a service account, a group of another OU — or the
     directory's own refint placeholder such as OpenLDAP's ``olcRefintNothing``) is kept, since
-    the client could not have listed it.  MODIFY_ADD/MODIFY_DELETE of just the difference."""
+    the client could not have listed it.  MODIFY_ADD/MODIFY_DELETE of just the difference;
+    a mirror (RFC 2307bis memberUid) is made to match in the same modify."""
     a = rmap.member_map
     assert a is not None and m.final is not None
-    want = lookups.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
+    mirror = a.mirror
+    if mirror is not None:
+        found = lookups.resolve_members(list(m.final), a.to, a.attr, mirror.member_value)
+        want = {i: r.dn for i, r in found.items()}
+    else:
+        want = lookups.resolve_ids(list(m.final), a.to, a.attr) if m.final else {}
     dns, visible = m.listed(lookups, rmap, entry)
     have = {normalize_dn(tr.ref_dn(a, d)): d for d in dns}
     want_k = {normalize_dn(d): d for d in want.values()}
@@ -232,7 +272,12 @@ def _replace_members(lookups: Lookups, rmap: ResourceMap, entry: Entry, m: Membe
     key = normalize_dn(rmap.empty_member) if rmap.empty_member else None
     had_placeholder = key is not None and key in have
     others = len(have) - (1 if had_placeholder else 0)
-    return member_changes(rmap, a, adds, dels, others - len(dels) + len(adds), had_placeholder)
+    changes = member_changes(rmap, a, adds, dels, others - len(dels) + len(adds), had_placeholder)
+    if mirror is not None:
+        changes += mv.replace_values(
+            lookups, entry, mirror.ldap, mirror.member_value, mirror.targets, mv.mirrored(a, found)
+        )
+    return changes
 
 
 def _as_stored(

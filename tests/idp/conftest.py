@@ -8,7 +8,7 @@ client and an Inspector that reads the directory without the bridge."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ldap3
@@ -144,4 +144,6 @@ def _posix_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]
         profile = openldap_profile(
             backend.mapping.resource("User").base_dn, backend.mapping.resource("Group").base_dn, ""
         )
+        # RFC 2307bis: memberUid holds every user member's uid, in step with member
+        profile = replace(profile, member_values=("memberUid", "uid"))
         yield Target(name, make_client(backend), Inspector(profile, search))

@@ -45,6 +45,9 @@ class Profile:
     check_user: Callable[[Attrs, str], None] | None = None
     #: attributes that must never change once set (AD: sAMAccountName survives a UPN rename)
     stable: tuple[str, ...] = ()
+    #: RFC 2307(bis) groups: (the group attribute holding member values, the user attribute
+    #: whose value it holds), e.g. ("memberUid", "uid"): checked with every ``members``
+    member_values: tuple[str, str] | None = None
 
 
 def _locked(attrs: Attrs) -> bool:
@@ -202,6 +205,21 @@ class Inspector:
             got = {re.sub(r"#'[01]*'B$", "", v).lower() for v in stored} - p.ignored_members
             want = {self.dn_of(m, where) for m in step["members"]}
             assert got == want, f"{where}: members {sorted(got)}, expected {sorted(want)}"
+            if p.member_values is not None:
+                self._member_values(attrs, step["members"], where)
+
+    def _member_values(self, attrs: Attrs, members: Sequence[str], where: str) -> None:
+        """The group's memberUid holds exactly the uid of each user member (groups: none)."""
+        p = self.profile
+        assert p.member_values is not None
+        held, value = p.member_values
+        want = set()
+        for m in members:
+            found = self._find(p.people_dn, m, [value])
+            if found:
+                want |= set(found[0][1].get(value.lower(), []))
+        got = set(attrs.get(held.lower(), []))
+        assert got == want, f"{where}: {held} {sorted(got)}, expected {sorted(want)}"
 
     def _field(self, attrs: Attrs, ldap: str, expected: Any, where: str) -> None:
         got = attrs.get(ldap.lower(), [])
