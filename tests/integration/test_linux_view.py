@@ -6,6 +6,9 @@ nslcd.conf(5) and sssd-ldap(5)/sssd-ldap-attributes(5) for each) -- over an inde
 connection, after create, group push (members added and removed), rename (a userName change),
 deactivate/reactivate and delete.
 
+sssd is checked with each ``ldap_schema`` the groups serve: rfc2307bis (member DNs) and
+rfc2307, its default (memberUid values), which openldap-posix.yaml's groups hold in step.
+
 Backends: slapd with mappings/openldap-posix.yaml, through both bridge clients (ldap3,
 python-ldap).  ``test_getent_and_id_through_nslcd`` then resolves a provisioned user with the
 real ``getent passwd``, ``getent group`` and ``id`` through a real nslcd in a private mount
@@ -43,8 +46,9 @@ PASSWORD = "t1meMa$heen"  # the Okta reference flow's
 PRIMARY_GID = 100
 SHELL = "/bin/bash"
 FIRST_UID = FIRST_GID = 10000  # where the counters start (tests/posix_support.py)
-#: sssd's ldap_schema values a server kind's groups must serve whatever its mapping says
-INTENDED_SCHEMAS: dict[str, set[str]] = {}
+#: sssd's ldap_schema values a server kind's groups must serve whatever its mapping says:
+#: openldap-posix.yaml's groups hold member DNs and memberUid values in step (issue 18 item 3)
+INTENDED_SCHEMAS: dict[str, set[str]] = {"slapd": {"rfc2307bis", "rfc2307"}}
 
 BACKENDS = [
     pytest.param("slapd", id="slapd-ldap3", marks=pytest.mark.slapd),
