@@ -23,6 +23,7 @@ from tests.posix_support import POSIX_BACKENDS, POSIX_MAP, posix_backend, pure_m
 
 GROUPS = "ou=groups,dc=example,dc=org"
 PEOPLE = "ou=people,dc=example,dc=org"
+OUTSIDE = "cn=svc-backup,dc=example,dc=org"  # outside every mapped base
 
 
 @pytest.fixture(params=POSIX_BACKENDS)
@@ -166,19 +167,24 @@ def test_values_naming_no_visible_user_are_hidden_and_kept(mb: Backend) -> None:
     a, b = (create_user(client, n)["id"] for n in ("mu-ada", "mu-bob"))
     gid = create_group(client, "mu-one", [a])["id"]
     _add_raw_value(mb, "mu-one", "legacy-nobody")
+    hidden_dn = {OUTSIDE} if dual(mb) else set()
+    if dual(mb):  # and a DN member outside every mapped base
+        mb.directory.modify(f"cn=mu-one,{GROUPS}", [Change("add", "member", (OUTSIDE.encode(),))])
     assert shown(client, gid) == {a}
     body = {"schemas": [GROUP_SCHEMA], "displayName": "mu-one", "members": [{"value": b}]}
     assert client.put(f"{SCIM}/Groups/{gid}", json=body).status_code == 200
     assert held(mb, "mu-one")[1] == {"mu-bob", "legacy-nobody"}
     r = patch(client, f"/Groups/{gid}", {"op": "replace", "path": "members", "value": []})
     ok(r)
-    assert held(mb, "mu-one")[1] == {"legacy-nobody"}
+    assert held(mb, "mu-one") == (hidden_dn, {"legacy-nobody"})
     r = patch(client, f"/Groups/{gid}", {"op": "add", "path": "members", "value": [{"value": a}]})
     ok(r)
     r = patch(client, f"/Groups/{gid}", {"op": "remove", "path": "members"})
     ok(r)
-    assert held(mb, "mu-one")[1] == {"legacy-nobody"}
+    assert held(mb, "mu-one") == (hidden_dn, {"legacy-nobody"})
     assert shown(client, gid) == set()
+    listed = client.get(f"{SCIM}/Groups", params={"filter": 'displayName eq "mu-one"'}).json()
+    assert "members" not in listed["Resources"][0]
 
 
 def test_filters_both_ways_and_user_groups(mb: Backend) -> None:
@@ -193,6 +199,11 @@ def test_filters_both_ways_and_user_groups(mb: Backend) -> None:
         return {x["id"] for x in r.json()["Resources"]}
 
     assert ids("Groups", f'members.value eq "{a}"') == {g1, g2}
+    listed = client.get(f"{SCIM}/Groups", params={"filter": 'displayName sw "mu-"'}).json()
+    assert {g["id"]: {m["value"] for m in g["members"]} for g in listed["Resources"]} == {
+        g1: {a, b},
+        g2: {a},
+    }
     assert ids("Groups", f'members.value eq "{b}"') == {g1}
     assert ids("Users", f'groups.value eq "{g2}"') == {a}
     assert ids("Users", f'userName sw "mu-" and not (groups.value eq "{g2}")') == {b}
@@ -326,3 +337,30 @@ def test_a_retried_large_add_reads_the_values_once(mb: Backend) -> None:
     assert_members(mb, "mu-big", {f"mu-u{i:03d}" for i in range(25)})
     probes = [dn for op, dn in faulty.calls if op == "search" and dn.lower() == group_dn]
     assert len(probes) <= 4, probes
+
+
+def test_values_are_never_dereferenced(mb: Backend) -> None:
+    """The dereference control follows DNs: a memberUid is not asked for with it."""
+    from bridge.service.lookup import Lookup
+
+    specs = Lookup(mb.mapping, mb.directory).derefs(mb.mapping.resources["Group"])
+    assert all(d.attr.lower() != "memberuid" for d in specs), specs
+
+
+def test_delete_keeps_a_groupofnames_placeholder_in_step(posix: Backend) -> None:
+    """RFC 2307bis with groupOfNames (a MUST member): when taking the last member out is
+    refused (objectClassViolation, injected here), the placeholder goes in with the same
+    modify that deletes the DN and the uid."""
+    placeholder = "cn=empty-placeholder,dc=example,dc=org"
+    text = POSIX_MAP.read_text()
+    marker = "    base_filter: (objectClass=posixGroup)\n"
+    assert marker in text
+    mapping = parse_mapping(text.replace(marker, f"{marker}    empty_member: {placeholder}\n"))
+    b = dataclasses.replace(posix, mapping=mapping)
+    faulty, client = _faulty(b)
+    a = create_user(client, "mu-ada")["id"]
+    create_group(client, "mu-one", [a])
+    faulty.fail("modify", "objectClassViolation", nth=1)
+    assert client.delete(f"{SCIM}/Users/{a}").status_code == 204
+    members, values = held(b, "mu-one")
+    assert members == {placeholder} and values == set()

@@ -15,6 +15,7 @@ import yaml
 from bridge.cli import main
 from bridge.errors import ConfigError
 from bridge.mapping.load import parse_mapping
+from bridge.service.dircheck import needed_indexes
 from tests.posix_support import DN_GROUPS, DUAL_MEMBERS, POSIX_MAP, VALUE_GROUPS, pure_mapping_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +159,14 @@ def test_json_schema_accepts_the_shapes_and_refuses_a_bad_mirror() -> None:
     bad = yaml.safe_load(_members("{ldap: member, to: [User], mirror: {ldap: memberUid}}"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_check_mapping_connect_asks_for_the_value_indexes() -> None:
+    """Renames and deletes search (memberUid=<uid>); rendering a pure memberUid group
+    resolves its values by the users' uid."""
+    dual = {n.attr: n.kinds for n in needed_indexes(parse_mapping(SHIPPED))}
+    assert dual["memberUid"] == ("eq",) and dual["member"] == ("eq",)
+    pure = needed_indexes(parse_mapping(pure_mapping_text()))
+    by_attr = {n.attr: n for n in pure}
+    assert by_attr["memberUid"].kinds == ("eq",)
+    assert any("values to Users" in use for use in by_attr["uid"].uses)

@@ -95,6 +95,20 @@ def test_unknown_written_attributes_are_reported(backend: Backend) -> None:
     }
 
 
+@WITH_SCHEMA
+def test_unknown_mirror_attribute_is_reported(backend: Backend) -> None:
+    """RFC 2307bis: the memberUid a group's mirror writes must be in the schema too."""
+    text = POSIX_MAP.read_text("utf-8")
+    mirror = "mirror: {ldap: memberUid, member_value: uid}"
+    assert mirror in text
+    found = _found(backend, parse_mapping(text.replace(mirror, mirror.replace("d,", "dX,"))))
+    assert found == {
+        "resources.Group.attributes['members'].mirror.ldap": (
+            "no attribute type 'memberUidX' in schema"
+        )
+    }
+
+
 class _ReadOnly(Wrapper):
     """The directory as a bind account that may read but not write the counters sees it."""
 

@@ -80,6 +80,11 @@ def _needs(rmap: ResourceMap) -> list[tuple[str, str, str]]:
             out.append((a.ldap, "sub", f"{a.path} sw/co filters"))
         if a.attr.lower() in ("members", "groups") and a.is_reference:
             out.append((a.ldap, "eq", f"finding the groups of a member ({kind} {a.path})"))
+        if a.mirror is not None:  # a rename's and a delete's (memberUid=<uid>)
+            out.append((a.mirror.ldap, "eq", f"finding the groups of a member ({kind} {a.path})"))
+        if a.by_value:  # resolving a group's values to members, in batched ORs
+            for t in a.to:
+                out.append((a.member_value, "eq", f"resolving {kind} {a.path} values to {t}s"))
     for d in rmap.derived:
         if d.unique:  # numbered until free: one search of candidates per create
             out.append((d.ldap, "eq", f"finding a free {d.ldap} for a new {kind}"))

@@ -336,8 +336,8 @@ class Lookup:
         def specs() -> tuple[Deref, ...]:
             out = []
             for a in tr.rendered(rmap, projection):
-                if not a.is_reference or a.from_member:
-                    continue
+                if not a.is_reference or a.from_member or a.by_value:
+                    continue  # the group side, or values (memberUid): nothing to dereference
                 wanted = ["objectClass"]
                 for name in a.to:
                     target = self.rmap(name)

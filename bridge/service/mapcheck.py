@@ -83,12 +83,16 @@ def check(directory: Directory, mapping: MappingConfig) -> list[Problem]:
 
 def _written(rmap: ResourceMap) -> list[tuple[str, str]]:
     """LDAP attributes a create writes besides the mapped ones: constants, derived values,
-    templates and allocated numbers (with their counters' attributes), by YAML path."""
+    templates and allocated numbers (with their counters' attributes), a members mirror, by
+    YAML path."""
     out = [(f"constants.{attr}", attr) for attr, _ in rmap.constants]
     out += [(f"derived.{d.ldap}", d.ldap) for d in rmap.derived]
     out += [(f"templates.{t.ldap}", t.ldap) for t in rmap.posix.templates]
     for a in rmap.posix.allocations:
         out += [(f"allocate.{a.ldap}", a.ldap), (f"allocate.{a.ldap}.counter_attr", a.counter_attr)]
+    member = rmap.member_map
+    if member is not None and member.mirror is not None:  # RFC 2307bis: memberUid in step
+        out += [(f"attributes[{member.path!r}].mirror.ldap", member.mirror.ldap)]
     pg = rmap.posix.private_group
     if pg is not None:
         out += [("private_group.gidNumber", "gidNumber")]

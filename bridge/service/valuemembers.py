@@ -26,6 +26,7 @@ from bridge.errors import DirectoryError, ScimError
 from bridge.mapping.model import MappingConfig, ResourceMap
 from bridge.service import integrity
 from bridge.translate.filter import equals, of_type
+from bridge.translate.members import member_changes
 
 if TYPE_CHECKING:
     from bridge.service.writes import Writer
@@ -175,8 +176,17 @@ def drop_values(writer: Writer, rmap: ResourceMap, dn: str) -> None:
             for g in writer.directory.search(
                 h.gmap.base_dn, flt, ["1.1"], scope=h.gmap.scope
             ).entries:
-                changes = [Change("delete", h.attr, (raw,))]
-                if dual:
-                    assert member is not None
-                    changes.insert(0, Change("delete", member.ldap, (dn.encode(),)))
-                writer.modify(g.dn, changes)
+                value_change = Change("delete", h.attr, (raw,))
+                if not dual:
+                    writer.modify(g.dn, [value_change])
+                    continue
+                assert member is not None
+                dn_change = Change("delete", member.ldap, (dn.encode(),))
+                try:
+                    writer.modify(g.dn, [dn_change, value_change])
+                except DirectoryError as exc:
+                    if exc.code != "objectClassViolation" or not h.gmap.empty_member:
+                        raise
+                    # a groupOfNames left without members: its placeholder goes in, same modify
+                    changes = member_changes(h.gmap, member, [], [dn.encode()], 0, False)
+                    writer.modify(g.dn, [*changes, value_change])
