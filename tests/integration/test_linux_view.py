@@ -9,8 +9,9 @@ deactivate/reactivate and delete.
 sssd is checked with each ``ldap_schema`` the groups serve: rfc2307bis (member DNs) and
 rfc2307, its default (memberUid values), which openldap-posix.yaml's groups hold in step.
 
-Backends: slapd with mappings/openldap-posix.yaml, through both bridge clients (ldap3,
-python-ldap).  ``test_getent_and_id_through_nslcd`` then resolves a provisioned user with the
+Backends: slapd with mappings/openldap-posix.yaml and 389 DS with mappings/389ds-posix.yaml
+(groupOfNames + posixGroup, member DNs only: sssd is checked with rfc2307bis there), each
+through both bridge clients (ldap3, python-ldap); one server of each kind per session.  ``test_getent_and_id_through_nslcd`` then resolves a provisioned user with the
 real ``getent passwd``, ``getent group`` and ``id`` through a real nslcd in a private mount
 namespace (devtools/nslcd.py: the host's NSS configuration is not touched), and checks that
 nslcd sent the same filters as tests/linux_host.py does.
@@ -53,6 +54,8 @@ INTENDED_SCHEMAS: dict[str, set[str]] = {"slapd": {"rfc2307bis", "rfc2307"}}
 BACKENDS = [
     pytest.param("slapd", id="slapd-ldap3", marks=pytest.mark.slapd),
     pytest.param("slapd-libldap", id="slapd-libldap", marks=pytest.mark.slapd),
+    pytest.param("ds389", id="ds389-ldap3", marks=pytest.mark.ds389),
+    pytest.param("ds389-libldap", id="ds389-libldap", marks=pytest.mark.ds389),
 ]
 
 
@@ -80,6 +83,7 @@ class Site:
 @pytest.fixture(params=BACKENDS)
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
     for backend in posix_backend(request, request.param):
+        assert backend.name == request.param.split("-")[0], (backend.name, request.param)
         info = backend.info
 
         def connect(info: Any = info) -> ldap3.Connection:
