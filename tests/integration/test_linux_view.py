@@ -7,11 +7,12 @@ connection, after create, group push (members added and removed), rename (a user
 deactivate/reactivate and delete.
 
 sssd is checked with each ``ldap_schema`` the groups serve: rfc2307bis (member DNs) and
-rfc2307, its default (memberUid values), which openldap-posix.yaml's groups hold in step.
+rfc2307, its default (memberUid values), which both shipped POSIX mappings' groups hold in step.
 
 Backends: slapd with mappings/openldap-posix.yaml and 389 DS with mappings/389ds-posix.yaml
-(groupOfNames + posixGroup, member DNs only: sssd is checked with rfc2307bis there), each
-through both bridge clients (ldap3, python-ldap); one server of each kind per session.  ``test_getent_and_id_through_nslcd`` then resolves a provisioned user with the
+(groupOfNames + posixGroup), each through both bridge clients (ldap3, python-ldap); one server
+of each kind per session.  ``test_getent_and_id_through_nslcd`` then resolves a provisioned
+user with the
 real ``getent passwd``, ``getent group`` and ``id`` through a real nslcd in a private mount
 namespace (devtools/nslcd.py: the host's NSS configuration is not touched), and checks that
 nslcd sent the same filters as tests/linux_host.py does.
@@ -48,8 +49,12 @@ PRIMARY_GID = 100
 SHELL = "/bin/bash"
 FIRST_UID = FIRST_GID = 10000  # where the counters start (tests/posix_support.py)
 #: sssd's ldap_schema values a server kind's groups must serve whatever its mapping says:
-#: openldap-posix.yaml's groups hold member DNs and memberUid values in step (issue 18 item 3)
-INTENDED_SCHEMAS: dict[str, set[str]] = {"slapd": {"rfc2307bis", "rfc2307"}}
+#: the shipped POSIX mappings' groups hold member DNs and memberUid values in step (issue 18
+#: item 3)
+INTENDED_SCHEMAS: dict[str, set[str]] = {
+    "slapd": {"rfc2307bis", "rfc2307"},
+    "ds389": {"rfc2307bis", "rfc2307"},
+}
 
 BACKENDS = [
     pytest.param("slapd", id="slapd-ldap3", marks=pytest.mark.slapd),
