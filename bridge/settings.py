@@ -12,7 +12,14 @@ from pathlib import Path
 from bridge.errors import ConfigError, Problem
 
 #: the example mappings shipped inside the package (bridge/data/mappings/, links to mappings/)
-EXAMPLE_MAPPINGS = ("openldap", "openldap-bare", "openldap-posix", "active-directory", "389ds")
+EXAMPLE_MAPPINGS = (
+    "openldap",
+    "openldap-bare",
+    "openldap-posix",
+    "active-directory",
+    "389ds",
+    "389ds-posix",
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: BRIDGE_LDAP_CLIENT: auto picks python-ldap (libldap) when it imports, else ldap3
 LDAP_CLIENTS = ("auto", "ldap3", "libldap")

@@ -139,7 +139,8 @@ def test_tls_hostname_wildcard_is_refused() -> None:
 def test_example_mapping_lists_the_choices() -> None:
     one_line_error(
         cli("example-mapping", "okta"),
-        "choose one of: openldap, openldap-bare, openldap-posix, active-directory, 389ds",
+        "choose one of: openldap, openldap-bare, openldap-posix, active-directory, 389ds, "
+        "389ds-posix",
     )
 
 

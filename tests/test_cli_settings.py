@@ -131,7 +131,9 @@ def test_default_mapping_is_the_packaged_example_from_any_directory(tmp_path: Pa
     assert out.stdout.strip() == "openldap", out.stderr
 
 
-@pytest.mark.parametrize("name", ["openldap", "openldap-posix", "active-directory"])
+@pytest.mark.parametrize(
+    "name", ["openldap", "openldap-posix", "active-directory", "389ds", "389ds-posix"]
+)
 def test_packaged_mappings_are_the_edited_sources(name: str) -> None:
     # bridge/data/mappings/*.yaml link to mappings/: the packaged copy cannot drift
     assert example_mapping(name).read_bytes() == (ROOT / "mappings" / f"{name}.yaml").read_bytes()

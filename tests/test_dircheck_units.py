@@ -42,11 +42,13 @@ def test_openldap_mapping_needs_id_username_unique_membership_and_class_indexes(
     }
 
 
-def test_allocated_numbers_need_their_equality_index() -> None:
+def test_posix_mappings_need_the_allocated_numbers_indexed() -> None:
     """Every allocation searches the naming context for the candidate numbers (a number is
     never reused), so without an equality index each create scans every entry."""
-    needs = _needs(ROOT / "mappings" / "openldap-posix.yaml")
-    assert needs["uidNumber"] == ("eq",) and needs["gidNumber"] == ("eq",)
+    for name in ("openldap-posix", "389ds-posix"):
+        needs = _needs(ROOT / "mappings" / f"{name}.yaml")
+        assert needs["uidNumber"] == ("eq",) and needs["gidNumber"] == ("eq",), name
+    assert "uidNumber" not in _needs(OPENLDAP_MAP)
 
 
 def test_bare_mapping_needs_no_memberof_index() -> None:

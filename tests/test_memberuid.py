@@ -1,8 +1,8 @@
 """Members held by value (issue 18 item 3): RFC 2307 ``memberUid`` groups and RFC 2307bis
-groups holding ``member`` and ``memberUid`` in step, on the embedded directory and slapd with
-both clients.  Two mappings: the shipped mappings/openldap-posix.yaml (dual: ``member`` plus a
-``memberUid`` mirror) and its commented pure RFC 2307 variant (``memberUid`` only, a user's
-``groups`` read from memberUid).  Every outcome is checked by a search of the directory that
+groups holding ``member`` and ``memberUid`` in step, on the embedded directory, slapd and
+389 DS with both clients.  Two mappings each: the shipped mappings/openldap-posix.yaml or
+mappings/389ds-posix.yaml (dual: ``member`` plus a ``memberUid`` mirror) and its pure RFC 2307
+variant (``memberUid`` only, a user's ``groups`` read from memberUid).  Every outcome is checked by a search of the directory that
 does not go through the bridge."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bridge.mapping.load import parse_mapping
 from devtools.faults import FaultyDirectory
 from tests.conftest import Backend, make_client
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA, create_group, create_user, patch
-from tests.posix_support import POSIX_BACKENDS, POSIX_MAP, posix_backend, pure_mapping_text
+from tests.posix_support import POSIX_BACKENDS, mapping_file, posix_backend, pure_mapping_text
 
 GROUPS = "ou=groups,dc=example,dc=org"
 PEOPLE = "ou=people,dc=example,dc=org"
@@ -36,7 +36,12 @@ def mb(request: pytest.FixtureRequest, posix: Backend) -> Backend:
     """The posix backend with the dual (shipped) or the pure memberUid mapping."""
     if request.param == "dual":
         return posix
-    return dataclasses.replace(posix, mapping=parse_mapping(pure_mapping_text()))
+    return dataclasses.replace(posix, mapping=parse_mapping(pure_mapping_text(posix_kind(posix))))
+
+
+def posix_kind(b: Backend) -> str:
+    """The posix_support kind whose shipped mapping ``b`` runs with."""
+    return "ds389" if b.name == "ds389" else "embedded"
 
 
 def dual(b: Backend) -> bool:
@@ -296,7 +301,8 @@ def test_delete_takes_the_uid_out_of_every_group(mb: Backend) -> None:
 
 
 def test_deprovision_remove_groups_takes_the_uid_out(posix: Backend) -> None:
-    for text in (POSIX_MAP.read_text(), pure_mapping_text()):
+    kind = posix_kind(posix)
+    for text in (mapping_file(kind).read_text(), pure_mapping_text(kind)):
         marker = "    base_filter: (objectClass=posixAccount)\n"
         assert marker in text
         policy = "    deprovision: {on_deactivate: [disable, remove_groups]}\n"
@@ -352,7 +358,7 @@ def test_delete_keeps_a_groupofnames_placeholder_in_step(posix: Backend) -> None
     refused (objectClassViolation, injected here), the placeholder goes in with the same
     modify that deletes the DN and the uid."""
     placeholder = "cn=empty-placeholder,dc=example,dc=org"
-    text = POSIX_MAP.read_text()
+    text = mapping_file(posix_kind(posix)).read_text()
     marker = "    base_filter: (objectClass=posixGroup)\n"
     assert marker in text
     mapping = parse_mapping(text.replace(marker, f"{marker}    empty_member: {placeholder}\n"))

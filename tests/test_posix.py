@@ -1,7 +1,8 @@
-"""POSIX accounts from mappings/openldap-posix.yaml (issue 18 items 1 and 2): uidNumber and
+"""POSIX accounts from the shipped POSIX mappings (issue 18 items 1 and 2): uidNumber and
 gidNumber allocated from the mapping's ranges through a counter entry, homeDirectory from a
 template, loginShell and gidNumber constants, gecos folded to ASCII -- on the embedded
-directory and slapd with both clients.  The two-process proof is in
+directory and slapd with both clients, and with mappings/389ds-posix.yaml on 389 DS with both
+clients (tests/posix_support.py).  The two-process proof is in
 tests/integration/test_posix_allocation.py."""
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from bridge.directory.base import Change, Directory
+from bridge.directory.wrapper import Wrapper
+from bridge.errors import DirectoryError
 from bridge.mapping.model import MappingConfig
 from bridge.mapping.posix import Allocation
 from tests.conftest import Backend, make_client
-from tests.helpers import SCIM, create_group, create_user
+from tests.helpers import SCIM, USER_SCHEMA, create_group, create_user
 from tests.posix_support import GID_COUNTER, POSIX_BACKENDS, UID_COUNTER, posix_backend
 
 PEOPLE = "ou=people,dc=example,dc=org"
@@ -212,3 +215,41 @@ def test_always_losing_the_swap_is_a_503_and_writes_nothing(
     assert r.status_code == 503, r.text
     assert "too busy" in r.json()["detail"]
     assert not backend.directory.search(PEOPLE, "(uid=busy)", ["1.1"], scope="one").entries
+
+
+class _RefusedOnce(Wrapper):
+    """The directory refusing the first modify of the uid counter with noSuchObject (389 DS
+    does so under concurrent writes to the entry), optionally deleting the counter first."""
+
+    def __init__(self, inner: Directory, delete: bool = False) -> None:
+        super().__init__(inner)
+        self.delete, self.refused = delete, 0
+
+    def run_modify(self, op: Any) -> Any:
+        if op.dn == UID_COUNTER and not self.refused:
+            self.refused += 1
+            if self.delete:
+                self.inner.delete(UID_COUNTER)  # really gone: the directory's own answer
+            else:
+                raise DirectoryError("noSuchObject", "entry is busy", dn=op.dn)
+        return self.inner.run_modify(op)
+
+
+def test_a_counter_modify_refused_with_no_such_object_is_retried(backend: Backend) -> None:
+    directory = _RefusedOnce(backend.directory)
+    client = make_client(dataclasses.replace(backend, directory=directory))
+    create_user(client, "first")
+    assert directory.refused == 1
+    e = _entry(backend.directory, PEOPLE, "(uid=first)", ["uidNumber"])
+    assert e.text("uidNumber") == "10000"
+    assert _counter(backend.directory, UID_COUNTER, "uidNumber") == 10001
+
+
+def test_a_counter_deleted_before_the_swap_is_still_the_clear_error(backend: Backend) -> None:
+    client = make_client(
+        dataclasses.replace(backend, directory=_RefusedOnce(backend.directory, delete=True))
+    )
+    r = client.post(f"{SCIM}/Users", json={"schemas": [USER_SCHEMA], "userName": "nobody"})
+    assert r.status_code == 501, r.text
+    assert UID_COUNTER in r.json()["detail"]
+    assert not backend.directory.search(PEOPLE, "(uid=nobody)", ["1.1"], scope="one").entries

@@ -1,7 +1,8 @@
 """User-private groups (issue 18 item 2, the second primary-group choice): with
 ``private_group:`` each user gets a posixGroup named after it, whose allocated gidNumber is the
 user's primary gidNumber; it is deleted with the user, and a create that cannot make it leaves
-nothing behind -- on the embedded directory and slapd with both clients."""
+nothing behind -- on the embedded directory and slapd with both clients (openldap-posix.yaml),
+and on 389 DS with both clients (389ds-posix.yaml, private groups shaped like its groups)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bridge.directory.base import Change, Directory
 from bridge.mapping.load import parse_mapping
 from tests.conftest import Backend, make_client
 from tests.helpers import SCIM, USER_SCHEMA, create_user
-from tests.posix_support import GID_COUNTER, POSIX_BACKENDS, POSIX_MAP, posix_backend
+from tests.posix_support import GID_COUNTER, POSIX_BACKENDS, mapping_file, posix_backend
 
 pytestmark = pytest.mark.parametrize("backend", POSIX_BACKENDS, indirect=True)
 PRIVATE = "ou=usergroups,dc=example,dc=org"
@@ -25,13 +26,18 @@ PRIVATE_GROUP = f"""    private_group:
       object_classes: [top, posixGroup]
       gidNumber: {{range: [20000, 29999], counter: "{GID_COUNTER}"}}
 """
+#: 389 DS: as mappings/389ds-posix.yaml's comment suggests, shaped like its groups
+DS389_CLASSES = "[top, groupOfNames, posixGroup]"
 
 
-def _private_mapping() -> str:
-    text = POSIX_MAP.read_text("utf-8")
+def _private_mapping(kind: str = "embedded") -> str:
+    text = mapping_file(kind).read_text("utf-8")
     assert '      gidNumber: "100"\n' in text
     text = text.replace('      gidNumber: "100"\n', "")
-    return text.replace("    derived:\n      gecos:", PRIVATE_GROUP + "    derived:\n      gecos:")
+    private = PRIVATE_GROUP
+    if kind.startswith("ds389"):
+        private = private.replace("[top, posixGroup]", DS389_CLASSES)
+    return text.replace("    derived:\n      gecos:", private + "    derived:\n      gecos:")
 
 
 def _clear(directory: Directory) -> None:
@@ -48,7 +54,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         _clear(b.directory)
         b.directory.add(PRIVATE, {"objectClass": [b"organizationalUnit"], "ou": [b"usergroups"]})
         try:
-            yield dataclasses.replace(b, mapping=parse_mapping(_private_mapping()))
+            yield dataclasses.replace(b, mapping=parse_mapping(_private_mapping(request.param)))
         finally:
             _clear(b.directory)
 
@@ -73,6 +79,12 @@ def test_user_gets_a_private_group(client: TestClient, backend: Backend) -> None
     assert [e.text("gidNumber") for e in group] == ["20000"]
     assert _text(d, f"cn=asmith,{PRIVATE}", "gidNumber") == "20001"
     assert _text(d, f"uid=jdoe,{PEOPLE}", "uidNumber") == "10000"
+    classes = d.read(f"cn=jdoe,{PRIVATE}", ["objectClass"])
+    assert classes is not None
+    pg = backend.mapping.resource("User").posix.private_group
+    assert pg is not None
+    want = {c.lower() for c in pg.object_classes}
+    assert {v.decode().lower() for v in classes.get("objectClass")} == want
 
 
 def test_private_group_is_deleted_with_the_user(client: TestClient, backend: Backend) -> None:

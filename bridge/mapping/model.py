@@ -101,8 +101,10 @@ DERIVED_UNIQUE = ("base", "domain")
 
 @dataclass(frozen=True)
 class DerivedMap:
-    """An LDAP attribute computed once, on create, from a SCIM value (``derived:``); a rename
-    keeps it.  ``unique``: made unique with a numeric suffix found by search."""
+    """An LDAP attribute computed from a SCIM value (``derived:``) on create.  Without
+    ``unique`` it follows its source: a PUT/PATCH changing the source rewrites it in the same
+    modify (service/create.follow_derived).  ``unique``: made unique with a numeric suffix
+    found by search on create, and then kept (a rename keeps AD's sAMAccountName)."""
 
     ldap: str
     source: str  # SCIM path key of the attribute the value comes from
@@ -130,7 +132,7 @@ class ResourceMap:
     description: str = ""
     #: LDAP values written on every create and never read (e.g. AD groupType)
     constants: tuple[tuple[str, tuple[bytes, ...]], ...] = ()
-    #: LDAP attributes computed on create from a SCIM value
+    #: LDAP attributes computed from a SCIM value (on create; non-unique ones also on update)
     derived: tuple[DerivedMap, ...] = ()
     #: see Dialect.create_steps
     create_steps: tuple[tuple[str, ...], ...] = ()

@@ -46,8 +46,11 @@ log = logging.getLogger("bridge.service")
 ATTEMPTS = 100
 #: candidates checked against the directory per search
 BATCH = 16
-#: LDAP results that mean "another writer moved the counter between our read and our swap"
-_LOST = ("noSuchAttribute", "attributeOrValueExists")
+#: LDAP results that mean "another writer moved the counter between our read and our swap".
+#: noSuchObject too: under concurrent writes 389 DS (2.3.1, measured once in 500 creates) may
+#: refuse a modify of the existing counter so while another update of it holds the entry; the
+#: modify changed nothing, and the next read says whether the counter really is gone (501)
+_LOST = ("noSuchAttribute", "attributeOrValueExists", "noSuchObject")
 #: a template value: printable ASCII (homeDirectory is IA5String), one path component
 _SAFE = re.compile(r"[!-.0-~]+")
 

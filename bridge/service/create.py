@@ -126,6 +126,50 @@ def add_extras(
     return bases
 
 
+def follow_derived(
+    rmap: ResourceMap,
+    entry: Entry,
+    changes: Sequence[Change],
+    new_rdn_value: str | None = None,
+) -> list[Change]:
+    """``changes`` (a PUT's or PATCH's, of ``entry``) plus a ``replace`` of each derived value
+    without ``unique:`` whose source they change (gecos from displayName), so it follows its
+    source in the same modify; a source emptied clears it.  A ``unique:`` derived value (AD's
+    sAMAccountName) stays as created: renaming it would break logons and the numbering that
+    made it unique.  A derived attribute the changes write themselves is left to them."""
+    out = list(changes)
+    touched = {c.attr.lower() for c in changes}
+    for d in rmap.derived:
+        if d.unique or d.ldap.lower() in touched:
+            continue
+        smap = next(a for a in rmap.attributes if a.path.lower() == d.source.lower())
+        source = smap.ldap.lower()
+        if source == rmap.rdn.ldap.lower() and new_rdn_value is not None:
+            values: list[bytes] = [new_rdn_value.encode("utf-8")]
+        elif source in touched:
+            values = _after(list(entry.get(smap.ldap)), changes, source)
+        else:
+            continue
+        encoded = d.codec.encode(smap.codec.decode(values[0])) if values else []
+        out.append(Change("replace", d.ldap, tuple(encoded)))
+    return out
+
+
+def _after(have: list[bytes], changes: Sequence[Change], attr: str) -> list[bytes]:
+    """The values of ``attr`` once ``changes`` are applied to ``have``."""
+    values = have
+    for c in changes:
+        if c.attr.lower() != attr:
+            continue
+        if c.op == "replace" or (c.op == "delete" and not c.values):
+            values = list(c.values) if c.op == "replace" else []
+        elif c.op == "add":
+            values = values + [v for v in c.values if v not in values]
+        else:
+            values = [v for v in values if v not in c.values]
+    return values
+
+
 def settle_unique(
     lookup: Lookup, rmap: ResourceMap, bases: Mapping[str, str], attrs: dict[str, list[bytes]]
 ) -> None:

@@ -85,11 +85,15 @@ def _needs(rmap: ResourceMap) -> list[tuple[str, str, str]]:
         if a.by_value:  # resolving a group's values to members, in batched ORs
             for t in a.to:
                 out.append((a.member_value, "eq", f"resolving {kind} {a.path} values to {t}s"))
-    for n in rmap.posix.allocations:  # a candidate number is searched for in the naming context
-        out.append((n.ldap, "eq", f"checking that a new {n.ldap} is held by no entry"))
     for d in rmap.derived:
         if d.unique:  # numbered until free: one search of candidates per create
             out.append((d.ldap, "eq", f"finding a free {d.ldap} for a new {kind}"))
+    # POSIX numbers: one search of candidates over the whole naming context per create
+    allocations = list(rmap.posix.allocations)
+    if rmap.posix.private_group is not None:
+        allocations.append(rmap.posix.private_group.gid)
+    for n in allocations:
+        out.append((n.ldap, "eq", f"allocating a {n.ldap} for a new {kind}"))
     return out
 
 

@@ -233,11 +233,12 @@ class Service:
         changes = self.writer.replace_changes(rmap, found.entry, new)
         new_rdn = tr.rdn_value(rmap, body)
         _attr, old_rdn, _parent = split_rdn(found.dn)
+        renamed = new_rdn if new_rdn != old_rdn else None
         written = self.writer.write(
             rmap,
             found,
-            changes,
-            new_rdn if new_rdn != old_rdn else None,
+            create.follow_derived(rmap, found.entry, changes, renamed),
+            renamed,
             assertion,
             post_read=self._post_read(rmap, carried=bool(linked)),
         )
@@ -328,13 +329,15 @@ class Service:
             has_placeholder=_holds_placeholder(rmap, found.entry) if probed else None,
         )
         self.writer.unique_check(rmap, unique_candidates(planned), exclude_dn=found.dn)
+        renamed = planned.new_rdn_value
+        emptied = planned.when_emptied
         written = self.writer.write(
             rmap,
             found,
-            list(planned.changes),
-            planned.new_rdn_value,
+            create.follow_derived(rmap, found.entry, planned.changes, renamed),
+            renamed,
             assertion,
-            list(planned.when_emptied) if planned.when_emptied is not None else None,
+            None if emptied is None else create.follow_derived(rmap, found.entry, emptied, renamed),
             post_read=post_read,
         )
         return found, written

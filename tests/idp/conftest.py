@@ -1,8 +1,9 @@
-"""The ten backends of the IdP-shaped suite, each with the mapping exactly as shipped:
+"""The twelve backends of the IdP-shaped suite, each with the mapping exactly as shipped:
 the embedded directory and slapd through ldap3 and python-ldap (mappings/openldap.yaml),
 389 DS through ldap3 and python-ldap (mappings/389ds.yaml), and Samba AD through ldap3 and
-python-ldap (mappings/active-directory.yaml), and the embedded directory and slapd through both
-clients with mappings/openldap-posix.yaml (and its counter entries).  Each yields the SCIM
+python-ldap (mappings/active-directory.yaml), the embedded directory and slapd through both
+clients with mappings/openldap-posix.yaml, and 389 DS through both clients with
+mappings/389ds-posix.yaml (each POSIX target with its counter entries).  Each yields the SCIM
 client and an Inspector that reads the directory without the bridge."""
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ BACKENDS = [
     pytest.param("posix-embedded", id="posix-embedded"),
     pytest.param("posix-slapd-ldap3", id="posix-slapd-ldap3", marks=pytest.mark.slapd),
     pytest.param("posix-slapd-libldap", id="posix-slapd-libldap", marks=pytest.mark.slapd),
+    # mappings/389ds-posix.yaml: the same on 389 DS (groupOfNames + posixGroup, member)
+    pytest.param("posix-ds389-ldap3", id="posix-ds389-ldap3", marks=pytest.mark.ds389),
+    pytest.param("posix-ds389-libldap", id="posix-ds389-libldap", marks=pytest.mark.ds389),
 ]
 
 
@@ -126,10 +130,11 @@ def _ds389_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]
 
 
 def _posix_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]:
-    """mappings/openldap-posix.yaml as shipped, with its counter entries."""
+    """mappings/openldap-posix.yaml (embedded, slapd) or mappings/389ds-posix.yaml (389 DS)
+    as shipped, with their counter entries."""
     from tests.posix_support import posix_backend
 
-    kind = name.removeprefix("posix-").replace("slapd-ldap3", "slapd")
+    kind = name.removeprefix("posix-").removesuffix("-ldap3")
     for backend in posix_backend(request, kind):
         if backend.info is None:
             search = directory_search(backend.directory)
@@ -141,9 +146,11 @@ def _posix_target(request: pytest.FixtureRequest, name: str) -> Iterator[Target]
                 )
 
             search = ldap3_search(connect)
-        profile = openldap_profile(
-            backend.mapping.resource("User").base_dn, backend.mapping.resource("Group").base_dn, ""
-        )
+        people, groups = (backend.mapping.resource(r).base_dn for r in ("User", "Group"))
+        if kind.startswith("ds389"):
+            profile = ds389_profile(people, groups, members="member")
+        else:
+            profile = openldap_profile(people, groups, "")
         # RFC 2307bis: memberUid holds every user member's uid, in step with member
         profile = replace(profile, member_values=("memberUid", "uid"))
         yield Target(name, make_client(backend), Inspector(profile, search))

@@ -98,13 +98,14 @@ def _ns_locked(attrs: Attrs) -> bool:
     return any(v.strip().lower() == "true" for v in attrs.get("nsaccountlock", []))
 
 
-def ds389_profile(people_dn: str, groups_dn: str) -> Profile:
-    """389 DS with mappings/389ds.yaml: nsUniqueId ids, nsAccountLock, uniqueMember."""
+def ds389_profile(people_dn: str, groups_dn: str, members: str = "uniqueMember") -> Profile:
+    """389 DS with mappings/389ds.yaml: nsUniqueId ids, nsAccountLock, uniqueMember (with
+    mappings/389ds-posix.yaml: ``member``)."""
     base = openldap_profile(people_dn, groups_dn, "")
     return replace(
         base,
         id_filter=lambda v: f"(nsUniqueId={v})",
-        group_attrs={**base.group_attrs, "members": "uniqueMember"},
+        group_attrs={**base.group_attrs, "members": members},
         is_disabled=_ns_locked,
         read_attrs=("*", "nsAccountLock"),
         ignored_members=frozenset(),

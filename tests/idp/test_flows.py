@@ -3,7 +3,7 @@
 Each flow in tests/idp/flows/ is the whole lifecycle one IdP drives — test connection, lookup
 before create, create, lookup, update, group push, deactivate, reactivate, delete — with the
 request bodies and query strings of its public documentation (the source is named on every
-step).  It runs with the shipped mappings, unchanged, on five backends (tests/idp/conftest.py),
+step).  It runs with the shipped mappings, unchanged, on every backend of tests/idp/conftest.py,
 and its ``verify`` steps read what landed with an independent LDAP search.
 """
 

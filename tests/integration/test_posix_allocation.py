@@ -1,8 +1,10 @@
-"""Issue 18's proof of POSIX number allocation: two bridge PROCESSES (one on ldap3 over LDAPS,
-one on python-ldap over ldapi), four threads each, create 500 users at once against the same
-slapd through mappings/openldap-posix.yaml, while legacy accounts already hold numbers inside
-the range.  Afterwards there are 500 distinct uidNumbers, none of them a legacy one, all in the
-mapping's range (the counter entry is moved by compare-and-swap: bridge/service/allocate.py)."""
+"""Issue 18's proof of POSIX number allocation: two bridge PROCESSES (one on ldap3, one on
+python-ldap), four threads each, create 500 users at once against the same directory while
+legacy accounts already hold numbers inside the range.  Afterwards there are 500 distinct
+uidNumbers, none of them a legacy one, all in the mapping's range (the counter entry is moved
+by compare-and-swap: bridge/service/allocate.py).  On slapd with mappings/openldap-posix.yaml
+(ldap3 over LDAPS, python-ldap over ldapi) and on 389 DS with mappings/389ds-posix.yaml (both
+over LDAPS), each with the counters of deploy/389ds/posix-counters.ldif."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from bridge.directory.base import Directory
 from bridge.mapping.load import load_mapping
 from bridge.service.facade import Service
-from tests.conftest import encrypted_slapd_directory
-from tests.posix_support import POSIX_MAP, drop_counters, seed_counters
+from tests.conftest import ds389_directory, encrypted_slapd_directory
+from tests.posix_support import drop_counters, mapping_file, seed_counters
 
 PEOPLE = "ou=people,dc=example,dc=org"
 PER_PROCESS = 250
@@ -24,10 +28,16 @@ THREADS = 4
 LEGACY = (10000, 10001, 10003, 10007, 10008, 10009, 10010, 10050, 10100, 10101, 10255, 10499)
 
 
-def _create_many(info: Any, client: str, prefix: str) -> list[str]:
+def _directory(kind: str, info: Any, client: str = "ldap3") -> Directory:
+    if kind == "ds389":
+        return ds389_directory(info, client)
+    return encrypted_slapd_directory(info, client)
+
+
+def _create_many(kind: str, info: Any, client: str, prefix: str) -> list[str]:
     """One bridge process: its own directory client and Service, THREADS creating at once."""
-    directory = encrypted_slapd_directory(info, client)
-    service = Service(load_mapping(POSIX_MAP), directory)
+    directory = _directory(kind, info, client)
+    service = Service(load_mapping(mapping_file(kind)), directory)
     schema = "urn:ietf:params:scim:schemas:core:2.0:User"
 
     def one(i: int) -> str:
@@ -73,8 +83,12 @@ def _clean(directory: Directory) -> None:
     drop_counters(directory)
 
 
-def test_two_processes_allocate_500_distinct_numbers(slapd_server: Any) -> None:
-    directory = encrypted_slapd_directory(slapd_server)
+@pytest.mark.parametrize("kind", ["slapd", "ds389"])
+def test_two_processes_allocate_500_distinct_numbers(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    info = request.getfixturevalue(f"{kind}_server")
+    directory = _directory(kind, info)
     try:
         _clean(directory)
         seed_counters(directory)
@@ -83,8 +97,8 @@ def test_two_processes_allocate_500_distinct_numbers(slapd_server: Any) -> None:
         started = time.monotonic()
         with ctx.Pool(2) as pool:
             runs = [
-                pool.apply_async(_create_many, (slapd_server, "ldap3", "a")),
-                pool.apply_async(_create_many, (slapd_server, "libldap", "b")),
+                pool.apply_async(_create_many, (kind, info, "ldap3", "a")),
+                pool.apply_async(_create_many, (kind, info, "libldap", "b")),
             ]
             errors = [e for run in runs for e in run.get(timeout=300)]
         elapsed = time.monotonic() - started
@@ -94,7 +108,7 @@ def test_two_processes_allocate_500_distinct_numbers(slapd_server: Any) -> None:
         assert len(set(numbers)) == len(numbers), "a uidNumber was handed out twice"
         assert not set(numbers) & set(LEGACY), "a legacy uidNumber was reused"
         assert all(10000 <= n <= 59999 for n in numbers)
-        print(f"500 creates in two processes: {elapsed:.1f}s")
+        print(f"{kind}: 500 creates in two processes: {elapsed:.1f}s")
     finally:
         _clean(directory)
         directory.close()
