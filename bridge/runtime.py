@@ -126,8 +126,17 @@ def wrap_directory(settings: Settings, mapping: MappingConfig, directory: Direct
             )
         ]
         bases = [r.base_dn for r in mapping.resources.values()]
+        # what the directory would generate for a planned entry: its id and its version
+        generated: dict[str, str] = {}
+        for r in mapping.resources.values():
+            generated[r.id.ldap] = "guid" if r.id.codec.name == "guid" else "uuid"
+            generated[r.version] = "counter"
         directory = DryRunDirectory(
-            directory, secret_attributes=secret, read_attributes=read, search_bases=bases
+            directory,
+            secret_attributes=secret,
+            read_attributes=read,
+            search_bases=bases,
+            generated=generated,
         )
     return directory
 

@@ -69,6 +69,44 @@ class Backend:
     directory: Directory
     mapping: MappingConfig
     info: Any = None
+    #: LDAP attributes (lower case) whose non-ASCII values the directory refuses: 389 DS's
+    #: 7-bit check plugin (uid and mail on a new instance)
+    seven_bit: frozenset[str] = frozenset()
+
+    def refuses_non_ascii(self, path: str, kind: str = "User") -> bool:
+        """Whether the directory refuses a non-ASCII value of the SCIM attribute ``path``."""
+        return any(
+            a.ldap.lower() in self.seven_bit for a in self.mapping.resource(kind).maps_for(path)
+        )
+
+    # The directory's own names, from the mapping, for tests that look around the bridge
+    # (groupOfNames/member and entryUUID/entryCSN on slapd; groupOfUniqueNames/uniqueMember
+    # and nsUniqueId/entryusn on 389 DS).
+    @property
+    def member_attr(self) -> str:
+        members = self.mapping.resource("Group").member_map
+        assert members is not None
+        return members.ldap
+
+    def id_attr(self, kind: str = "User") -> str:
+        return self.mapping.resource(kind).id.ldap
+
+    def version_attr(self, kind: str = "User") -> str:
+        return self.mapping.resource(kind).version
+
+    @property
+    def placeholder(self) -> str | None:
+        """The member an empty group holds (groupOfNames needs one; groupOfUniqueNames not)."""
+        return self.mapping.resource("Group").empty_member
+
+    def dn_of(self, kind: str, rid: str) -> str:
+        """The DN of the resource with SCIM id ``rid``, found around the service layer."""
+        rmap = self.mapping.resource(kind)
+        found = self.directory.search(
+            rmap.base_dn, f"({rmap.id.ldap}={rid})", ["1.1"], scope="one"
+        ).entries
+        assert len(found) == 1, (kind, rid, found)
+        return found[0].dn
 
     def independent_search(self, base: str, flt: str, attrs: list[str]) -> list[Any]:
         """Look at the directory without going through the bridge's service layer."""
@@ -76,14 +114,22 @@ class Backend:
             return list(self.directory.search(base, flt, attrs).entries)
         import ldap3
 
-        conn = ldap3.Connection(
-            self.info.url, self.info.admin_dn, self.info.admin_password, auto_bind=True
-        )
+        server = _schema_servers.get(self.info.url)
+        if server is None:
+            server = _schema_servers[self.info.url] = ldap3.Server(self.info.url)
+        conn = ldap3.Connection(server, self.info.admin_dn, self.info.admin_password)
         try:
+            # the server's schema is read once per session (389 DS's takes 0.1 s to read)
+            conn.open(read_server_info=False)
+            conn.bind(read_server_info=server.schema is None)
             conn.search(base, flt, attributes=attrs)
             return list(conn.entries)
         finally:
             conn.unbind()
+
+
+#: one ldap3 Server per directory URL, holding the schema its first connection read
+_schema_servers: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
@@ -217,28 +263,9 @@ def _empty(directory: Directory, mapping: MappingConfig) -> None:
 
 BACKENDS = ("embedded", "slapd", "slapd-libldap")
 DS389_BACKENDS = ("ds389", "ds389-libldap")
-#: the behaviour suites that also run on 389 DS (mappings/389ds.yaml as shipped, both
-#: clients), besides tests/idp and tests/integration/test_ds389.py.  Chosen to stay within
-#: ~1-2 minutes of CI.  Every other ``backend`` suite was run on 389 DS once (842 tests, 6.6
-#: min); what fails there is the suite, not the bridge: tests that write or read slapd's
-#: attributes by name (``member``, entryCSN in test_writes/test_bulk/test_membership_noops/
-#: test_data_safety), count the searches slapd's placeholder and matched values cost
-#: (test_postread, test_create_postread), or use non-ASCII userNames, which 389 DS's 7-bit
-#: check plugin refuses on uid/mail with a clean 400 (test_crud, test_hostile_values,
-#: test_filter_properties).
-DS389_SUITES = frozenset(
-    {
-        "test_search",
-        "test_patch_shapes",
-        "test_group_patch_response",
-        "test_operations",
-        "test_partial_writes",
-        "test_filter_nul_substring",
-        "test_create_active",
-        "test_search_request_types",
-        "test_password_transport",
-    }
-)
+#: every ``backend`` suite also runs on 389 DS (mappings/389ds.yaml as shipped, both clients)
+#: except these, each with the directory reason it cannot (empty: none is excluded).
+DS389_EXCLUDED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -247,16 +274,16 @@ def ds389_mapping() -> MappingConfig:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``backend``: embedded and slapd with both clients everywhere; 389 DS with both clients
-    for the suites in DS389_SUITES.  A test that parametrises ``backend`` itself keeps its own
-    list."""
+    """``backend``: embedded, slapd and 389 DS, each directory with both clients, for every
+    suite but those in DS389_EXCLUDED.  A test that parametrises ``backend`` itself keeps its
+    own list."""
     if "backend" not in metafunc.fixturenames:
         return
     for mark in metafunc.definition.iter_markers("parametrize"):
         if "backend" in str(mark.args[0]).replace(" ", "").split(","):
             return
     names = list(BACKENDS)
-    if Path(metafunc.definition.path).stem in DS389_SUITES:
+    if Path(metafunc.definition.path).stem not in DS389_EXCLUDED:
         names += DS389_BACKENDS
     metafunc.parametrize("backend", names, indirect=True)
 
@@ -285,12 +312,39 @@ def _backend(
     directory.close()
 
 
+@pytest.fixture(scope="session")
+def ds389_seven_bit(ds389_server: Any) -> frozenset[str]:
+    """The attributes the 7-bit check plugin of the fixture instance covers (its arguments
+    before the ``,`` that separates them from the suffixes)."""
+    from devtools.ds389 import admin_connection
+
+    conn = admin_connection(ds389_server)
+    try:
+        conn.search(
+            "cn=7-bit check,cn=plugins,cn=config",
+            "(nsslapd-pluginEnabled=on)",
+            "BASE",
+            attributes=["*"],
+        )
+        if not conn.entries:
+            return frozenset()
+        args = conn.entries[0].entry_attributes_as_dict
+    finally:
+        conn.unbind()
+    values = [
+        str(args[k][0]) for k in sorted(args, key=lambda k: (len(k), k)) if "pluginarg" in k.lower()
+    ]
+    attrs = values[: values.index(",")] if "," in values else values
+    return frozenset(v.lower() for v in attrs)
+
+
 def _ds389_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     info = request.getfixturevalue("ds389_server")
     mapping = request.getfixturevalue("ds389_mapping")
+    seven_bit = request.getfixturevalue("ds389_seven_bit")
     directory = ds389_directory(info, "libldap" if request.param.endswith("libldap") else "ldap3")
     _empty(directory, mapping)
-    yield Backend("ds389", directory, mapping, info)
+    yield Backend("ds389", directory, mapping, info, seven_bit)
     _empty(directory, mapping)
     directory.close()
 

@@ -1,17 +1,18 @@
 """POST with the post-read control (RFC 4527) on the add: a create is two LDAP operations.
 
-Where the directory offers post-read (slapd) and AD's extended-DN control is not in use, the
-create's last write (the add, or with ``create_steps`` the last step's modify) asks for the
-response's attributes, and the response is rendered from the entry it returns: the unique
+Where the directory offers post-read (slapd, 389 DS) and AD's extended-DN control is not in
+use, the create's last write (the add, or with ``create_steps`` the last step's modify) asks for
+the response's attributes, and the response is rendered from the entry it returns: the unique
 check and the add, no read-back.  Each test runs on the embedded directory (no post-read: the
-read-back path) and on slapd with both clients, with the control offered, masked off, and with
-the dereference control masked off (which does not matter to a create: its read-back never
-used it), and checks the response against a GET through a client that reads the entry the old
-way — the very body the read-back path renders.
+read-back path) and on slapd and 389 DS with both clients, with the control offered, masked
+off, and with the dereference control masked off (which does not matter to a create: its
+read-back never used it), and checks the response against a GET through a client that reads
+the entry the old way — the very body the read-back path renders.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from bridge.directory.syntax import normalize_dn
 from bridge.mapping.load import parse_mapping
 from bridge.service.facade import Service
 from devtools.faults import Masked
-from tests.conftest import OPENLDAP_MAP, Backend
+from tests.conftest import Backend
 from tests.helpers import ENTERPRISE, GROUP_SCHEMA, SCIM, USER_SCHEMA
 
 #: what the directory offers, as the tests ask for it
@@ -49,8 +50,9 @@ def masked(backend: Backend, offer: str) -> Masked:
 
 
 def _post_read(backend: Backend, offer: str) -> bool:
-    """Whether a create is answered from the add's post-read here."""
-    return backend.name == "slapd" and offer in ("offered", "no-deref")
+    """Whether a create is answered from the add's post-read here: the directory offers the
+    control (slapd, 389 DS; not the embedded one) and the test case does not mask it."""
+    return backend.directory.capabilities.post_read and offer in ("offered", "no-deref")
 
 
 def _same_as_a_read(r: Any, plain: TestClient, kind: str) -> dict[str, Any]:
@@ -66,9 +68,7 @@ def _same_as_a_read(r: Any, plain: TestClient, kind: str) -> dict[str, Any]:
 
 
 def _dn(backend: Backend, kind: str, rid: str) -> str:
-    rmap = backend.mapping.resource(kind)
-    found = backend.directory.search(rmap.base_dn, f"(entryUUID={rid})", ["1.1"], scope="one")
-    return found.entries[0].dn
+    return backend.dn_of(kind, rid)
 
 
 FULL_USER = {
@@ -108,7 +108,7 @@ def test_create_user_is_the_unique_check_and_the_add(
     if extra:
         assert body["active"] is False and body["name"]["givenName"] == "Zoë"
         assert body[ENTERPRISE]["department"] == "R&D"
-    if backend.name == "slapd" and offer == "offered":
+    if backend.directory.capabilities.post_read and offer == "offered":
         assert masked.ops() == ["search", "add"]  # two operations, no read-back
 
 
@@ -146,10 +146,13 @@ def test_create_empty_group_holds_the_placeholder(
     # the displayName's unique check, the add, [the read-back]; the placeholder is no resource
     assert masked.ops() == ["search", "add"] + ["search"] * (not post)
     assert masked.asked == ["add_post_read"] * post
-    entry = backend.directory.read(_dn(backend, "Group", body["id"]), ["member"])
-    placeholder = backend.mapping.resource("Group").empty_member or ""
+    members = backend.member_attr
+    entry = backend.directory.read(_dn(backend, "Group", body["id"]), [members])
     assert entry is not None
-    assert [normalize_dn(v.decode()) for v in entry.get("member")] == [normalize_dn(placeholder)]
+    # groupOfNames needs its placeholder; groupOfUniqueNames (389 DS) holds no value at all
+    placeholder = backend.placeholder
+    want = [normalize_dn(placeholder)] if placeholder else []
+    assert [normalize_dn(v.decode()) for v in entry.get(members)] == want
 
 
 def test_create_group_with_members(
@@ -233,10 +236,15 @@ def test_a_name_taken_after_the_check_fails_the_add_with_its_post_read(
     assert [e.get("cn") for e in found] == [[b"racer"]]
 
 
-def _staged_openldap() -> str:
-    return OPENLDAP_MAP.read_text().replace(
-        "    rdn: {ldap: uid, from: userName}",
-        "    rdn: {ldap: uid, from: userName}\n    create_steps: [[userPassword], [title]]",
+def _staged(backend: Backend) -> str:
+    """The backend's mapping with the password and the title written in steps after the add."""
+    return (
+        Path(backend.mapping.source)
+        .read_text()
+        .replace(
+            "    rdn: {ldap: uid, from: userName}",
+            "    rdn: {ldap: uid, from: userName}\n    create_steps: [[userPassword], [title]]",
+        )
     )
 
 
@@ -245,7 +253,7 @@ def test_staged_create_takes_the_post_read_with_its_last_step(
 ) -> None:
     """With ``create_steps`` the add is not the last write: the last step's modify asks for
     the post-read (the entry as the create leaves it), never the add."""
-    mapping = parse_mapping(_staged_openldap())
+    mapping = parse_mapping(_staged(backend))
     svc = Service(mapping, masked)
     plain = Service(mapping, Masked(backend.directory, post_read=False, deref=False))
     user = svc.create(
@@ -262,7 +270,7 @@ def test_staged_create_takes_the_post_read_with_its_last_step(
 def test_staged_create_with_nothing_held_back_takes_it_with_the_add(
     backend: Backend, masked: Masked, offer: str
 ) -> None:
-    mapping = parse_mapping(_staged_openldap())
+    mapping = parse_mapping(_staged(backend))
     svc = Service(mapping, masked)
     plain = Service(mapping, Masked(backend.directory, post_read=False, deref=False))
     user = svc.create("User", {"userName": "unstaged"}, "")
@@ -275,7 +283,7 @@ def test_staged_create_with_nothing_held_back_takes_it_with_the_add(
 def test_a_failed_step_removes_the_entry_whatever_the_post_read(
     backend: Backend, masked: Masked, offer: str
 ) -> None:
-    svc = Service(parse_mapping(_staged_openldap()), masked)
+    svc = Service(parse_mapping(_staged(backend)), masked)
     masked.fail("modify", "constraintViolation", nth=2)
     with pytest.raises(Exception) as info:
         svc.create("User", {"userName": "half", "password": "Secret-Pw-1", "title": "T"}, "")

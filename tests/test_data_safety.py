@@ -68,27 +68,22 @@ def hidden(backend: Backend) -> Iterator[None]:
 
 
 def _member_dns(backend: Backend, gid: str) -> set[str]:
-    rmap = backend.mapping.resource("Group")
-    found = backend.directory.search(
-        rmap.base_dn, f"(entryUUID={gid})", ["member"], scope="one"
-    ).entries
-    return {normalize_dn(v.decode()) for v in found[0].get("member")}
+    entry = backend.directory.read(backend.dn_of("Group", gid), [backend.member_attr])
+    assert entry is not None
+    return {normalize_dn(v.decode()) for v in entry.get(backend.member_attr)}
 
 
 def _dn(backend: Backend, kind: str, rid: str) -> str:
-    rmap = backend.mapping.resource(kind)
-    return (
-        backend.directory.search(rmap.base_dn, f"(entryUUID={rid})", ["1.1"], scope="one")
-        .entries[0]
-        .dn
-    )
+    return backend.dn_of(kind, rid)
 
 
 def _group_with_hidden(client: TestClient, backend: Backend) -> tuple[str, dict[str, str]]:
     ids = {n: create_user(client, n)["id"] for n in ("alice", "bob")}
     gid = create_group(client, "eng", [ids["alice"]])["id"]
     gdn = _dn(backend, "Group", gid)
-    backend.directory.modify(gdn, [Change("add", "member", tuple(d.encode() for d in HIDDEN))])
+    backend.directory.modify(
+        gdn, [Change("add", backend.member_attr, tuple(d.encode() for d in HIDDEN))]
+    )
     return gid, ids
 
 
@@ -274,9 +269,19 @@ def _refused(r: Any, attr: str) -> None:
     assert attr in r.json()["detail"], r.text
 
 
-def test_ordinary_text_is_still_accepted(client: TestClient) -> None:
-    user = create_user(client, "zoë.o'brien", displayName="Zoë O'Brien — 日本 \U0001d518")
-    assert user["displayName"] == "Zoë O'Brien — 日本 \U0001d518"
+def test_ordinary_text_is_still_accepted(client: TestClient, backend: Backend) -> None:
+    display = "Zoë O'Brien — 日本 \U0001d518"
+    if backend.refuses_non_ascii("userName"):
+        # 389 DS's 7-bit check: the bridge let the name through, the directory refused it,
+        # and that refusal is a clean 400 that quotes it
+        body = {"schemas": [USER_SCHEMA], "userName": "zoë.o'brien", "displayName": display}
+        r = client.post(f"{SCIM}/Users", json=body)
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        assert "7-bit" in r.json()["detail"], r.text
+        user = create_user(client, "zoe.o'brien", displayName=display)
+    else:
+        user = create_user(client, "zoë.o'brien", displayName=display)
+    assert user["displayName"] == display
 
 
 # ----------------------------------------------------------------------------- item 4
@@ -317,10 +322,14 @@ def test_removing_missing_members_is_one_search(backend: Backend) -> None:
         params={"excludedAttributes": "members"},
     )
     assert r.status_code == 200, r.text
-    assert masked.ops().count("search") <= 4, masked.calls  # was one search per missing id
-    assert _member_dns(backend, gid) == {
-        normalize_dn(backend.mapping.resource("Group").empty_member or "")
-    }
+    # was one search per missing id; a member codec that deletes values as stored
+    # (uniqueMember's optional UID) reads the member list once more
+    members = backend.mapping.resource("Group").member_map
+    assert members is not None
+    as_stored = 1 if members.codec.name == "name-and-optional-uid" else 0
+    assert masked.ops().count("search") <= 4 + as_stored, masked.calls
+    placeholder = backend.placeholder
+    assert _member_dns(backend, gid) == ({normalize_dn(placeholder)} if placeholder else set())
 
 
 def test_too_many_values_for_one_attribute(client: TestClient) -> None:
@@ -367,11 +376,12 @@ def test_too_many_member_filters(client: TestClient) -> None:
 def test_never_returned_sub_attributes_in_patch_and_list_filters(backend: Backend) -> None:
     """A mapping that declares the mobile number ``returned: never``: it is not shown, not
     read, and neither a list filter nor a PATCH value filter may test it."""
+    from pathlib import Path
+
     from bridge.mapping.load import parse_mapping
-    from tests.conftest import OPENLDAP_MAP
 
     line = 'phoneNumbers[type eq "mobile"].value: {ldap: mobile}'
-    text = OPENLDAP_MAP.read_text(encoding="utf-8")
+    text = Path(backend.mapping.source).read_text(encoding="utf-8")
     assert line in text
     mapping = parse_mapping(text.replace(line, line[:-1] + ", returned: never}"))
     rec = Recording(backend.directory)

@@ -87,7 +87,8 @@ def test_dry_run_writes_nothing(backend: Backend, caplog: pytest.LogCaptureFixtu
     assert add.startswith(f"dn: uid=planned,{PEOPLE}\nchangetype: add\n")
     assert "uid: planned" in add and "userPassword: <redacted>" in add
     assert any("changetype: modrdn\nnewrdn: uid=renamed\ndeleteoldrdn: 1" in x for x in ldifs)
-    assert any(f"add: member\nmember: uid=planned,{PEOPLE}\n-" in x for x in ldifs)
+    members = backend.member_attr
+    assert any(f"add: {members}\n{members}: uid=planned,{PEOPLE}\n-" in x for x in ldifs)
     assert any(x == f"dn: uid=planned,{PEOPLE}\nchangetype: delete" for x in ldifs)
     audits = [r.__dict__ for r in caplog.records if r.name == "bridge.audit"]
     dry_audits = [a for a in audits if a["token"] == "watcher"]

@@ -1,5 +1,6 @@
 """The one LDAP -> SCIM table (bridge/errors.py, documented in docs/errors.md): every row, and
-the real conditions that produce each result code, provoked on a real slapd."""
+the real conditions that produce each result code, provoked on a real slapd and on 389 DS
+(with both clients)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from starlette.testclient import TestClient
 
 from bridge.directory.base import Change, Directory, SortKey
 from bridge.errors import _LDAP_TO_SCIM, _UNAVAILABLE, DirectoryError
-from tests.conftest import Backend, make_client, slapd_directory
+from tests.conftest import Backend, _empty, ds389_directory, make_client, slapd_directory
 from tests.helpers import SCIM, USER_SCHEMA
 
 EXPECTED = {
@@ -159,6 +160,65 @@ def test_real_slapd_results_map_through_the_table(sdir: Directory, scenario: str
     err = caught.value.to_scim()
     expected = EXPECTED[code]
     assert (err.status, err.scim_type) == expected
+    assert err.status < 500
+
+
+# ------------------------------------------------------------------------------ real 389 DS
+#: the same conditions on 389 DS where its result differs from slapd's (both clients, except
+#: where a client is named); None: 389 DS accepts the operation
+DS389_RESULTS: dict[str, str | None] = {
+    "empty groupOfNames": None,  # member is a MAY of groupOfNames in 389 DS's schema
+    "sort without an ordering rule": None,  # 389 DS sorts by the equality rule
+    "two values in a SINGLE-VALUE attribute": "objectClassViolation",
+    "writing memberOf": "objectClassViolation",  # a user attribute there, of nsMemberOf
+    "unknown attribute": "objectClassViolation",
+    "replacing the RDN value by modify": "notAllowedOnRDN",
+    "write outside every naming context": "noSuchObject",
+}
+DS389_LIBLDAP_RESULTS = {"malformed DN (refused by ldap3)": "unwillingToPerform"}
+#: conditions only 389 DS has
+DS389_SCENARIOS: dict[str, tuple[str, Callable[[Directory], object]]] = {
+    "non-ASCII uid (7-bit check plugin)": (
+        "constraintViolation",
+        lambda d: d.modify(USER, [Change("add", "uid", ("zoë".encode(),))]),
+    ),
+}
+#: 389 DS offers no assertion control (RFC 4528): the bridge sends none there (its
+#: capabilities say so), so If-Match compares the version it read instead
+NO_ASSERTION = "failed assertion (If-Match)"
+
+
+@pytest.fixture(params=["ldap3", "libldap"])
+def dsdir(request: pytest.FixtureRequest, ds389_server: Any) -> Iterator[Directory]:
+    directory = ds389_directory(ds389_server, request.param)
+    mapping = request.getfixturevalue("ds389_mapping")
+    _empty(directory, mapping)
+    directory.add(USER, PERSON)
+    yield directory
+    _empty(directory, mapping)
+    directory.close()
+
+
+@pytest.mark.parametrize("scenario", sorted({*SCENARIOS, *DS389_SCENARIOS}))
+def test_real_389ds_results_map_through_the_table(
+    dsdir: Directory, request: pytest.FixtureRequest, scenario: str
+) -> None:
+    """389 DS's result codes for the same conditions: each is in the table and a 4xx."""
+    code, provoke = {**SCENARIOS, **DS389_SCENARIOS}[scenario]
+    if scenario == NO_ASSERTION:
+        assert not dsdir.capabilities.assertion
+        return
+    expected_code = DS389_RESULTS.get(scenario, code)
+    if "libldap" in request.node.callspec.id:
+        expected_code = DS389_LIBLDAP_RESULTS.get(scenario, expected_code)
+    if expected_code is None:
+        provoke(dsdir)  # accepted
+        return
+    with pytest.raises(DirectoryError) as caught:
+        provoke(dsdir)
+    assert caught.value.code == expected_code, caught.value
+    err = caught.value.to_scim()
+    assert (err.status, err.scim_type) == EXPECTED[expected_code]
     assert err.status < 500
 
 

@@ -29,11 +29,15 @@ class WindowsMembers(FaultyDirectory):
 
     name = "windows"
 
+    def __init__(self, inner: Any, member_attr: str = "member"):
+        super().__init__(inner)
+        self.member_attr = member_attr.lower()
+
     def run_modify(self, op: Modify) -> Entry | None:
         dn, changes = op.dn, op.changes
         current = self.inner.read(dn, [c.attr for c in changes])
         for ch in changes:
-            if ch.attr.lower() != "member" or ch.op == "replace" or current is None:
+            if ch.attr.lower() != self.member_attr or ch.op == "replace" or current is None:
                 continue
             have = {normalize_dn(v.decode()) for v in current.get(ch.attr)}
             for v in ch.values:
@@ -61,7 +65,9 @@ class WindowsMembers(FaultyDirectory):
 @pytest.fixture(params=["as-is", "windows"])
 def scim_client(backend: Backend, request: pytest.FixtureRequest) -> TestClient:
     if request.param == "windows":
-        return make_client(replace(backend, directory=WindowsMembers(backend.directory)))
+        return make_client(
+            replace(backend, directory=WindowsMembers(backend.directory, backend.member_attr))
+        )
     return make_client(backend)
 
 
@@ -129,7 +135,7 @@ def test_put_after_another_writer_got_there_first(
     group_dn = service.lookup.find(service.rmap("Group"), team["group"], ["1.1"]).dn
     target = service.lookup.find(service.rmap("User"), u2 if race == "added" else u1, ["1.1"]).dn
     op = "add" if race == "added" else "delete"
-    change = Change(op, "member", (target.encode(),))
+    change = Change(op, backend.member_attr, (target.encode(),))
     original = service.directory
     service.directory = Racing(original, lambda: backend.directory.modify(group_dn, [change]))
     want = [u0, u1, u2] if race == "added" else [u0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from bridge.directory.base import Add, Entry
 from bridge.mapping.load import parse_mapping
 from bridge.service.facade import Service
 from devtools.faults import FaultyDirectory
-from tests.conftest import OPENLDAP_MAP, Backend, make_client
+from tests.conftest import Backend, make_client
 from tests.helpers import GROUP_SCHEMA, SCIM, USER_SCHEMA
 
 RACERS = 6
@@ -75,7 +76,7 @@ def test_racers_past_the_precheck_are_decided_by_the_directory(backend: Backend,
 
 
 def test_non_rdn_unique_attribute_holds_under_a_race(backend: Backend) -> None:
-    text = OPENLDAP_MAP.read_text()
+    text = Path(backend.mapping.source).read_text()
     text = text.replace(
         "externalId:                   {ldap: employeeType}",
         "externalId:                   {ldap: employeeType, unique: true}",
@@ -94,7 +95,7 @@ def test_non_rdn_unique_attribute_holds_under_a_race(backend: Backend) -> None:
 
     assert sorted(race(create, 2)) == [201, 409]
     found = backend.directory.search(
-        "ou=people,dc=example,dc=org", "(employeeType=X1)", ["uid"], scope="one"
+        mapping.resource("User").base_dn, "(employeeType=X1)", ["uid"], scope="one"
     )
     assert len(found.entries) == 1
     # and without a race the pre-check answers 409 before writing anything

@@ -10,7 +10,8 @@ in-memory overlay (an :class:`EmbeddedDirectory`) for the life of the process: t
 touches is copied from the real directory into the overlay (operational attributes included),
 the write is applied there with slapd semantics (so a duplicate add is still a 409, a delete of a
 missing entry a 404), and reads merge the overlay over the real directory.  A create therefore
-reads back with a synthesized ``entryUUID``/timestamps, a later GET/PATCH/DELETE of that id works,
+reads back with a synthesized id (``entryUUID``, or the mapping's: 389 DS's ``nsUniqueId``, AD's
+``objectGUID``), version and timestamps, a later GET/PATCH/DELETE of that id works,
 and a deleted user disappears from lists, all without a single write reaching the directory.
 
 Server-side effects are simulated as far as the overlay knows the entries: members of a planned
@@ -77,9 +78,13 @@ class DryRunDirectory(Wrapper):
         secret_attributes: Iterable[str] = (),
         read_attributes: Iterable[str] = (),
         search_bases: Iterable[str] = (),
+        generated: Mapping[str, str] | None = None,
     ):
+        """``generated``: the attributes the directory itself gives an entry that the mapping
+        reads (its id, its version), for the overlay to stamp on planned entries; see
+        :class:`EmbeddedDirectory`."""
         super().__init__(inner)
-        self.overlay = EmbeddedDirectory()
+        self.overlay = EmbeddedDirectory(generated)
         self._secret = SECRET_ATTRIBUTES | {a.lower() for a in secret_attributes}
         self._read_attrs = ["*", "+", *dict.fromkeys(read_attributes)]
         #: where entries that reference others live (the mapping's base DNs)

@@ -86,7 +86,14 @@ def _gt(ts: datetime) -> bytes:
 class EmbeddedDirectory(Directory):
     name = "embedded"
 
-    def __init__(self) -> None:
+    def __init__(self, generated: Mapping[str, str] | None = None) -> None:
+        """``generated``: attributes another directory generates itself, which this one then
+        stamps too (the dry-run overlay standing in for 389 DS or AD): name -> ``uuid`` or
+        ``guid`` (a new id on add) or ``counter`` (a new number on every write).  entryUUID
+        and entryCSN are always stamped."""
+        self._generated = {
+            k.lower(): v for k, v in (generated or {}).items() if k.lower() not in OPERATIONAL
+        }
         server = ldap3.Server("embedded", get_info=ldap3.NONE)
         self._conn = ldap3.Connection(server, client_strategy=ldap3.MOCK_SYNC)
         self._dit: CaseInsensitiveDict = self._conn.strategy.entries  # normalized dn -> entry
@@ -124,6 +131,13 @@ class EmbeddedDirectory(Directory):
             entry["createtimestamp"] = [_gt(now)]
             entry["entryuuid"] = [str(uuid.uuid4()).encode()]
         entry["modifytimestamp"] = [_gt(now)]
+        for name, kind in self._generated.items():
+            if kind == "counter":
+                old = entry.get(name) or [b""]
+                entry[name] = [str(int(old[0]) + 1 if old[0].isdigit() else self._csn).encode()]
+            elif created:
+                new = uuid.uuid4()
+                entry[name] = [new.bytes_le if kind == "guid" else str(new).encode()]
         entry["entrycsn"] = [
             now.strftime("%Y%m%d%H%M%S.%f").encode() + f"Z#{self._csn:06x}#000#000000".encode()
         ]

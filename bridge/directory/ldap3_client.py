@@ -192,7 +192,10 @@ class Ldap3Directory(PooledDirectory[ldap3.Connection]):
         vlv = (rctrls.get(controls.OID_VLV_RESPONSE) or {}).get("value")
         vlv = bytes(vlv) if isinstance(vlv, bytes | bytearray) else None
         status = "success"
-        if not ok and result.get("result") != 0:
+        # ldap3's ``ok`` is True whenever entries came, whatever the result: a page that ends
+        # in adminLimitExceeded (389 DS's look-through limit) carries entries and no cookie,
+        # and would end a paged walk early as if complete.  The result code decides.
+        if result.get("result", 0 if ok else None) != 0:
             if op.size_limit and result.get("description") == "sizeLimitExceeded":
                 status = "sizeLimitExceeded"
             elif result.get("result") == 76 and vlv is not None:

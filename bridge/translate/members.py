@@ -76,8 +76,18 @@ class Members:
     adds: dict[str, None] = field(default_factory=dict)
     dels: dict[str, None] = field(default_factory=dict)
     filtered: int = 0  # general member filters so far (MAX_MEMBER_FILTERS)
-    #: the member attribute's current values and those of them SCIM shows, read once
+    #: the member attribute's current values, read once
+    _stored: list[str] | None = None
+    #: those values and, resolved once, the ones SCIM shows
     _listed: tuple[list[str], dict[str, tr.Ref]] | None = None
+
+    def stored(self, lookups: Lookups, rmap: ResourceMap, entry: Entry) -> list[str]:
+        """The member attribute's values as the group stores them: one read, no resolve."""
+        if self._stored is None:
+            a = rmap.member_map
+            assert a is not None
+            self._stored = lookups.values_of(entry.dn, a.ldap)
+        return self._stored
 
     def listed(
         self, lookups: Lookups, rmap: ResourceMap, entry: Entry
@@ -87,7 +97,7 @@ class Members:
         if self._listed is None:
             a = rmap.member_map
             assert a is not None
-            dns = lookups.values_of(entry.dn, a.ldap)
+            dns = self.stored(lookups, rmap, entry)
             if a.by_value:  # memberUid: the values, resolved by value
                 self._listed = (dns, lookups.resolve_values(dns, a.to, a.member_value))
             else:
@@ -286,13 +296,14 @@ def _as_stored(
     """The member values to delete, as the group stores them.  Plain DNs, except where the
     member attribute may decorate a DN (uniqueMember's ``#'…'B`` UID, which
     ``uniqueMemberMatch`` does not ignore): then the member list is read once and each DN is
-    replaced by its stored value."""
+    replaced by its stored value (the values only: which of them SCIM shows does not matter
+    here, and resolving every member of a large group would cost a search per batch)."""
     a = rmap.member_map
     assert a is not None
     wanted = list(dns)
     if not wanted or not getattr(a.codec, "decorated", False):
         return wanted
-    stored = {normalize_dn(tr.ref_dn(a, d)): d for d in m.listed(lookups, rmap, entry)[0]}
+    stored = {normalize_dn(tr.ref_dn(a, d)): d for d in m.stored(lookups, rmap, entry)}
     return [stored.get(normalize_dn(d), d) for d in wanted]
 
 

@@ -1,10 +1,11 @@
-"""python-ldap on the event loop (bridge/concurrency.py) and the dereference control, on slapd.
+"""python-ldap on the event loop (bridge/concurrency.py) on slapd, and the dereference control
+on slapd and 389 DS.
 
 * Requests served cooperatively never block one another, also when every pooled connection is
   busy (the wait for a slot happens in the threadpool, not on the loop).
 * With either client, a user's ``groups`` (and a group's ``members``) come with the entry
-  through OpenLDAP's dereference control: one LDAP search per GET, and exactly the resource
-  the two-search path renders.
+  through the dereference control (OpenLDAP's slapo-deref, 389 DS's Deref plugin): one LDAP
+  search per GET, and exactly the resource the two-search path renders.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from bridge.directory.base import Directory
 from bridge.mapping.model import MappingConfig
 from bridge.settings import Settings, Token
 from bridge.web.app import build_app
-from tests.conftest import TOKEN, _empty, slapd_directory
+from tests.conftest import (
+    TOKEN,
+    Backend,
+    _empty,
+    ds389_directory,
+    encrypted_slapd_directory,
+    slapd_directory,
+)
 from tests.helpers import SCIM, create_group, create_user
 
 
@@ -68,20 +76,20 @@ def test_many_concurrent_requests_share_two_connections(
     assert stats.in_use == 0 and stats.idle <= 2
 
 
-@pytest.fixture(params=["libldap", "ldap3"])
-def client(request: Any) -> str:
-    return str(request.param)
+#: the dereference tests run on every directory that offers the control, with both clients:
+#: slapd (slapo-deref) and 389 DS (its Deref plugin, on by default), each with its mapping
+DEREF = pytest.mark.parametrize(
+    "backend", ["slapd-libldap", "slapd", "ds389-libldap", "ds389"], indirect=True
+)
 
 
-@pytest.fixture
-def either(client: str, slapd_server: Any, openldap_mapping: MappingConfig) -> Iterator[Directory]:
-    """A directory on the test slapd through each client: both implement the dereference
-    control, so both give one search per GET."""
-    d = slapd_directory(slapd_server, client)
-    _empty(d, openldap_mapping)
-    yield d
-    _empty(d, openldap_mapping)
-    d.close()
+def _another_client(backend: Backend, request: pytest.FixtureRequest) -> Directory:
+    """A second directory client of the backend's server, through the same LDAP library."""
+    name = request.node.callspec.params["backend"]
+    client = "libldap" if name.endswith("libldap") else "ldap3"
+    if name.startswith("ds389"):
+        return ds389_directory(backend.info, client)
+    return encrypted_slapd_directory(backend.info, client)
 
 
 def _count_searches(directory: Any) -> list[str]:
@@ -97,13 +105,15 @@ def _count_searches(directory: Any) -> list[str]:
     return seen
 
 
+@DEREF
 def test_groups_come_with_the_user_in_one_search(
-    either: Directory, client: str, openldap_mapping: MappingConfig, slapd_server: Any
+    backend: Backend, request: pytest.FixtureRequest
 ) -> None:
     from starlette.testclient import TestClient
 
-    assert either.capabilities.deref, "the test slapd loads slapo-deref"
-    app = _app(either, openldap_mapping)
+    either, mapping = backend.directory, backend.mapping
+    assert either.capabilities.deref, "the test directories offer the dereference control"
+    app = _app(either, mapping)
     with TestClient(app, base_url="https://scim.example.test") as tc:
         tc.headers["Authorization"] = f"Bearer {TOKEN}"
         alice = create_user(tc, "alice", displayName="Alice")
@@ -123,10 +133,10 @@ def test_groups_come_with_the_user_in_one_search(
         group = tc.get(f"{SCIM}/Groups/{g1['id']}").json()
 
     # the same resources through the two-search path (no dereference control)
-    plain = slapd_directory(slapd_server, client)
+    plain = _another_client(backend, request)
     plain._caps = dataclasses.replace(plain.capabilities, deref=False)  # type: ignore[attr-defined]
     try:
-        app2 = _app(plain, openldap_mapping)
+        app2 = _app(plain, mapping)
         with TestClient(app2, base_url="https://scim.example.test") as tc2:
             tc2.headers["Authorization"] = f"Bearer {TOKEN}"
             searches = _count_searches(plain)
@@ -137,15 +147,18 @@ def test_groups_come_with_the_user_in_one_search(
         plain.close()
 
 
+@DEREF
 def test_a_group_outside_the_mapped_base_is_not_rendered_from_the_dereference(
-    either: Directory, openldap_mapping: MappingConfig
+    backend: Backend,
 ) -> None:
-    """memberOf can name a groupOfNames outside the Groups base; the dereference control
-    returns it like any other, but it is no SCIM Group: left out, as without deref."""
+    """memberOf can name a group outside the Groups base; the dereference control returns it
+    like any other, but it is no SCIM Group: left out, as without deref."""
     from starlette.testclient import TestClient
 
-    users = openldap_mapping.resource("User").base_dn
-    app = _app(either, openldap_mapping)
+    either, mapping = backend.directory, backend.mapping
+    users = mapping.resource("User").base_dn
+    classes = [c.encode() for c in mapping.resource("Group").object_classes]
+    app = _app(either, mapping)
     with TestClient(app, base_url="https://scim.example.test") as tc:
         tc.headers["Authorization"] = f"Bearer {TOKEN}"
         alice = create_user(tc, "alice")
@@ -154,7 +167,7 @@ def test_a_group_outside_the_mapped_base_is_not_rendered_from_the_dereference(
         outside = f"cn=outside,{users}"
         either.add(
             outside,
-            {"objectClass": [b"groupOfNames"], "cn": [b"outside"], "member": [user_dn.encode()]},
+            {"objectClass": classes, "cn": [b"outside"], backend.member_attr: [user_dn.encode()]},
         )
         try:
             entry = either.read(user_dn, ["memberOf"])

@@ -35,6 +35,7 @@ from tests.conftest import (
     ds389_directory,
     encrypted_slapd_directory,
     make_client,
+    slapd_directory,
 )
 
 SCIM = "/scim/v2"
@@ -329,3 +330,51 @@ def test_check_mapping_connect_sees_the_usn_plugin_off(ds389: Target) -> None:
     finally:
         _admin_modify(ds389.info, dn, "nsslapd-pluginEnabled", old)
     assert found["usn"].severity == "warning" and "entryusn" in found["usn"].effect
+
+
+# ------------------------------------------------------------------ the look-through limit
+
+
+@pytest.mark.parametrize("client", ["ldap3", "libldap"])
+def test_a_paged_walk_stopped_by_the_look_through_limit_is_an_error(
+    ds389_server: Any, ds389_mapping: MappingConfig, client: str
+) -> None:
+    """389 DS ends a search that looks at more candidates than the bind account's look-through
+    limit with adminLimitExceeded, on the page where it stops (with that page's entries and
+    no cookie).  Both clients raise it: ldap3 returned the walk so far as if complete."""
+    from bridge.errors import DirectoryError
+    from devtools.ds389 import BIND_DN, admin_connection
+
+    people = ds389_mapping.resource("User").base_dn
+    directory = _paging(ds389_server, client)
+    _empty(directory, ds389_mapping)
+    admin = admin_connection(ds389_server)
+    admin.search(BIND_DN, "(objectClass=*)", ldap3.BASE, attributes=["nsLookThroughLimit"])
+    before = [str(v) for v in admin.entries[0]["nsLookThroughLimit"].values]
+    try:
+        for i in range(120):
+            directory.add(
+                f"uid=lt{i:03d},{people}",
+                {"objectClass": [b"inetOrgPerson"], "uid": [f"lt{i:03d}".encode()],
+                 "cn": [b"lt"], "sn": [b"lt"]},
+            )  # fmt: skip
+        assert len(list(directory.iter_search(people, "(uid=lt*)", ["1.1"]))) == 120
+        admin.modify(BIND_DN, {"nsLookThroughLimit": [(ldap3.MODIFY_REPLACE, ["100"])]})
+        limited = _paging(ds389_server, client)  # binds anew: the account's new limit
+        try:
+            with pytest.raises(DirectoryError) as caught:
+                list(limited.iter_search(people, "(objectClass=inetOrgPerson)", ["1.1"]))
+            assert caught.value.code == "adminLimitExceeded"
+            assert caught.value.to_scim().status == 400
+        finally:
+            limited.close()
+    finally:
+        admin.modify(BIND_DN, {"nsLookThroughLimit": [(ldap3.MODIFY_REPLACE, before)]})
+        admin.unbind()
+        _empty(directory, ds389_mapping)
+        directory.close()
+
+
+def _paging(info: Any, client: str) -> Directory:
+    """A client of the fixture 389 DS that walks in pages of 40 entries."""
+    return slapd_directory(info, client, urls=(info.ldaps_url,), ca_file=info.ca_file, page_size=40)
