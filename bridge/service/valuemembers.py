@@ -19,19 +19,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from bridge.directory.base import Change, Entry
+from bridge.directory.base import Change, Directory, Entry
 from bridge.errors import DirectoryError, ScimError
 from bridge.mapping.model import MappingConfig, ResourceMap
 from bridge.service import integrity
 from bridge.translate.filter import equals, of_type
 from bridge.translate.members import member_changes
 
-if TYPE_CHECKING:
-    from bridge.service.writes import Writer
-
 log = logging.getLogger("bridge.integrity")
+
+
+class _Applied(Protocol):
+    @property
+    def applied(self) -> list[Change]: ...
+
+
+class Writer(Protocol):
+    """What these steps need of :class:`bridge.service.writes.Writer` (which calls them, so
+    it is described here rather than imported): its modify, whose no-op retry makes a
+    re-run step harmless, and what it writes through."""
+
+    @property
+    def mapping(self) -> MappingConfig: ...
+
+    @property
+    def directory(self) -> Directory: ...
+
+    def modify(self, dn: str, changes: list[Change]) -> _Applied: ...
 
 
 @dataclass(frozen=True)
